@@ -1,0 +1,11 @@
+//! Fulcrum: a run-time interference controller for Kubernetes.
+//!
+//! The library holds everything the `fulcrum` binary wires together:
+//!
+//! - [`sample`]: the `fulcrum.metrics/v1` event schema and its decoder.
+//! - [`manifest`]: reading multi-document YAML/JSON files and rendering the CRD.
+//!
+//! Layout and contracts are described in the repository's `ARCHITECTURE.md` and `docs/`.
+
+pub mod manifest;
+pub mod sample;

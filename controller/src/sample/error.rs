@@ -1,0 +1,151 @@
+//! Why a message or a sample was rejected.
+
+use std::fmt;
+
+/// A rejected message, or a rejected sample within a batch.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The message exceeds [`super::MAX_MESSAGE_BYTES`].
+    #[error("message is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// Size of the message.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The message is not valid UTF-8.
+    #[error("not UTF-8: invalid byte 0x{byte:02x} at offset {offset}")]
+    NotUtf8 {
+        /// Offset of the first invalid byte.
+        offset: usize,
+        /// The byte found there.
+        byte: u8,
+    },
+    /// The message is not well-formed JSON.
+    #[error("not valid JSON at byte {offset}: {message}")]
+    Syntax {
+        /// Byte offset of the error.
+        offset: usize,
+        /// What the parser expected.
+        message: String,
+    },
+    /// A field is missing, mistyped or out of range.
+    #[error("{field}: {problem}")]
+    Field {
+        /// Path of the field, e.g. `metrics.cpi` or `samples[3].ts`.
+        field: String,
+        /// What is wrong with it.
+        problem: Problem,
+    },
+}
+
+/// What is wrong with a field.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// A required field is absent.
+    Missing,
+    /// The field appears twice.
+    Duplicate,
+    /// The field has the wrong JSON type.
+    WrongType {
+        /// What the schema wants.
+        expected: &'static str,
+        /// What the message has.
+        got: &'static str,
+    },
+    /// A number is NaN or infinite (also `NaN`/`Infinity` literals, which JSON forbids).
+    NonFinite,
+    /// A metric name does not match `[a-z][a-z0-9_]*`.
+    BadMetricName(String),
+    /// A node, namespace, pod or container name is not a valid Kubernetes name.
+    BadName(String),
+    /// More metrics than [`super::MAX_METRICS_PER_SAMPLE`].
+    TooManyMetrics(usize),
+    /// `metrics` is empty.
+    NoMetrics,
+    /// `ts` is a string but not RFC 3339.
+    BadTimestamp(String),
+    /// `ts` is before 2000-01-01.
+    TooOld(i64),
+    /// `ts` is more than a day ahead of the decoder's clock.
+    InFuture {
+        /// The sample's timestamp (ms).
+        ts_ms: i64,
+        /// The decoder's clock (ms).
+        now_ms: i64,
+    },
+    /// `schema` names a schema this version does not understand.
+    UnknownSchema(String),
+    /// A message has both batch (`samples`) and single-sample fields.
+    MixedBatch,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Missing => f.write_str("is required but missing"),
+            Problem::Duplicate => f.write_str("appears more than once"),
+            Problem::WrongType { expected, got } => write!(f, "must be {expected}, got {got}"),
+            Problem::NonFinite => f.write_str("must be a finite number, got NaN or infinity"),
+            Problem::BadMetricName(name) => {
+                write!(f, "metric name {name:?} must match [a-z][a-z0-9_]* (at most 128 bytes)")
+            }
+            Problem::BadName(name) => write!(f, "{name:?} is not a valid Kubernetes name"),
+            Problem::TooManyMetrics(n) => write!(
+                f,
+                "has {n} metrics, more than the {} allowed",
+                super::MAX_METRICS_PER_SAMPLE
+            ),
+            Problem::NoMetrics => f.write_str("must hold at least one metric"),
+            Problem::BadTimestamp(text) => write!(
+                f,
+                "{text:?} is not an RFC 3339 timestamp (e.g. 2026-11-26T10:00:00.123Z)"
+            ),
+            Problem::TooOld(ts) => write!(f, "{ts} ms is before 2000-01-01 (is it in seconds?)"),
+            Problem::InFuture { ts_ms, now_ms } => write!(
+                f,
+                "{ts_ms} ms is more than a day ahead of the clock ({now_ms} ms)"
+            ),
+            Problem::UnknownSchema(s) => {
+                write!(f, "{s:?} is not a supported schema (expected {:?})", super::SCHEMA)
+            }
+            Problem::MixedBatch => f.write_str(
+                "a batch (with `samples`) must not also carry single-sample fields (ts, node, pod, container, metrics)",
+            ),
+        }
+    }
+}
+
+impl DecodeError {
+    /// A short, stable reason code for metrics labels and dead-letter headers.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooLarge { .. } => "too_large",
+            DecodeError::NotUtf8 { .. } => "not_utf8",
+            DecodeError::Syntax { .. } => "not_json",
+            DecodeError::Field { problem, .. } => match problem {
+                Problem::Missing => "missing_field",
+                Problem::Duplicate => "duplicate_field",
+                Problem::WrongType { .. } => "wrong_type",
+                Problem::NonFinite => "non_finite",
+                Problem::BadMetricName(_) => "bad_metric_name",
+                Problem::BadName(_) => "bad_name",
+                Problem::TooManyMetrics(_) => "too_many_metrics",
+                Problem::NoMetrics => "no_metrics",
+                Problem::BadTimestamp(_) => "bad_timestamp",
+                Problem::TooOld(_) => "ts_too_old",
+                Problem::InFuture { .. } => "ts_in_future",
+                Problem::UnknownSchema(_) => "unknown_schema",
+                Problem::MixedBatch => "mixed_batch",
+            },
+        }
+    }
+
+    /// The field path, for field errors.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            DecodeError::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
