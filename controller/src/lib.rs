@@ -3,9 +3,11 @@
 //! The library holds everything the `fulcrum` binary wires together:
 //!
 //! - [`sample`]: the `fulcrum.metrics/v1` event schema and its decoder.
+//! - [`check`]: `fulcrum check-policy`.
 //! - [`manifest`]: reading multi-document YAML/JSON files and rendering the CRD.
 //!
 //! Layout and contracts are described in the repository's `ARCHITECTURE.md` and `docs/`.
 
+pub mod check;
 pub mod manifest;
 pub mod sample;

@@ -1,13 +1,11 @@
 //! The `fulcrum` command line: wiring only; the work lives in the library.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fulcrum::manifest::{crd_yaml, read_documents};
-use fulcrum_policies::document::check_document;
+use fulcrum::check::check_files;
+use fulcrum::manifest::crd_yaml;
 
 /// Fulcrum: detects interference between co-located workloads and evicts or migrates the
 /// noisy neighbour, as InterferencePolicy resources declare.
@@ -24,8 +22,9 @@ enum Command {
     Crd,
     /// Validate policy files and explain every error with its field path.
     ///
-    /// Reads multi-document YAML or JSON (`-` for standard input). Exits 0 when every policy
-    /// is valid, 1 otherwise.
+    /// Reads multi-document YAML or JSON (`-` for standard input; the items of a `kind: List`
+    /// are checked one by one). Prints one line per valid policy and one per problem.
+    /// Exits 0 when every policy is valid, 1 otherwise, 2 on a usage or output error.
     CheckPolicy {
         /// Policy files to check.
         #[arg(required = true, value_name = "FILE")]
@@ -35,12 +34,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: anyhow::Result<bool> = match cli.command {
         Command::Crd => {
             print!("{}", crd_yaml());
             Ok(true)
         }
-        Command::CheckPolicy { files } => check_policies(&files),
+        Command::CheckPolicy { files } => {
+            check_files(&files, &mut std::io::stdout().lock()).map_err(Into::into)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -50,57 +51,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Checks every policy in `files`; prints one line per problem. Returns whether all are valid.
-fn check_policies(files: &[PathBuf]) -> anyhow::Result<bool> {
-    let mut all_valid = true;
-    for file in files {
-        let shown = file.display();
-        let text = if file.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading standard input")?;
-            text
-        } else {
-            match std::fs::read_to_string(file) {
-                Ok(text) => text,
-                Err(err) => {
-                    println!("{shown}: cannot read: {err}");
-                    all_valid = false;
-                    continue;
-                }
-            }
-        };
-        let documents = match read_documents(&text) {
-            Ok(documents) => documents,
-            Err(err) => {
-                println!("{shown}: {err}");
-                all_valid = false;
-                continue;
-            }
-        };
-        if documents.is_empty() {
-            println!("{shown}: no policy found");
-            all_valid = false;
-        }
-        for doc in &documents {
-            let name = doc
-                .value
-                .pointer("/metadata/name")
-                .and_then(|n| n.as_str())
-                .unwrap_or("(unnamed)");
-            match check_document(&doc.value) {
-                Ok(_) => println!("{shown}: {name}: valid"),
-                Err(errors) => {
-                    all_valid = false;
-                    for error in errors {
-                        println!("{shown}: {name} (document {}): {error}", doc.position);
-                    }
-                }
-            }
-        }
-    }
-    Ok(all_valid)
 }

@@ -52,16 +52,27 @@ pub fn check_document(doc: &Value) -> Result<InterferencePolicy, Vec<FieldError>
         );
     }
 
-    let policy = match decode_collecting_type_errors(doc, &mut errors) {
-        Some(policy) => policy,
-        None => return Err(errors.into_vec()),
+    let mut removed = Vec::new();
+    let Some(policy) = decode_collecting_type_errors(doc, &mut errors, &mut removed) else {
+        return Err(errors.into_vec());
     };
 
+    // A field dropped for a type error is reported once; it is "unknown" to the round trip
+    // and rules about it or its parent (such as "exactly one of above or outlier") would
+    // only echo that error.
+    let related = |path: &str| {
+        removed
+            .iter()
+            .any(|r: &String| r.starts_with(path) || path.starts_with(r.as_str()))
+    };
+    let mut unknown = FieldErrors::default();
     if let Ok(canonical) = serde_json::to_value(&policy) {
-        unknown_fields(doc, &canonical, &mut String::new(), &mut errors);
+        unknown_fields(doc, &canonical, &mut String::new(), &mut unknown);
     }
-    for e in validate(&policy.spec) {
-        errors.push(e.path, e.message);
+    for e in unknown.into_vec().into_iter().chain(validate(&policy.spec)) {
+        if !related(&e.path) {
+            errors.push(e.path, e.message);
+        }
     }
     if errors.is_empty() {
         Ok(policy)
@@ -81,19 +92,19 @@ pub fn check_spec(spec: &InterferencePolicySpec) -> Result<(), Vec<FieldError>> 
 }
 
 /// Decodes `doc`; on a type error, records it, removes the offending field and tries again,
-/// so one run reports every independent type error rather than only the first.
+/// so one run reports every independent type error rather than only the first. Returns the
+/// policy decoded without the removed fields (their paths are pushed to `removed`), or
+/// `None` when a required field is unusable.
 fn decode_collecting_type_errors(
     doc: &Value,
     errors: &mut FieldErrors,
+    removed: &mut Vec<String>,
 ) -> Option<InterferencePolicy> {
     let mut doc = doc.clone();
-    let mut removed: Vec<String> = Vec::new();
-    let mut failed = false;
     for _ in 0..MAX_TYPE_ERRORS {
         match serde_path_to_error::deserialize::<_, InterferencePolicy>(&doc) {
-            Ok(policy) => return (!failed).then_some(policy),
+            Ok(policy) => return Some(policy),
             Err(err) => {
-                failed = true;
                 let segments: Vec<Segment> = err.path().iter().cloned().collect();
                 let message = err.inner().to_string();
                 let (segments, message) = match missing_field(&message) {

@@ -32,3 +32,6 @@ pub use validate::{FieldError, validate};
 pub const GROUP: &str = "fulcrum.dev";
 /// The API version of [`InterferencePolicy`].
 pub const API_VERSION: &str = "fulcrum.dev/v1alpha1";
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,3 @@
-fn main() {}
+//! Integration tests for Fulcrum. One binary, one module per area.
+
+mod check_policy;

@@ -95,3 +95,6 @@ impl Sample<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
