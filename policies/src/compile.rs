@@ -188,10 +188,15 @@ pub fn compile_spec(
         "spec.victims",
         &mut errors,
     );
-    if selects_everything(&spec.victims.pod_selector) && spec.victims.namespace_selector.is_none() {
+    let every_namespace = spec
+        .victims
+        .namespace_selector
+        .as_ref()
+        .is_none_or(selects_everything);
+    if selects_everything(&spec.victims.pod_selector) && every_namespace {
         errors.push(
             "spec.victims.podSelector",
-            "must select something: an empty selector without a namespaceSelector makes every pod a victim, so nothing could ever be acted on",
+            "must select something: with an empty selector (and no restricting namespaceSelector) every pod is a victim, so nothing could ever be acted on",
         );
     }
 
@@ -292,6 +297,14 @@ pub fn compile_spec(
     let a = &spec.attribution;
     if a.metrics.is_empty() {
         errors.push("spec.attribution.metrics", "must list at least one metric");
+    } else if a.metrics.len() > MAX_LIST_ENTRIES {
+        errors.push(
+            "spec.attribution.metrics",
+            format!(
+                "must list at most {MAX_LIST_ENTRIES} metrics, got {}",
+                a.metrics.len()
+            ),
+        );
     }
     let mut seen = HashSet::new();
     let mut attribution_metrics = Vec::with_capacity(a.metrics.len());
@@ -441,7 +454,7 @@ fn millis(d: &Duration, at: &str, errors: &mut FieldErrors) -> u64 {
 fn positive_millis(d: &Duration, at: &str, errors: &mut FieldErrors) -> u64 {
     match d.to_millis() {
         Ok(0) => {
-            errors.push(at, format!("must be longer than 0s, got {:?}", d.as_str()));
+            errors.push(at, format!("must be at least 1ms, got {:?}", d.as_str()));
             0
         }
         Ok(ms) => ms,

@@ -63,7 +63,7 @@ pub fn check_document(doc: &Value) -> Result<InterferencePolicy, Vec<FieldError>
     let related = |path: &str| {
         removed
             .iter()
-            .any(|r: &String| r.starts_with(path) || path.starts_with(r.as_str()))
+            .any(|r: &String| is_path_prefix(path, r) || is_path_prefix(r, path))
     };
     let mut unknown = FieldErrors::default();
     if let Ok(canonical) = serde_json::to_value(&policy) {
@@ -131,6 +131,13 @@ fn decode_collecting_type_errors(
         }
     }
     None
+}
+
+/// True when `prefix` is `path` or one of its ancestors (`spec.triggers[1]` is an ancestor
+/// of `spec.triggers[1].above` but not of `spec.triggers[10]`).
+fn is_path_prefix(prefix: &str, path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
 fn missing_field(message: &str) -> Option<&str> {

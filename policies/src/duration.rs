@@ -3,7 +3,9 @@
 //! The accepted grammar is the subset of Go's `time.ParseDuration` that the CRD schema's
 //! `pattern` also accepts, so what `validate()` accepts the API server accepts too:
 //! one or more `<digits>[.<digits>]<unit>` groups with units `ns`, `us`, `µs`, `ms`, `s`,
-//! `m`, `h`, or the bare string `0`. Negative durations are not allowed.
+//! `m`, `h` (`µs` may also be written with the Greek `μ`, as Go allows), or the bare string
+//! `0`. Negative durations and durations over [`MAX_DURATION_MS`] are not allowed; both
+//! limits are also in the CRD schema.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -12,7 +14,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 /// The regular expression the CRD schema uses for every duration field.
-pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
+pub const DURATION_PATTERN: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$";
 
 /// Longest duration a policy may use: 30 days. Longer windows are almost certainly a typo
 /// and would make the engine keep unbounded history.
@@ -92,8 +94,13 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
+            "maxLength": 64,
             "pattern": DURATION_PATTERN,
-            "description": "A duration such as 30s, 5m or 1h30m (units: ns, us, ms, s, m, h)."
+            "description": "A duration such as 30s, 5m or 1h30m (units: ns, us, ms, s, m, h; at most 720h).",
+            "x-kubernetes-validations": [{
+                "rule": "duration(self) <= duration('720h')",
+                "message": "must be at most 720h"
+            }]
         })
     }
 }
@@ -191,6 +198,7 @@ mod tests {
         assert_eq!(parse_millis("250ms"), Ok(250));
         assert_eq!(parse_millis("1500us"), Ok(1));
         assert_eq!(parse_millis("2µs"), Ok(0));
+        assert_eq!(parse_millis("2000μs"), Ok(2));
         assert_eq!(parse_millis("720h"), Ok(MAX_DURATION_MS));
     }
 

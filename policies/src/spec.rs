@@ -52,7 +52,8 @@ pub struct InterferencePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<LabelSelector>,
 
-    /// The workloads to protect. A victim is never acted on by this policy.
+    /// The workloads to protect. A victim is never acted on, by this or any other policy
+    /// covering the node.
     pub victims: VictimSelector,
 
     /// Workloads that may be acted on, tried in this order.
@@ -176,7 +177,7 @@ pub struct Trigger {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.sigma > 0.0").message("sigma must be greater than 0"))]
-#[x_kube(validation = Rule::new("duration(self.baselineWindow) > duration('0s')").message("baselineWindow must be longer than 0s"))]
+#[x_kube(validation = Rule::new("duration(self.baselineWindow) >= duration('1ms')").message("baselineWindow must be at least 1ms"))]
 pub struct OutlierBaseline {
     /// Standard deviations above the mean that count as an outlier.
     #[serde(default = "defaults::sigma")]
@@ -193,14 +194,17 @@ pub struct OutlierBaseline {
 /// How a detection is attributed to a culprit on the node.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.window) > duration('0s')").message("window must be longer than 0s"))]
+#[x_kube(validation = Rule::new("duration(self.window) >= duration('1ms')").message("window must be at least 1ms"))]
 pub struct Attribution {
     /// `Correlation` (default) or `Usage`.
     #[serde(default)]
     pub method: AttributionMethod,
     /// Candidate metrics used to score culprits.
     #[serde(default = "defaults::attribution_metrics")]
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(min = 1, max = 128), regex(pattern = r"^[a-z][a-z0-9_]*$"))
+    )]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub metrics: Vec<String>,
     /// The history that scores are computed over.
@@ -258,7 +262,7 @@ pub struct Limits {
 /// At most `count` actions in any `window`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("duration(self.window) > duration('0s')").message("window must be longer than 0s"))]
+#[x_kube(validation = Rule::new("duration(self.window) >= duration('1ms')").message("window must be at least 1ms"))]
 pub struct RateLimit {
     /// Actions allowed per window.
     #[schemars(range(min = 1))]

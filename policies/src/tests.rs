@@ -98,6 +98,9 @@ fn every_rule_rejects_its_failing_example_with_a_field_path() {
         ("unknown field", with("/spec/triggers/0/sustainedfor", json!("30s")), "spec.triggers[0].sustainedfor: unknown field"),
         ("victims missing", without("/spec/victims"), "spec.victims: is required"),
         ("victims everything", with("/spec/victims/podSelector", json!({})), "spec.victims.podSelector: must select something"),
+        ("victims everything in every namespace", { let mut d = with("/spec/victims/podSelector", json!({})); d["spec"]["victims"]["namespaceSelector"] = json!({}); d }, "spec.victims.podSelector: must select something"),
+        ("sub-millisecond window", with("/spec/attribution/window", json!("500us")), "spec.attribution.window: must be at least 1ms"),
+        ("attribution metrics too many", with("/spec/attribution/metrics", json!((0..17).map(|i| format!("m{i}")).collect::<Vec<_>>())), "spec.attribution.metrics: must list at most 16 metrics, got 17"),
         ("selector operator", with("/spec/nodeSelector", json!({"matchExpressions":[{"key":"a","operator":"Equals","values":["x"]}]})), "spec.nodeSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist"),
         ("selector In without values", with("/spec/nodeSelector", json!({"matchExpressions":[{"key":"a","operator":"In"}]})), "spec.nodeSelector.matchExpressions[0].values: must not be empty for operator In"),
         ("selector Exists with values", with("/spec/nodeSelector", json!({"matchExpressions":[{"key":"a","operator":"Exists","values":["x"]}]})), "spec.nodeSelector.matchExpressions[0].values: must be empty for operator Exists"),
@@ -118,18 +121,18 @@ fn every_rule_rejects_its_failing_example_with_a_field_path() {
         ("sigma", with("/spec/triggers/1/outlier/sigma", json!(-1)), "spec.triggers[1].outlier.sigma: must be > 0, got -1"),
         ("minSamples", with("/spec/triggers/1/outlier/minSamples", json!(1)), "spec.triggers[1].outlier.minSamples: must be >= 2"),
         ("minSamples negative", with("/spec/triggers/1/outlier/minSamples", json!(-3)), "spec.triggers[1].outlier.minSamples: invalid value: integer `-3`"),
-        ("baselineWindow zero", with("/spec/triggers/1/outlier/baselineWindow", json!("0s")), "spec.triggers[1].outlier.baselineWindow: must be longer than 0s"),
+        ("baselineWindow zero", with("/spec/triggers/1/outlier/baselineWindow", json!("0s")), "spec.triggers[1].outlier.baselineWindow: must be at least 1ms"),
         ("sustainedFor syntax", with("/spec/triggers/0/sustainedFor", json!("30")), "spec.triggers[0].sustainedFor: \"30\" is not a duration"),
         ("attribution method", with("/spec/attribution/method", json!("Blame")), "spec.attribution.method: unknown variant `Blame`"),
         ("attribution metrics empty", with("/spec/attribution/metrics", json!([])), "spec.attribution.metrics: must list at least one metric"),
         ("attribution metric name", with("/spec/attribution/metrics/0", json!("MemBW")), "spec.attribution.metrics[0]: must match [a-z][a-z0-9_]*"),
         ("attribution metric duplicate", with("/spec/attribution/metrics/1", json!("mem_bw_bytes_per_sec")), "spec.attribution.metrics[1]: duplicate metric \"mem_bw_bytes_per_sec\""),
         ("attribution window unit", with("/spec/attribution/window", json!("5 minutes")), "spec.attribution.window: \"5 minutes\" has unknown unit"),
-        ("attribution window zero", with("/spec/attribution/window", json!("0")), "spec.attribution.window: must be longer than 0s"),
+        ("attribution window zero", with("/spec/attribution/window", json!("0")), "spec.attribution.window: must be at least 1ms"),
         ("minCorrelation", with("/spec/attribution/minCorrelation", json!(1.5)), "spec.attribution.minCorrelation: must be between 0 and 1, got 1.5"),
         ("clearFor", with("/spec/recovery/clearFor", json!("2d")), "spec.recovery.clearFor: \"2d\" has unknown unit \"d\""),
         ("limit count", with("/spec/limits/maxActionsPerNode/count", json!(0)), "spec.limits.maxActionsPerNode.count: must be >= 1"),
-        ("limit window", with("/spec/limits/maxActionsPerWorkload/window", json!("0s")), "spec.limits.maxActionsPerWorkload.window: must be longer than 0s"),
+        ("limit window", with("/spec/limits/maxActionsPerWorkload/window", json!("0s")), "spec.limits.maxActionsPerWorkload.window: must be at least 1ms"),
         ("limit namespace window", with("/spec/limits/maxActionsPerNamespace/window", json!("1y")), "spec.limits.maxActionsPerNamespace.window: \"1y\" has unknown unit"),
         ("limit total count", with("/spec/limits/maxActionsTotal/count", json!(0)), "spec.limits.maxActionsTotal.count: must be >= 1"),
         ("cooldown too long", with("/spec/limits/cooldown", json!("1000h")), "spec.limits.cooldown: \"1000h\" is longer than the 720h maximum"),
@@ -438,8 +441,9 @@ fn the_crd_schema_is_structural_and_carries_its_rules() {
     let rules = serde_json::to_string(schema).unwrap();
     for rule in [
         "self.sigma > 0.0",
-        "duration(self.baselineWindow) > duration('0s')",
-        "duration(self.window) > duration('0s')",
+        "duration(self.baselineWindow) >= duration('1ms')",
+        "duration(self.window) >= duration('1ms')",
+        "duration(self) <= duration('720h')",
     ] {
         assert!(rules.contains(rule), "missing CEL rule {rule}");
     }

@@ -80,20 +80,29 @@ fn under(parent: &str, relative: &str) -> String {
 
 fn syntax_error(text: &str, err: &serde_json::Error) -> DecodeError {
     let offset = byte_offset(text, err.line(), err.column());
-    let rest = text.get(offset.saturating_sub(1)..).unwrap_or("");
-    let non_finite = ["NaN", "Infinity", "-Infinity", "inf", "-inf", "nan"]
-        .iter()
-        .any(|t| rest.starts_with(t) || rest.get(1..).is_some_and(|r| r.starts_with(t)));
-    let message = if non_finite {
-        "NaN and Infinity are not JSON numbers; metric values must be finite".to_owned()
-    } else {
-        let full = err.to_string();
-        match full.rfind(" at line ") {
-            Some(i) => full[..i].to_owned(),
-            None => full,
-        }
+    let message = err.to_string();
+    if let Some(start) = non_finite_literal_at(text, offset)
+        && (message.starts_with("expected value") || message.starts_with("invalid number"))
+    {
+        return DecodeError::NonFiniteNumber { offset: start };
+    }
+    if message.starts_with("number out of range") {
+        return DecodeError::NonFiniteNumber { offset };
+    }
+    let message = match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
     };
     DecodeError::Syntax { offset, message }
+}
+
+/// Where a `NaN`/`Infinity` literal starts, if one is at or just before `offset`.
+fn non_finite_literal_at(text: &str, offset: usize) -> Option<usize> {
+    const LITERALS: [&str; 6] = ["NaN", "Infinity", "-Infinity", "nan", "inf", "-inf"];
+    (offset.saturating_sub(2)..=offset).find(|&start| {
+        text.get(start..)
+            .is_some_and(|rest| LITERALS.iter().any(|l| rest.starts_with(l)))
+    })
 }
 
 /// Converts serde_json's 1-based line/column into a byte offset.
@@ -254,7 +263,8 @@ fn timestamp(value: Json<'_>, options: &DecodeOptions) -> Result<i64, Fail> {
     let ts_ms = match value {
         Json::Int(v) => v,
         Json::UInt(v) => i64::try_from(v).unwrap_or(i64::MAX),
-        Json::Float(v) if v.fract() == 0.0 && v.abs() < 9.0e15 => v as i64,
+        // `as` saturates, so a huge integer-valued float fails the range checks below.
+        Json::Float(v) if v.fract() == 0.0 => v as i64,
         Json::Float(_) => return fail("ts", wrong(EXPECTED, "a fractional number")),
         Json::Str(text) => match text.parse::<jiff::Timestamp>() {
             Ok(t) => t.as_millisecond(),

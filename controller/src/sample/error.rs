@@ -29,6 +29,15 @@ pub enum DecodeError {
         /// What the parser expected.
         message: String,
     },
+    /// A `NaN` or `Infinity` literal (common from Python's `json.dumps`), or a number
+    /// too large for a 64-bit float: JSON has no non-finite numbers.
+    #[error(
+        "non-finite number at byte {offset}: metric values must be finite (NaN and Infinity are not JSON)"
+    )]
+    NonFiniteNumber {
+        /// Byte offset of the number.
+        offset: usize,
+    },
     /// A field is missing, mistyped or out of range.
     #[error("{field}: {problem}")]
     Field {
@@ -123,6 +132,7 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::NotUtf8 { .. } => "not_utf8",
             DecodeError::Syntax { .. } => "not_json",
+            DecodeError::NonFiniteNumber { .. } => "non_finite",
             DecodeError::Field { problem, .. } => match problem {
                 Problem::Missing => "missing_field",
                 Problem::Duplicate => "duplicate_field",
