@@ -4,10 +4,14 @@
 //!
 //! - [`sample`]: the `fulcrum.metrics/v1` event schema and its decoder.
 //! - [`check`]: `fulcrum check-policy`.
+//! - [`engine`]: pure detection, attribution and planning.
+//! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
 //! - [`manifest`]: reading multi-document YAML/JSON files and rendering the CRD.
 //!
 //! Layout and contracts are described in the repository's `ARCHITECTURE.md` and `docs/`.
 
 pub mod check;
+pub mod engine;
 pub mod manifest;
+pub mod replay;
 pub mod sample;

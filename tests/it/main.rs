@@ -1,3 +1,4 @@
 //! Integration tests for Fulcrum. One binary, one module per area.
 
 mod check_policy;
+mod scenario;

@@ -1,0 +1,188 @@
+//! Attribution: which candidate on the node causes the interference.
+//!
+//! - `Correlation` (CPI2-style): Pearson correlation, over `attribution.window`, between the
+//!   victim's degradation signal (the trigger's metric) and each candidate's usage of each
+//!   listed metric, on time buckets both series hold. A metric only counts when the
+//!   candidate's usage really varies (coefficient of variation >= `min_usage_variation`)
+//!   and is a meaningful share of the node's usage (>= `min_usage_share`), and there are at
+//!   least `min_correlation_points` buckets. The candidate's score is its best counting
+//!   correlation; it is blamed when the score reaches `minCorrelation`.
+//! - `Usage`: the candidate's share of the node's usage, averaged over the listed metrics;
+//!   blamed when the share reaches `min_usage_share`.
+
+use fulcrum_policies::spec::AttributionMethod;
+
+use super::Engine;
+use super::cluster::{NodeId, PodId};
+use super::decision::{CandidateScore, MetricScore};
+use super::series::{Series, correlate};
+use super::state::Role;
+
+/// A candidate with its score and, if it cannot be acted on, why.
+#[derive(Clone, Debug)]
+pub(crate) struct Scored {
+    pub(crate) pod: PodId,
+    pub(crate) class: u16,
+    pub(crate) score: Option<f64>,
+    pub(crate) qualifies: bool,
+    pub(crate) metrics: Vec<MetricScore>,
+    pub(crate) excluded: Option<String>,
+}
+
+impl Engine {
+    /// Scores every candidate of policy `p` on `node` at time `t`. `signal` is the victim's
+    /// (or node's) series of the trigger metric. Sorted: policy class order, blamed first,
+    /// higher score first, then by name.
+    pub(crate) fn score_candidates(
+        &self,
+        p: u16,
+        node: NodeId,
+        t: i64,
+        signal: Option<&Series>,
+    ) -> Vec<Scored> {
+        let spec = &self.policies[p as usize].policy.spec;
+        let window = spec.attribution.window_ms;
+        let pods = self.cluster.node_pods(node);
+        // The node's usage of each metric: the sum of every pod's mean over the window.
+        let totals: Vec<f64> = spec
+            .attribution
+            .metrics
+            .iter()
+            .map(|&m| {
+                pods.iter()
+                    .filter_map(|pod| {
+                        self.pods
+                            .get(pod.index())?
+                            .as_ref()?
+                            .series(m)?
+                            .mean(t, window)
+                    })
+                    .map(|(mean, _)| mean.max(0.0))
+                    .sum()
+            })
+            .collect();
+        let mut scored = Vec::new();
+        for &pod in pods {
+            let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
+                continue;
+            };
+            let Some(Role::Candidate(class)) = state.role(p) else {
+                continue;
+            };
+            let mut metrics = Vec::with_capacity(spec.attribution.metrics.len());
+            let mut best: Option<f64> = None;
+            let mut shares = Vec::new();
+            for (i, &m) in spec.attribution.metrics.iter().enumerate() {
+                let name = self.registry.name(m).to_owned();
+                let series = state.series(m);
+                let mean = series.and_then(|s| s.mean(t, window));
+                let share =
+                    mean.and_then(|(mean, _)| (totals[i] > 0.0).then(|| mean.max(0.0) / totals[i]));
+                let mut score = MetricScore {
+                    metric: name,
+                    correlation: None,
+                    share,
+                    points: mean.map_or(0, |(_, n)| n),
+                    ignored: None,
+                };
+                match spec.attribution.method {
+                    AttributionMethod::Usage => match share {
+                        Some(s) => shares.push(s),
+                        None => score.ignored = Some("no samples in the window".into()),
+                    },
+                    AttributionMethod::Correlation => {
+                        let c = match (signal, series) {
+                            (Some(sig), Some(series)) => correlate(sig, series, t, window),
+                            _ => None,
+                        };
+                        match c {
+                            None => {
+                                score.ignored =
+                                    Some("no varying overlap with the victim signal".into())
+                            }
+                            Some(c) => {
+                                score.correlation = Some(c.r);
+                                score.points = c.points;
+                                score.ignored = if c.points < self.config.min_correlation_points {
+                                    Some(format!("only {} shared buckets", c.points))
+                                } else if c.cv_b < self.config.min_usage_variation {
+                                    Some(format!("usage too flat (variation {:.3})", c.cv_b))
+                                } else if share.is_none_or(|s| s < self.config.min_usage_share) {
+                                    Some(format!(
+                                        "share of node usage {:.1}% is below {:.0}%",
+                                        share.unwrap_or(0.0) * 100.0,
+                                        self.config.min_usage_share * 100.0
+                                    ))
+                                } else {
+                                    None
+                                };
+                                if score.ignored.is_none() {
+                                    best = Some(best.map_or(c.r, |b: f64| b.max(c.r)));
+                                }
+                            }
+                        }
+                    }
+                }
+                metrics.push(score);
+            }
+            let (score, qualifies) = match spec.attribution.method {
+                AttributionMethod::Correlation => (
+                    best,
+                    best.is_some_and(|b| b >= spec.attribution.min_correlation),
+                ),
+                AttributionMethod::Usage => {
+                    let s = (!shares.is_empty())
+                        .then(|| shares.iter().sum::<f64>() / shares.len() as f64);
+                    (s, s.is_some_and(|s| s >= self.config.min_usage_share))
+                }
+            };
+            scored.push(Scored {
+                pod,
+                class,
+                score,
+                qualifies,
+                metrics,
+                excluded: self.exclusion(p, pod, t),
+            });
+        }
+        let key = |s: &Scored| {
+            self.cluster
+                .pod_info(s.pod)
+                .map(|i| (i.namespace.clone(), i.name.clone()))
+        };
+        scored.sort_by(|a, b| {
+            a.class
+                .cmp(&b.class)
+                .then(b.qualifies.cmp(&a.qualifies))
+                .then(
+                    b.score
+                        .unwrap_or(f64::MIN)
+                        .total_cmp(&a.score.unwrap_or(f64::MIN)),
+                )
+                .then_with(|| key(a).cmp(&key(b)))
+        });
+        scored
+    }
+
+    /// Renders scores for an explanation.
+    pub(crate) fn render_scores(&self, p: u16, scored: &[Scored]) -> Vec<CandidateScore> {
+        let spec = &self.policies[p as usize].policy.spec;
+        scored
+            .iter()
+            .map(|s| CandidateScore {
+                pod: self
+                    .cluster
+                    .pod_info(s.pod)
+                    .map(|i| i.key())
+                    .unwrap_or_default(),
+                class: spec.candidates[s.class as usize].name.clone(),
+                score: s.score,
+                metrics: s.metrics.clone(),
+                excluded: s
+                    .excluded
+                    .clone()
+                    .or_else(|| (!s.qualifies).then(|| "below the blame threshold".to_owned())),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,551 @@
+//! The engine's view of the cluster: nodes, pods, namespaces and PodDisruptionBudgets,
+//! indexed for the sample hot path (name lookups without allocation, dense ids).
+//!
+//! The index is fed by whatever watches the cluster: `kube` reflectors in the operator,
+//! a `kubectl get -o yaml` list in replay, the simulator in the demo. Conversion from
+//! Kubernetes objects lives in [`super::convert`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use fulcrum_policies::LabelMatcher;
+
+/// Labels as Kubernetes stores them.
+pub type LabelMap = BTreeMap<String, String>;
+
+/// Dense id of a node in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub(crate) u32);
+
+/// Dense id of a pod in the index (reused after the pod is removed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PodId(pub(crate) u32);
+
+impl NodeId {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl PodId {
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// CPU and memory quantities, in the units the scheduler compares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU in millicores.
+    pub cpu_millis: i64,
+    /// Memory in bytes.
+    pub memory_bytes: i64,
+}
+
+impl Resources {
+    /// Component-wise sum.
+    pub fn plus(self, other: Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis + other.cpu_millis,
+            memory_bytes: self.memory_bytes + other.memory_bytes,
+        }
+    }
+
+    /// True when `self` fits into `free` on both dimensions.
+    pub fn fits_in(self, free: Resources) -> bool {
+        self.cpu_millis <= free.cpu_millis && self.memory_bytes <= free.memory_bytes
+    }
+}
+
+/// A node taint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value (may be empty).
+    pub value: String,
+    /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    pub effect: String,
+}
+
+/// A pod toleration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Toleration {
+    /// Key tolerated; empty with operator `Exists` tolerates every taint.
+    pub key: String,
+    /// `Equal` (default) or `Exists`.
+    pub operator: String,
+    /// Value for `Equal`.
+    pub value: String,
+    /// Effect tolerated; empty tolerates every effect.
+    pub effect: String,
+}
+
+impl Toleration {
+    /// True when this toleration tolerates `taint` (Kubernetes semantics).
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if !self.effect.is_empty() && self.effect != taint.effect {
+            return false;
+        }
+        if self.key.is_empty() {
+            return self.operator == "Exists";
+        }
+        if self.key != taint.key {
+            return false;
+        }
+        match self.operator.as_str() {
+            "Exists" => true,
+            _ => self.value == taint.value,
+        }
+    }
+}
+
+/// What the engine needs to know about a node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// Node labels.
+    pub labels: LabelMap,
+    /// Allocatable resources.
+    pub allocatable: Resources,
+    /// Taints.
+    pub taints: Vec<Taint>,
+    /// `spec.unschedulable` (cordoned).
+    pub unschedulable: bool,
+    /// The `Ready` condition is `True`.
+    pub ready: bool,
+}
+
+/// The controller that owns a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// Owner kind (`ReplicaSet`, `StatefulSet`, `Job`, `DaemonSet`, ...).
+    pub kind: String,
+    /// Owner name.
+    pub name: String,
+}
+
+/// What the engine needs to know about a pod.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodInfo {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID (empty when unknown).
+    pub uid: String,
+    /// The node the pod is bound to, if scheduled.
+    pub node_name: Option<String>,
+    /// Pod labels.
+    pub labels: LabelMap,
+    /// The controlling owner reference, if any.
+    pub owner: Option<Owner>,
+    /// The workload the pod belongs to, for per-workload limits: `namespace/Kind/name`
+    /// of the top-level controller (a ReplicaSet's Deployment when it can be inferred).
+    pub workload: String,
+    /// `spec.priority` (0 when unset).
+    pub priority: i32,
+    /// Annotated `fulcrum.dev/protect: "true"`.
+    pub protected: bool,
+    /// A static or mirror pod (annotation `kubernetes.io/config.mirror`).
+    pub mirror: bool,
+    /// Has an `emptyDir` volume (its data is lost on eviction).
+    pub local_storage: bool,
+    /// `metadata.creationTimestamp` in ms since the Unix epoch, when known.
+    pub created_ms: Option<i64>,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// Phase is `Running`.
+    pub running: bool,
+    /// Sum of container requests.
+    pub requests: Resources,
+    /// `spec.nodeSelector`.
+    pub node_selector: LabelMap,
+    /// Required node affinity, compiled: the pod fits a node matching any of these.
+    pub required_affinity: Vec<LabelMatcher>,
+    /// Tolerations.
+    pub tolerations: Vec<Toleration>,
+}
+
+impl PodInfo {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Owned by a DaemonSet.
+    pub fn is_daemonset(&self) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.kind == "DaemonSet")
+    }
+
+    /// No controller owns the pod: it would not be recreated after an eviction.
+    pub fn is_bare(&self) -> bool {
+        self.owner.is_none()
+    }
+
+    /// True when the pod can run on `node` as far as labels and taints go.
+    pub fn tolerates_and_selects(&self, node: &NodeInfo) -> bool {
+        let selected = self
+            .node_selector
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v));
+        let affinity = self.required_affinity.is_empty()
+            || self
+                .required_affinity
+                .iter()
+                .any(|m| m.matches(&node.labels));
+        let tolerated = node
+            .taints
+            .iter()
+            .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+            .all(|t| self.tolerations.iter().any(|tol| tol.tolerates(t)));
+        selected && affinity && tolerated
+    }
+}
+
+/// What the engine needs to know about a PodDisruptionBudget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PdbInfo {
+    /// Namespace (a PDB only covers pods of its namespace).
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Which pods it covers.
+    pub selector: LabelMatcher,
+    /// `status.disruptionsAllowed`, when the status is known.
+    pub disruptions_allowed: Option<i32>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct NodeEntry {
+    pub(crate) info: NodeInfo,
+    /// Pods bound to this node, in insertion order.
+    pub(crate) pods: Vec<PodId>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PodEntry {
+    pub(crate) info: PodInfo,
+    pub(crate) node: Option<NodeId>,
+}
+
+/// The cluster index. Names are looked up by `&str` without allocating.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterIndex {
+    nodes: Vec<Option<NodeEntry>>,
+    node_ids: HashMap<String, NodeId>,
+    pods: Vec<Option<PodEntry>>,
+    free_pods: Vec<PodId>,
+    pod_ids: HashMap<String, HashMap<String, PodId>>,
+    namespaces: HashMap<String, LabelMap>,
+    pdbs: Vec<PdbInfo>,
+}
+
+/// What changed when an object was upserted, so the engine knows what to recompute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new object.
+    Added,
+    /// An existing object changed.
+    Updated,
+    /// A pod's UID changed: a new incarnation under the same name.
+    Replaced,
+}
+
+impl ClusterIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or updates a node.
+    pub fn upsert_node(&mut self, info: NodeInfo) -> (NodeId, Change) {
+        if let Some(&id) = self.node_ids.get(&info.name)
+            && let Some(entry) = self.nodes[id.index()].as_mut()
+        {
+            entry.info = info;
+            return (id, Change::Updated);
+        }
+        let id = NodeId(u32::try_from(self.nodes.len()).expect("fewer than 2^32 nodes"));
+        self.node_ids.insert(info.name.clone(), id);
+        self.nodes.push(Some(NodeEntry {
+            info,
+            pods: Vec::new(),
+        }));
+        // Pods that arrived before their node are attached now.
+        let name = self
+            .node_info(id)
+            .map(|n| n.name.clone())
+            .unwrap_or_default();
+        let waiting: Vec<PodId> = self
+            .pods
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let p = p.as_ref()?;
+                (p.node.is_none() && p.info.node_name.as_deref() == Some(name.as_str()))
+                    .then_some(PodId(i as u32))
+            })
+            .collect();
+        for pod in waiting {
+            self.attach(pod, id);
+        }
+        (id, Change::Added)
+    }
+
+    /// Removes a node (its pods stay indexed but unbound until they are removed too).
+    pub fn remove_node(&mut self, name: &str) -> Option<NodeId> {
+        let id = self.node_ids.remove(name)?;
+        if let Some(entry) = self.nodes[id.index()].take() {
+            for pod in entry.pods {
+                if let Some(p) = self.pods[pod.index()].as_mut() {
+                    p.node = None;
+                }
+            }
+        }
+        Some(id)
+    }
+
+    /// Adds or updates a pod.
+    pub fn upsert_pod(&mut self, info: PodInfo) -> (PodId, Change) {
+        let existing = self
+            .pod_ids
+            .get(&info.namespace)
+            .and_then(|m| m.get(&info.name))
+            .copied();
+        if let Some(id) = existing {
+            let old_uid = self.pods[id.index()]
+                .as_ref()
+                .map(|p| p.info.uid.clone())
+                .unwrap_or_default();
+            self.detach(id);
+            let change = if old_uid != info.uid && !old_uid.is_empty() && !info.uid.is_empty() {
+                Change::Replaced
+            } else {
+                Change::Updated
+            };
+            let node = info.node_name.as_deref().and_then(|n| self.node_id(n));
+            self.pods[id.index()] = Some(PodEntry { info, node: None });
+            if let Some(node) = node {
+                self.attach(id, node);
+            }
+            return (id, change);
+        }
+        let id = match self.free_pods.pop() {
+            Some(id) => id,
+            None => {
+                self.pods.push(None);
+                PodId(u32::try_from(self.pods.len() - 1).expect("fewer than 2^32 pods"))
+            }
+        };
+        self.pod_ids
+            .entry(info.namespace.clone())
+            .or_default()
+            .insert(info.name.clone(), id);
+        let node = info.node_name.as_deref().and_then(|n| self.node_id(n));
+        self.pods[id.index()] = Some(PodEntry { info, node: None });
+        if let Some(node) = node {
+            self.attach(id, node);
+        }
+        (id, Change::Added)
+    }
+
+    /// Removes a pod; its id may be reused by a later pod.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<PodId> {
+        let id = self.pod_ids.get_mut(namespace)?.remove(name)?;
+        self.detach(id);
+        self.pods[id.index()] = None;
+        self.free_pods.push(id);
+        Some(id)
+    }
+
+    /// Sets a namespace's labels.
+    pub fn upsert_namespace(&mut self, name: &str, labels: LabelMap) {
+        self.namespaces.insert(name.to_owned(), labels);
+    }
+
+    /// Adds or replaces a PodDisruptionBudget.
+    pub fn upsert_pdb(&mut self, pdb: PdbInfo) {
+        self.pdbs
+            .retain(|p| !(p.namespace == pdb.namespace && p.name == pdb.name));
+        self.pdbs.push(pdb);
+    }
+
+    /// Removes a PodDisruptionBudget.
+    pub fn remove_pdb(&mut self, namespace: &str, name: &str) {
+        self.pdbs
+            .retain(|p| !(p.namespace == namespace && p.name == name));
+    }
+
+    /// The id of the node called `name`.
+    #[inline]
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.node_ids.get(name).copied()
+    }
+
+    /// The id of pod `namespace/name`.
+    #[inline]
+    pub fn pod_id(&self, namespace: &str, name: &str) -> Option<PodId> {
+        self.pod_ids.get(namespace)?.get(name).copied()
+    }
+
+    /// A node's information.
+    pub fn node_info(&self, id: NodeId) -> Option<&NodeInfo> {
+        self.nodes.get(id.index())?.as_ref().map(|e| &e.info)
+    }
+
+    /// A pod's information.
+    pub fn pod_info(&self, id: PodId) -> Option<&PodInfo> {
+        self.pods.get(id.index())?.as_ref().map(|e| &e.info)
+    }
+
+    /// The node a pod is bound to.
+    pub fn pod_node(&self, id: PodId) -> Option<NodeId> {
+        self.pods.get(id.index())?.as_ref()?.node
+    }
+
+    /// Pods bound to a node.
+    pub fn node_pods(&self, id: NodeId) -> &[PodId] {
+        self.nodes
+            .get(id.index())
+            .and_then(|e| e.as_ref())
+            .map_or(&[], |e| e.pods.as_slice())
+    }
+
+    /// Every node id, in id order.
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.is_some())
+            .map(|(i, _)| NodeId(i as u32))
+    }
+
+    /// Every pod id, in id order.
+    pub fn pod_ids(&self) -> impl Iterator<Item = PodId> + '_ {
+        self.pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.is_some())
+            .map(|(i, _)| PodId(i as u32))
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.node_ids.len()
+    }
+
+    /// Number of pods.
+    pub fn pod_count(&self) -> usize {
+        self.pods.len() - self.free_pods.len()
+    }
+
+    /// A namespace's labels (empty when unknown).
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&LabelMap> {
+        self.namespaces.get(namespace)
+    }
+
+    /// The PodDisruptionBudgets covering a pod.
+    pub fn pdbs_for<'a>(&'a self, pod: &'a PodInfo) -> impl Iterator<Item = &'a PdbInfo> + 'a {
+        self.pdbs
+            .iter()
+            .filter(move |p| p.namespace == pod.namespace && p.selector.matches(&pod.labels))
+    }
+
+    /// Sum of the requests of the live pods bound to a node.
+    pub fn requested_on(&self, id: NodeId) -> Resources {
+        self.node_pods(id)
+            .iter()
+            .filter_map(|p| self.pod_info(*p))
+            .filter(|p| !p.terminating)
+            .fold(Resources::default(), |acc, p| acc.plus(p.requests))
+    }
+
+    fn attach(&mut self, pod: PodId, node: NodeId) {
+        if let Some(entry) = self.nodes[node.index()].as_mut() {
+            entry.pods.push(pod);
+        }
+        if let Some(p) = self.pods[pod.index()].as_mut() {
+            p.node = Some(node);
+        }
+    }
+
+    fn detach(&mut self, pod: PodId) {
+        let node = self.pods[pod.index()].as_ref().and_then(|p| p.node);
+        if let Some(node) = node
+            && let Some(entry) = self.nodes[node.index()].as_mut()
+        {
+            entry.pods.retain(|p| *p != pod);
+        }
+        if let Some(p) = self.pods[pod.index()].as_mut() {
+            p.node = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            ready: true,
+            ..NodeInfo::default()
+        }
+    }
+
+    fn pod(ns: &str, name: &str, uid: &str, node: &str) -> PodInfo {
+        PodInfo {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: uid.into(),
+            node_name: Some(node.into()),
+            ..PodInfo::default()
+        }
+    }
+
+    #[test]
+    fn pods_attach_to_nodes_in_any_order_and_ids_are_reused() {
+        let mut c = ClusterIndex::new();
+        let (early, _) = c.upsert_pod(pod("a", "early", "u1", "n1"));
+        let (n1, change) = c.upsert_node(node("n1"));
+        assert_eq!(change, Change::Added);
+        assert_eq!(c.node_pods(n1), &[early]);
+        let (late, _) = c.upsert_pod(pod("a", "late", "u2", "n1"));
+        assert_eq!(c.node_pods(n1), &[early, late]);
+        assert_eq!(c.pod_id("a", "late"), Some(late));
+        assert_eq!(
+            c.upsert_pod(pod("a", "late", "u3", "n1")).1,
+            Change::Replaced
+        );
+        assert_eq!(c.remove_pod("a", "early"), Some(early));
+        assert_eq!(c.node_pods(n1), &[late]);
+        assert_eq!(c.pod_count(), 1);
+        let (reused, _) = c.upsert_pod(pod("b", "new", "u4", "n1"));
+        assert_eq!(reused, early, "freed ids are reused");
+        c.remove_node("n1");
+        assert_eq!(c.pod_node(late), None);
+    }
+
+    #[test]
+    fn tolerations_follow_kubernetes_rules() {
+        let taint = Taint {
+            key: "gpu".into(),
+            value: "a100".into(),
+            effect: "NoSchedule".into(),
+        };
+        let tol = |key: &str, op: &str, value: &str, effect: &str| Toleration {
+            key: key.into(),
+            operator: op.into(),
+            value: value.into(),
+            effect: effect.into(),
+        };
+        assert!(tol("gpu", "Equal", "a100", "NoSchedule").tolerates(&taint));
+        assert!(tol("gpu", "Exists", "", "").tolerates(&taint));
+        assert!(tol("", "Exists", "", "").tolerates(&taint));
+        assert!(!tol("gpu", "Equal", "h100", "").tolerates(&taint));
+        assert!(!tol("gpu", "Exists", "", "NoExecute").tolerates(&taint));
+        assert!(!tol("other", "Exists", "", "").tolerates(&taint));
+    }
+}

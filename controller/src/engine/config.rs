@@ -1,0 +1,45 @@
+//! Engine settings that are not part of any policy.
+
+/// Tunables of the engine; the defaults suit agents that sample every 5-15 s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineConfig {
+    /// How late (in event time) a sample may arrive and still be applied in order. Samples
+    /// are held until the watermark passes them; older ones are dropped as late.
+    pub lateness_ms: u64,
+    /// A node or series without a sample for this long is stale and never acted on.
+    pub stale_after_ms: u64,
+    /// Width of the buckets that correlation and usage share are computed on.
+    pub bucket_ms: u64,
+    /// Buckets both series must share before a correlation counts.
+    pub min_correlation_points: usize,
+    /// Least coefficient of variation a candidate's usage needs for its correlation to
+    /// count (flat series correlate by accident).
+    pub min_usage_variation: f64,
+    /// Least share of the node's usage of a metric a candidate needs for that metric to
+    /// count (tiny consumers cannot be the cause).
+    pub min_usage_share: f64,
+    /// Storm breaker: when more than this fraction of the live nodes have interference at
+    /// once, nothing is acted on (a systemic cause is likelier).
+    pub storm_fraction: f64,
+    /// The storm breaker needs at least this many nodes with interference.
+    pub storm_min_nodes: usize,
+    /// Feed breaker: when more than this fraction of the nodes that report samples are
+    /// stale, nothing is acted on.
+    pub stale_fraction: f64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            lateness_ms: 15_000,
+            stale_after_ms: 60_000,
+            bucket_ms: 10_000,
+            min_correlation_points: 6,
+            min_usage_variation: 0.05,
+            min_usage_share: 0.1,
+            storm_fraction: 0.3,
+            storm_min_nodes: 3,
+            stale_fraction: 0.5,
+        }
+    }
+}

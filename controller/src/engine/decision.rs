@@ -1,0 +1,160 @@
+//! What the engine decides, with the evidence behind it, as plain data that logs,
+//! Kubernetes Events, policy status, the audit topic and `fulcrum replay` all render.
+
+use fulcrum_policies::spec::{Action, Mode, TriggerScope};
+use serde::Serialize;
+
+/// What became of a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum Outcome {
+    /// The action is to be carried out (an actuator reports a later API refusal separately).
+    Executed,
+    /// The policy is in `DryRun`: the action was decided and recorded, not carried out.
+    DryRun,
+    /// A limit or guard stopped the action; `reason` says which.
+    Blocked,
+}
+
+/// One decision, in the shape of the replay contract plus its explanation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    /// Event time of the decision, ms since the Unix epoch.
+    pub at: i64,
+    /// The policy that decided.
+    pub policy: String,
+    /// The node with interference.
+    pub node: String,
+    /// The trigger that fired.
+    pub trigger: String,
+    /// The degraded victim, `namespace/name` (`None` for a node-scope trigger).
+    pub victim: Option<String>,
+    /// The pod acted on, `namespace/name`.
+    pub target: String,
+    /// Evict or Migrate.
+    pub action: Action,
+    /// The policy's mode.
+    pub mode: Mode,
+    /// Executed, DryRun or Blocked.
+    pub outcome: Outcome,
+    /// Why, in one line.
+    pub reason: String,
+    /// For Migrate: the node the replacement is expected to land on.
+    pub destination: Option<String>,
+    /// The evidence, as data.
+    pub explanation: Explanation,
+}
+
+/// Everything that led to a decision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Explanation {
+    /// Interference episode on this node and policy; decisions of one episode share it.
+    pub episode: u64,
+    /// The trigger evidence.
+    pub evidence: Evidence,
+    /// Attribution method used.
+    pub method: String,
+    /// Every candidate considered, best first within policy order.
+    pub scores: Vec<CandidateScore>,
+    /// The limits and guards checked, and which one allowed or blocked the action.
+    pub guard: String,
+}
+
+/// Why a trigger holds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Victim or Node.
+    pub scope: TriggerScope,
+    /// The metric watched.
+    pub metric: String,
+    /// The latest value.
+    pub value: f64,
+    /// The threshold it exceeds (static, or mean + sigma * std of the baseline).
+    pub threshold: f64,
+    /// The learned baseline, for outlier triggers.
+    pub baseline: Option<BaselineEvidence>,
+    /// When the condition started to hold continuously (ms).
+    pub since: i64,
+    /// How long it has held (ms).
+    pub held_ms: i64,
+    /// Samples behind the value and the scores, as the window used (ms).
+    pub window_ms: u64,
+}
+
+/// The learned baseline behind an outlier trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BaselineEvidence {
+    /// Baseline mean.
+    pub mean: f64,
+    /// Baseline standard deviation (after the floor, see `docs/engine.md`).
+    pub std: f64,
+    /// Sigma of the trigger.
+    pub sigma: f64,
+    /// Samples in the baseline.
+    pub samples: u64,
+}
+
+/// How one candidate scored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CandidateScore {
+    /// `namespace/name`.
+    pub pod: String,
+    /// The candidate class it matched.
+    pub class: String,
+    /// The score used for ranking (correlation, or usage share), when it has one.
+    pub score: Option<f64>,
+    /// Per attribution metric.
+    pub metrics: Vec<MetricScore>,
+    /// Why the pod was passed over, if it was.
+    pub excluded: Option<String>,
+}
+
+/// One attribution metric's contribution for one candidate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MetricScore {
+    /// The metric.
+    pub metric: String,
+    /// Correlation with the victim signal (Correlation method).
+    pub correlation: Option<f64>,
+    /// The candidate's share of the node's usage of the metric.
+    pub share: Option<f64>,
+    /// Buckets the figures are computed over.
+    pub points: usize,
+    /// Why this metric did not count, if it did not.
+    pub ignored: Option<String>,
+}
+
+/// Something the engine noticed, for timelines and counters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind")]
+pub enum Event {
+    /// An interference episode started on a node.
+    Detected {
+        /// Event time (ms).
+        at: i64,
+        /// Policy.
+        policy: String,
+        /// Node.
+        node: String,
+        /// Trigger that fired first.
+        trigger: String,
+        /// Victim, for victim-scope triggers.
+        victim: Option<String>,
+        /// Episode id.
+        episode: u64,
+    },
+    /// A decision.
+    Decision(Box<Decision>),
+    /// An episode ended after `recovery.clearFor` without any trigger holding.
+    Recovered {
+        /// Event time (ms).
+        at: i64,
+        /// Policy.
+        policy: String,
+        /// Node.
+        node: String,
+        /// Episode id.
+        episode: u64,
+        /// How long the episode lasted (ms).
+        lasted_ms: i64,
+    },
+}

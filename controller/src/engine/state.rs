@@ -1,0 +1,296 @@
+//! Per-pod and per-node streaming state: the series policies need, trigger tracks, and
+//! interference episodes. Created when a pod or node is first seen, freed when it goes.
+
+use fulcrum_policies::MetricId;
+use fulcrum_policies::compile::{CompiledTrigger, Condition};
+use smallvec::SmallVec;
+
+use super::series::{Baseline, Moments, Series};
+
+/// A trigger evaluated on one series (a victim pod's or a node's).
+#[derive(Clone, Debug)]
+pub struct Track {
+    /// Index of the policy in the engine's policy list.
+    pub policy: u16,
+    /// Index of the trigger in the policy.
+    pub trigger: u16,
+    /// Metric the trigger watches.
+    pub metric: MetricId,
+    /// Start of the current run of samples that meet the condition.
+    pub since: Option<i64>,
+    /// Time of the last sample.
+    pub last_ts: i64,
+    /// The last value.
+    pub last_value: f64,
+    /// The threshold the last value was compared with.
+    pub threshold: f64,
+    /// The learned baseline (outlier triggers).
+    pub moments: Option<Moments>,
+    /// The baseline the last value was compared with (outlier triggers).
+    pub baseline: Option<Baseline>,
+}
+
+/// Relative floor on the baseline deviation: a perfectly flat history would otherwise make
+/// any tiny rise an outlier.
+pub const MIN_RELATIVE_STD: f64 = 0.01;
+
+impl Track {
+    /// A fresh track for `trigger`.
+    pub fn new(policy: u16, trigger: u16, spec: &CompiledTrigger) -> Self {
+        Self {
+            policy,
+            trigger,
+            metric: spec.metric,
+            since: None,
+            last_ts: i64::MIN,
+            last_value: 0.0,
+            threshold: f64::INFINITY,
+            moments: match spec.condition {
+                Condition::Outlier {
+                    baseline_window_ms, ..
+                } => Some(Moments::new(baseline_window_ms)),
+                Condition::Above(_) => None,
+            },
+            baseline: None,
+        }
+    }
+
+    /// Applies a sample. `stale_after_ms` breaks a run across a gap in the data.
+    pub fn update(&mut self, ts: i64, value: f64, condition: Condition, stale_after_ms: u64) {
+        if self.last_ts != i64::MIN && ts - self.last_ts > stale_after_ms as i64 {
+            self.since = None;
+        }
+        let holds = match condition {
+            Condition::Above(threshold) => {
+                self.threshold = threshold;
+                value > threshold
+            }
+            Condition::Outlier {
+                sigma, min_samples, ..
+            } => {
+                let moments = self.moments.get_or_insert_with(|| Moments::new(1));
+                let b = moments.baseline(ts);
+                let std = b.std.max(b.mean.abs() * MIN_RELATIVE_STD).max(1e-9);
+                self.threshold = b.mean + sigma * std;
+                self.baseline = Some(Baseline { std, ..b });
+                let holds = b.count >= u64::from(min_samples) && value > self.threshold;
+                // Learn only from normal samples, so the anomaly does not become the norm.
+                if !holds {
+                    moments.push(ts, value);
+                }
+                holds
+            }
+        };
+        if holds {
+            self.since.get_or_insert(ts);
+        } else {
+            self.since = None;
+        }
+        self.last_ts = ts;
+        self.last_value = value;
+    }
+
+    /// True when the condition has held for `sustained_for_ms` and the data is fresh at `now`.
+    pub fn fired(&self, now: i64, sustained_for_ms: u64, stale_after_ms: u64) -> bool {
+        self.since
+            .is_some_and(|since| now - since >= sustained_for_ms as i64)
+            && now - self.last_ts <= stale_after_ms as i64
+    }
+}
+
+/// What a pod is to one policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A victim of the policy.
+    Victim,
+    /// A candidate of the policy's class with this index.
+    Candidate(u16),
+}
+
+/// Streaming state of one pod.
+#[derive(Clone, Debug, Default)]
+pub struct PodState {
+    /// Roles per policy index (only for policies that cover the pod's node).
+    pub roles: SmallVec<[(u16, Role); 4]>,
+    /// Series of tracked metrics, created on first value.
+    pub series: SmallVec<[(MetricId, Series); 4]>,
+    /// Victim-scope trigger tracks.
+    pub tracks: SmallVec<[Track; 2]>,
+    /// Time of the last sample.
+    pub last_ts: Option<i64>,
+    /// An action (executed or dry-run) was decided on this pod; it is not targeted again.
+    pub acted: bool,
+}
+
+impl PodState {
+    /// The series for `metric`, if it has data.
+    pub fn series(&self, metric: MetricId) -> Option<&Series> {
+        self.series
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, s)| s)
+    }
+
+    /// True when the pod is a victim of any policy.
+    pub fn is_victim(&self) -> bool {
+        self.roles.iter().any(|(_, r)| *r == Role::Victim)
+    }
+
+    /// The pod's role for `policy`.
+    pub fn role(&self, policy: u16) -> Option<Role> {
+        self.roles
+            .iter()
+            .find(|(p, _)| *p == policy)
+            .map(|(_, r)| *r)
+    }
+}
+
+/// An interference episode of one policy on one node: from the first firing until every
+/// trigger has been clear for `recovery.clearFor`.
+#[derive(Clone, Debug)]
+pub struct Episode {
+    /// Policy index.
+    pub policy: u16,
+    /// Engine-wide episode number.
+    pub id: u64,
+    /// When it started.
+    pub started: i64,
+    /// Since when no trigger holds (`None` while firing).
+    pub clear_since: Option<i64>,
+    /// Hashes of (target, reason) of Blocked decisions already reported in this episode.
+    pub reported: SmallVec<[u64; 4]>,
+}
+
+/// Streaming state of one node.
+#[derive(Clone, Debug, Default)]
+pub struct NodeState {
+    /// Policies covering the node, in evaluation order (indices into the policy list).
+    pub covering: SmallVec<[u16; 4]>,
+    /// Series of node-level metrics.
+    pub series: SmallVec<[(MetricId, Series); 2]>,
+    /// Node-scope trigger tracks.
+    pub tracks: SmallVec<[Track; 2]>,
+    /// Open episodes, one per policy at most.
+    pub episodes: SmallVec<[Episode; 1]>,
+    /// Time of the last sample about the node or one of its pods.
+    pub last_ts: Option<i64>,
+    /// Time of the last action on one of its pods.
+    pub last_action: Option<i64>,
+}
+
+impl NodeState {
+    /// The series for `metric`, if it has data.
+    pub fn series(&self, metric: MetricId) -> Option<&Series> {
+        self.series
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, s)| s)
+    }
+}
+
+/// Adds `value` to the series for `metric`, creating it on first use.
+pub fn push_series<const N: usize>(
+    series: &mut SmallVec<[(MetricId, Series); N]>,
+    metric: MetricId,
+    ts: i64,
+    value: f64,
+    make: impl FnOnce() -> Series,
+) where
+    [(MetricId, Series); N]: smallvec::Array<Item = (MetricId, Series)>,
+{
+    match series.iter_mut().find(|(m, _)| *m == metric) {
+        Some((_, s)) => s.push(ts, value),
+        None => {
+            let mut s = make();
+            s.push(ts, value);
+            series.push((metric, s));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fulcrum_policies::MetricRegistry;
+    use fulcrum_policies::spec::TriggerScope;
+
+    fn trigger(condition: Condition) -> CompiledTrigger {
+        CompiledTrigger {
+            name: "t".into(),
+            scope: TriggerScope::Victim,
+            metric: MetricRegistry::new().intern("cpi"),
+            condition,
+            sustained_for_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn a_threshold_must_hold_continuously_for_sustained_for() {
+        let cond = Condition::Above(10.0);
+        let mut t = Track::new(0, 0, &trigger(cond));
+        for (ts, v) in [
+            (0, 11.0),
+            (10_000, 12.0),
+            (20_000, 9.0),
+            (30_000, 11.0),
+            (40_000, 11.0),
+        ] {
+            t.update(ts, v, cond, 60_000);
+        }
+        assert!(
+            !t.fired(40_000, 30_000, 60_000),
+            "the dip at 20s restarted the run"
+        );
+        t.update(60_000, 11.0, cond, 60_000);
+        assert!(t.fired(60_000, 30_000, 60_000));
+        assert!(!t.fired(200_000, 30_000, 60_000), "stale data never fires");
+        // A gap longer than stale_after breaks the run.
+        t.update(200_000, 11.0, cond, 60_000);
+        assert_eq!(t.since, Some(200_000));
+    }
+
+    #[test]
+    fn an_outlier_needs_min_samples_and_learns_only_from_normal_values() {
+        let cond = Condition::Outlier {
+            sigma: 3.0,
+            baseline_window_ms: 3_600_000,
+            min_samples: 10,
+        };
+        let mut warming = Track::new(0, 0, &trigger(cond));
+        for i in 0..9 {
+            warming.update(i * 1_000, 1.0, cond, 60_000);
+        }
+        warming.update(9_000, 100.0, cond, 60_000);
+        assert_eq!(warming.since, None, "9 samples are not enough to judge");
+
+        let mut t = Track::new(0, 0, &trigger(cond));
+        for i in 0..10 {
+            t.update(i * 1_000, if i % 2 == 0 { 1.0 } else { 1.2 }, cond, 60_000);
+        }
+        for i in 10..50 {
+            t.update(i * 1_000, 5.0, cond, 60_000);
+        }
+        let b = t.baseline.unwrap();
+        assert_eq!(b.count, 10, "outliers stay out of the baseline: {b:?}");
+        assert!((b.mean - 1.1).abs() < 1e-9);
+        assert_eq!(t.since, Some(10_000));
+        assert!(t.fired(49_000, 30_000, 60_000));
+    }
+
+    #[test]
+    fn a_flat_baseline_has_a_deviation_floor() {
+        let cond = Condition::Outlier {
+            sigma: 2.0,
+            baseline_window_ms: 3_600_000,
+            min_samples: 5,
+        };
+        let mut t = Track::new(0, 0, &trigger(cond));
+        for i in 0..10 {
+            t.update(i * 1_000, 100.0, cond, 60_000);
+        }
+        t.update(10_000, 101.0, cond, 60_000);
+        assert_eq!(t.since, None, "1% above a flat mean is within 2 * 1% floor");
+        t.update(11_000, 103.0, cond, 60_000);
+        assert_eq!(t.since, Some(11_000));
+    }
+}

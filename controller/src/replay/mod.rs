@@ -1,0 +1,239 @@
+//! `fulcrum replay`: backtests policies on a recorded cluster and recorded samples, and
+//! prints the decisions the engine would take.
+//!
+//! The cluster file is a Kubernetes `List` (as `kubectl get nodes,pods,pdb,namespaces -A
+//! -o yaml` prints; JSON too), the policies are `InterferencePolicy` documents, and the
+//! events are JSON Lines of `fulcrum.metrics/v1` messages. The recorded world is kept as
+//! it is: an evicted or migrated pod stays in place, but is never targeted twice.
+
+mod output;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use fulcrum_policies::InterferencePolicy;
+use fulcrum_policies::document::check_document;
+
+use crate::engine::convert::load_cluster;
+use crate::engine::{Decision, Engine, EngineConfig, Event};
+use crate::manifest::read_documents;
+use crate::sample::{DecodeError, DecodeOptions, decode};
+
+pub use output::{render_json, render_text, summary_json};
+
+/// Inputs of a replay.
+#[derive(Clone, Debug)]
+pub struct ReplayInput {
+    /// Cluster snapshot files.
+    pub cluster: Vec<PathBuf>,
+    /// Policy files.
+    pub policies: Vec<PathBuf>,
+    /// Engine settings.
+    pub config: EngineConfig,
+}
+
+/// A replay input that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not valid YAML/JSON, or an object in it does not decode.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// None of the policies is valid.
+    #[error("no valid policy: every policy given has errors (see above)")]
+    NoValidPolicy,
+}
+
+/// A rejected line of the events file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    /// Why it was rejected (for batches: one per rejected member).
+    pub error: DecodeError,
+}
+
+/// Policies that were skipped: `(file: name, error lines)`.
+pub type InvalidPolicies = Vec<(String, Vec<String>)>;
+
+/// Everything a replay produced.
+#[derive(Debug)]
+pub struct ReplayReport {
+    /// Detections, decisions and recoveries, in order.
+    pub events: Vec<Event>,
+    /// Lines (or batch members) that were rejected.
+    pub line_errors: Vec<LineError>,
+    /// Lines read.
+    pub lines: usize,
+    /// Problems with policies that were skipped (name, error lines).
+    pub invalid_policies: InvalidPolicies,
+    /// The engine at the end, for its counters.
+    pub engine: Engine,
+}
+
+impl ReplayReport {
+    /// The decisions, in order.
+    pub fn decisions(&self) -> impl Iterator<Item = &Decision> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Decision(d) => Some(d.as_ref()),
+            _ => None,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, ReplayError> {
+    std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Builds an engine from the cluster and policy files.
+pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies), ReplayError> {
+    let mut objects = Vec::new();
+    for path in &input.cluster {
+        let docs = read_documents(&read(path)?).map_err(|e| ReplayError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        objects.extend(docs.into_iter().map(|d| d.value));
+    }
+    let cluster = load_cluster(&objects).map_err(|e| ReplayError::Parse {
+        path: input
+            .cluster
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        message: e.to_string(),
+    })?;
+    let mut policies: Vec<InterferencePolicy> = Vec::new();
+    let mut invalid = Vec::new();
+    for path in &input.policies {
+        let docs = read_documents(&read(path)?).map_err(|e| ReplayError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        for doc in docs {
+            let name = doc
+                .value
+                .pointer("/metadata/name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("(unnamed)")
+                .to_owned();
+            match check_document(&doc.value) {
+                Ok(policy) => policies.push(policy),
+                Err(errors) => invalid.push((
+                    format!("{}: {name}", path.display()),
+                    errors.iter().map(ToString::to_string).collect(),
+                )),
+            }
+        }
+    }
+    if policies.is_empty() {
+        return Err(ReplayError::NoValidPolicy);
+    }
+    let mut engine = Engine::new(input.config.clone());
+    engine.load_cluster(cluster.index);
+    let rejected = engine.set_policies(&policies);
+    invalid.extend(
+        rejected
+            .into_iter()
+            .map(|(name, errors)| (name, errors.iter().map(ToString::to_string).collect())),
+    );
+    Ok((engine, invalid))
+}
+
+/// Replays JSON Lines from `events` through `engine`. `now_ms` is the clock used to reject
+/// timestamps far in the future.
+pub fn replay_lines(
+    engine: &mut Engine,
+    events: impl BufRead,
+    now_ms: i64,
+) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
+    let options = DecodeOptions { now_ms };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut lines = 0;
+    let mut buf = Vec::new();
+    let mut reader = events;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        lines += 1;
+        let line = trim_line(&buf);
+        if line.is_empty() {
+            continue;
+        }
+        match decode(line, &options) {
+            Ok(decoded) => {
+                for sample in &decoded.samples {
+                    engine.offer(sample);
+                }
+                errors.extend(
+                    decoded
+                        .rejected
+                        .into_iter()
+                        .map(|error| LineError { line: lines, error }),
+                );
+            }
+            Err(error) => errors.push(LineError { line: lines, error }),
+        }
+        engine.advance_auto(&mut out);
+    }
+    engine.flush(&mut out);
+    Ok((out, errors, lines))
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    let start = line[..end]
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(end);
+    &line[start..end]
+}
+
+/// Runs a whole replay from files.
+pub fn replay_files(
+    input: &ReplayInput,
+    events: &Path,
+    now_ms: i64,
+) -> Result<ReplayReport, ReplayError> {
+    let (mut engine, invalid_policies) = prepare(input)?;
+    let file = std::fs::File::open(events).map_err(|source| ReplayError::Read {
+        path: events.display().to_string(),
+        source,
+    })?;
+    let (events_out, line_errors, lines) =
+        replay_lines(&mut engine, std::io::BufReader::new(file), now_ms).map_err(|source| {
+            ReplayError::Read {
+                path: events.display().to_string(),
+                source,
+            }
+        })?;
+    Ok(ReplayReport {
+        events: events_out,
+        line_errors,
+        lines,
+        invalid_policies,
+        engine,
+    })
+}

@@ -1,0 +1,203 @@
+//! Rendering a replay: a readable timeline, or the JSON object of the replay contract
+//! `{"decisions":[...],"summary":{...}}`.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+
+use crate::engine::decision::Outcome;
+use crate::engine::limits::fmt_ms;
+use crate::engine::{Decision, Event};
+
+use super::ReplayReport;
+
+/// Formats ms since the Unix epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+/// The summary object: sample accounting, detections and decisions by outcome and kind.
+pub fn summary_json(report: &ReplayReport) -> Value {
+    let stats = report.engine.stats();
+    let (mut evicted, mut migrated) = (0u64, 0u64);
+    for d in report.decisions() {
+        if d.outcome == Outcome::Executed {
+            match d.action {
+                fulcrum_policies::spec::Action::Evict => evicted += 1,
+                fulcrum_policies::spec::Action::Migrate => migrated += 1,
+            }
+        }
+    }
+    let policies: serde_json::Map<String, Value> = report
+        .engine
+        .policies()
+        .map(|(p, s)| (p.name.clone(), json!(s)))
+        .collect();
+    json!({
+        "lines": report.lines,
+        "rejected": report.line_errors.len(),
+        "samples": {
+            "offered": stats.offered,
+            "applied": stats.applied,
+            "late": stats.late,
+            "duplicates": stats.duplicates,
+            "unknown_node": stats.unknown_node,
+            "unknown_pod": stats.unknown_pod,
+            "irrelevant": stats.irrelevant,
+        },
+        "detections": stats.detections,
+        "recoveries": stats.recoveries,
+        "unattributed": stats.unattributed,
+        "actions": {
+            "evicted": evicted,
+            "migrated": migrated,
+            "blocked": stats.blocked,
+            "dry_run": stats.dry_run,
+        },
+        "policies": policies,
+        "invalid_policies": report.invalid_policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+    })
+}
+
+/// The JSON object of the replay contract.
+pub fn render_json(report: &ReplayReport) -> Value {
+    let decisions: Vec<&Decision> = report.decisions().collect();
+    json!({
+        "decisions": decisions,
+        "summary": summary_json(report),
+    })
+}
+
+struct Style {
+    color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// A readable timeline of detections, decisions and recoveries, then a summary.
+pub fn render_text(report: &ReplayReport, color: bool) -> String {
+    let style = Style { color };
+    let mut out = String::new();
+    for event in &report.events {
+        match event {
+            Event::Detected {
+                at,
+                policy,
+                node,
+                trigger,
+                victim,
+                episode,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "{}  {}  {node}  {policy}: {trigger} fired{} (episode {episode})",
+                    rfc3339(*at),
+                    style.paint("33", "DETECT  "),
+                    victim
+                        .as_deref()
+                        .map(|v| format!(" on {v}"))
+                        .unwrap_or_default(),
+                );
+            }
+            Event::Decision(d) => write_decision(&mut out, d, &style),
+            Event::Recovered {
+                at,
+                policy,
+                node,
+                episode,
+                lasted_ms,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "{}  {}  {node}  {policy}: clear again after {} (episode {episode})",
+                    rfc3339(*at),
+                    style.paint("32", "RECOVER "),
+                    fmt_ms(*lasted_ms as u64),
+                );
+            }
+        }
+    }
+    if report.events.is_empty() {
+        out.push_str("no interference detected\n");
+    }
+    let s = summary_json(report);
+    let _ = writeln!(
+        out,
+        "\nsummary: {} lines ({} rejected), {} samples applied, {} late, {} duplicates, {} for unknown nodes/pods",
+        s["lines"],
+        s["rejected"],
+        s["samples"]["applied"],
+        s["samples"]["late"],
+        s["samples"]["duplicates"],
+        s["samples"]["unknown_node"].as_u64().unwrap_or(0)
+            + s["samples"]["unknown_pod"].as_u64().unwrap_or(0),
+    );
+    let _ = writeln!(
+        out,
+        "         {} detections, {} recoveries; actions: {} evicted, {} migrated, {} dry-run, {} blocked",
+        s["detections"],
+        s["recoveries"],
+        s["actions"]["evicted"],
+        s["actions"]["migrated"],
+        s["actions"]["dry_run"],
+        s["actions"]["blocked"],
+    );
+    out
+}
+
+fn write_decision(out: &mut String, d: &Decision, style: &Style) {
+    let (label, code) = match d.outcome {
+        Outcome::Executed => (format!("{:?}", d.action).to_uppercase(), "1;31"),
+        Outcome::DryRun => ("DRY-RUN".to_owned(), "36"),
+        Outcome::Blocked => ("BLOCKED".to_owned(), "35"),
+    };
+    let _ = writeln!(
+        out,
+        "{}  {}  {}  {}: {:?} {}{} [{:?}]",
+        rfc3339(d.at),
+        style.paint(code, &format!("{label:<8}")),
+        d.node,
+        d.policy,
+        d.action,
+        d.target,
+        d.destination
+            .as_deref()
+            .map(|n| format!(" -> {n}"))
+            .unwrap_or_default(),
+        d.outcome,
+    );
+    let indent = " ".repeat(26);
+    let _ = writeln!(out, "{indent}why: {}", d.reason);
+    let scores: Vec<String> = d
+        .explanation
+        .scores
+        .iter()
+        .take(4)
+        .map(|c| {
+            let score = c.score.map_or("-".to_owned(), |s| format!("{s:.2}"));
+            match &c.excluded {
+                Some(why) => format!("{} {score} ({why})", c.pod),
+                None => format!("{} {score}", c.pod),
+            }
+        })
+        .collect();
+    if !scores.is_empty() {
+        let _ = writeln!(
+            out,
+            "{indent}scores ({}): {}",
+            d.explanation.method,
+            scores.join("; ")
+        );
+    }
+    let _ = writeln!(out, "{indent}guard: {}", d.explanation.guard);
+}
