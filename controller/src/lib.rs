@@ -5,6 +5,7 @@
 //! - [`sample`]: the `fulcrum.metrics/v1` event schema and its decoder.
 //! - [`check`]: `fulcrum check-policy`.
 //! - [`engine`]: pure detection, attribution and planning.
+//! - [`feed`]: the production Kafka feed (consume, dead-letter, audit, commit).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
 //! - [`manifest`]: reading multi-document YAML/JSON files and rendering the CRD.
 //!
@@ -12,6 +13,8 @@
 
 pub mod check;
 pub mod engine;
+pub mod feed;
 pub mod manifest;
 pub mod replay;
 pub mod sample;
+pub mod telemetry;

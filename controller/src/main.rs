@@ -1,17 +1,25 @@
 //! The `fulcrum` command line: wiring only; the work lives in the library.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use std::io::{IsTerminal, Write};
+use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use fulcrum::check::check_files;
-use fulcrum::engine::EngineConfig;
+use fulcrum::engine::{EngineConfig, Event};
+use fulcrum::feed::config::{
+    DEFAULT_AUDIT_TOPIC, default_dlq_topic, env_properties, parse_property,
+};
+use fulcrum::feed::reader::read_topic;
+use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats, KafkaSettings, StartPosition};
 use fulcrum::manifest::crd_yaml;
-use fulcrum::replay::{ReplayInput, render_json, render_text, replay_files};
+use fulcrum::replay::{
+    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files,
+};
 use fulcrum_policies::Duration;
+use tokio::sync::{mpsc, watch};
 
 /// Fulcrum: detects interference between co-located workloads and evicts or migrates the
 /// noisy neighbour, as InterferencePolicy resources declare.
@@ -39,37 +47,139 @@ enum Command {
     /// Backtest policies on a recorded cluster and recorded samples; print the decisions.
     ///
     /// The cluster is a Kubernetes List (`kubectl get nodes,pods,pdb,namespaces -A -o yaml`),
-    /// policies are InterferencePolicy documents, events are JSON Lines of fulcrum.metrics/v1
-    /// messages. Bad event lines are reported on stderr with their line numbers and skipped.
-    /// Exits 0 unless an input is unusable (2).
-    Replay {
-        /// Cluster snapshot (YAML or JSON); repeatable.
-        #[arg(long, required = true, value_name = "FILE")]
-        cluster: Vec<PathBuf>,
-        /// Policy file; repeatable.
-        #[arg(long = "policy", required = true, value_name = "FILE")]
-        policies: Vec<PathBuf>,
-        /// Samples as JSON Lines.
-        #[arg(long, value_name = "FILE")]
-        events: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Output::Text)]
-        output: Output,
-        /// How late a sample may arrive (event time) and still be applied in order.
-        #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
-        lateness: u64,
-        /// A node or series without samples this long is stale and never acted on.
-        #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
-        stale_after: u64,
-    },
+    /// policies are InterferencePolicy documents. Samples come from a JSON Lines file
+    /// (`--events`) or a Kafka topic read from its beginning to its current end
+    /// (`--brokers`, `--topic`; `--follow` keeps reading). Bad lines are reported on stderr
+    /// and skipped. Exits 0 unless an input is unusable (2).
+    Replay(ReplayArgs),
+    /// Consume samples from Kafka and decide continuously (the operator's feed).
+    ///
+    /// Shadow mode: the cluster comes from a snapshot file (`--cluster`), decisions go to
+    /// the audit topic and standard output, and nothing is evicted. Offsets are committed
+    /// once samples are applied; malformed messages go to the dead-letter topic. Stops
+    /// cleanly on SIGINT or SIGTERM.
+    Run(RunArgs),
 }
 
-/// Output formats of `replay`.
+#[derive(Args)]
+struct EngineArgs {
+    /// How late a sample may arrive (event time) and still be applied in order.
+    #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
+    lateness: u64,
+    /// A node or series without samples this long is stale and never acted on.
+    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    stale_after: u64,
+}
+
+impl EngineArgs {
+    fn config(&self) -> EngineConfig {
+        EngineConfig {
+            lateness_ms: self.lateness,
+            stale_after_ms: self.stale_after,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "FULCRUM_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    brokers: Option<String>,
+    /// Samples topic.
+    #[arg(long, env = "FULCRUM_KAFKA_TOPIC", default_value = "fulcrum.metrics")]
+    topic: String,
+    /// Consumer group.
+    #[arg(long, env = "FULCRUM_KAFKA_GROUP", default_value = "fulcrum")]
+    group: String,
+    /// Dead-letter topic (default: `<topic>.dlq`).
+    #[arg(long, env = "FULCRUM_KAFKA_DLQ_TOPIC")]
+    dlq_topic: Option<String>,
+    /// Audit (decisions) topic.
+    #[arg(long, env = "FULCRUM_KAFKA_AUDIT_TOPIC", default_value = DEFAULT_AUDIT_TOPIC)]
+    audit_topic: String,
+    /// Where a group without committed offsets starts.
+    #[arg(long, value_enum, env = "FULCRUM_KAFKA_START", default_value_t = StartPosition::Latest)]
+    start: StartPosition,
+    /// A librdkafka property, `key=value` (repeatable; also FULCRUM_KAFKA_CONFIG_<KEY>).
+    #[arg(long = "kafka-config", value_name = "KEY=VALUE", value_parser = parse_property)]
+    kafka_config: Vec<(String, String)>,
+}
+
+impl KafkaArgs {
+    fn settings(&self) -> Option<KafkaSettings> {
+        let brokers = self.brokers.as_ref()?;
+        let mut s = KafkaSettings::new(brokers, &self.topic, &self.group);
+        s.dlq_topic = self
+            .dlq_topic
+            .clone()
+            .unwrap_or_else(|| default_dlq_topic(&self.topic));
+        s.audit_topic = self.audit_topic.clone();
+        s.start = self.start;
+        s.properties = env_properties(std::env::vars());
+        s.properties.extend(self.kafka_config.iter().cloned());
+        Some(s)
+    }
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Cluster snapshot (YAML or JSON); repeatable.
+    #[arg(long, required = true, value_name = "FILE")]
+    cluster: Vec<PathBuf>,
+    /// Policy file; repeatable.
+    #[arg(long = "policy", required = true, value_name = "FILE")]
+    policies: Vec<PathBuf>,
+    /// Samples as JSON Lines.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "brokers",
+        conflicts_with = "brokers"
+    )]
+    events: Option<PathBuf>,
+    /// With `--brokers`: keep reading new samples until interrupted.
+    #[arg(long, requires = "brokers")]
+    follow: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Cluster snapshot to decide against (shadow mode; required until the Kubernetes
+    /// adapter lands).
+    #[arg(long, required = true, value_name = "FILE")]
+    cluster: Vec<PathBuf>,
+    /// Policy file; repeatable.
+    #[arg(long = "policy", required = true, value_name = "FILE")]
+    policies: Vec<PathBuf>,
+    /// Decisions about evidence older than this (wall clock) are blocked.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    max_evidence_age: u64,
+    /// How each event is printed on standard output.
+    #[arg(long, value_enum, default_value_t = Output::Json)]
+    output: Output,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
+/// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Output {
-    /// A readable timeline and summary.
+    /// Readable text.
     Text,
-    /// One JSON object: {"decisions":[...],"summary":{...}}.
+    /// JSON.
     Json,
 }
 
@@ -87,29 +197,8 @@ fn main() -> ExitCode {
         Command::CheckPolicy { files } => {
             check_files(&files, &mut std::io::stdout().lock()).map_err(Into::into)
         }
-        Command::Replay {
-            cluster,
-            policies,
-            events,
-            output,
-            lateness,
-            stale_after,
-        } => {
-            let config = EngineConfig {
-                lateness_ms: lateness,
-                stale_after_ms: stale_after,
-                ..EngineConfig::default()
-            };
-            replay(
-                ReplayInput {
-                    cluster,
-                    policies,
-                    config,
-                },
-                &events,
-                output,
-            )
-        }
+        Command::Replay(args) => replay(args),
+        Command::Run(args) => run(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -121,10 +210,46 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// A watch that turns true on SIGINT or SIGTERM.
+fn shutdown_signal(rt: &tokio::runtime::Runtime) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 /// Runs `fulcrum replay`; problems with individual lines or policies go to stderr.
-fn replay(input: ReplayInput, events: &std::path::Path, output: Output) -> anyhow::Result<bool> {
+fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
+    let input = ReplayInput {
+        cluster: args.cluster.clone(),
+        policies: args.policies.clone(),
+        config: args.engine.config(),
+    };
     let now_ms = jiff::Timestamp::now().as_millisecond();
-    let report = replay_files(&input, events, now_ms)?;
+    let (report, source) = match (&args.events, args.kafka.settings()) {
+        (Some(events), _) => (
+            replay_files(&input, events, now_ms)?,
+            events.display().to_string(),
+        ),
+        (None, Some(settings)) => {
+            fulcrum::telemetry::init_logging(false);
+            (replay_kafka(&input, &settings, &args)?, String::new())
+        }
+        (None, None) => anyhow::bail!("give --events FILE or --brokers with --topic"),
+    };
     let mut stderr = std::io::stderr().lock();
     for (name, errors) in &report.invalid_policies {
         for error in errors {
@@ -133,14 +258,12 @@ fn replay(input: ReplayInput, events: &std::path::Path, output: Output) -> anyho
     }
     const SHOWN: usize = 20;
     for e in report.line_errors.iter().take(SHOWN) {
-        writeln!(
-            stderr,
-            "{}:{}: {} ({})",
-            events.display(),
-            e.line,
-            e.error,
-            e.error.reason()
-        )?;
+        let at = if source.is_empty() {
+            e.location.clone()
+        } else {
+            format!("{source}:{}", e.location)
+        };
+        writeln!(stderr, "{at}: {} ({})", e.error, e.error.reason())?;
     }
     if report.line_errors.len() > SHOWN {
         writeln!(
@@ -149,16 +272,127 @@ fn replay(input: ReplayInput, events: &std::path::Path, output: Output) -> anyho
             report.line_errors.len() - SHOWN
         )?;
     }
+    if args.follow {
+        return Ok(true); // events were printed as they happened
+    }
+    print_report(&report, args.output)?;
+    Ok(true)
+}
+
+fn print_report(report: &ReplayReport, output: Output) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match output {
         Output::Json => {
-            serde_json::to_writer(&mut stdout, &render_json(&report)).context("writing JSON")?;
+            serde_json::to_writer(&mut stdout, &render_json(report)).context("writing JSON")?;
             writeln!(stdout)?;
         }
         Output::Text => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            write!(stdout, "{}", render_text(&report, color))?;
+            write!(stdout, "{}", render_text(report, color))?;
         }
     }
+    Ok(())
+}
+
+fn replay_kafka(
+    input: &ReplayInput,
+    settings: &KafkaSettings,
+    args: &ReplayArgs,
+) -> anyhow::Result<ReplayReport> {
+    let (mut engine, invalid_policies) = prepare(input)?;
+    let rt = runtime()?;
+    let shutdown = shutdown_signal(&rt);
+    let mut events = Vec::new();
+    let follow = args.follow;
+    let output = args.output;
+    let summary = read_topic(
+        settings,
+        &mut engine,
+        input.config.lateness_ms,
+        follow,
+        &shutdown,
+        |event| {
+            if follow {
+                print_event(event, output);
+            } else {
+                events.push(event.clone());
+            }
+        },
+    )
+    .with_context(|| format!("reading topic {} from {}", settings.topic, settings.brokers))?;
+    Ok(ReplayReport {
+        events,
+        line_errors: summary
+            .errors
+            .into_iter()
+            .map(|(location, error)| LineError { location, error })
+            .collect(),
+        lines: summary.messages,
+        invalid_policies,
+        engine,
+    })
+}
+
+fn print_event(event: &Event, output: Output) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = match output {
+        Output::Json => serde_json::to_writer(&mut stdout, event).map_err(std::io::Error::other),
+        Output::Text => write!(stdout, "{event:?}"),
+    };
+    let _ = writeln!(stdout);
+    let _ = stdout.flush();
+}
+
+/// Runs the Kafka feed in shadow mode until SIGINT/SIGTERM.
+fn run(args: RunArgs) -> anyhow::Result<bool> {
+    fulcrum::telemetry::init_logging(args.log_json);
+    let settings = args
+        .kafka
+        .settings()
+        .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
+    let input = ReplayInput {
+        cluster: args.cluster.clone(),
+        policies: args.policies.clone(),
+        config: args.engine.config(),
+    };
+    let (engine, invalid) = prepare(&input)?;
+    for (name, errors) in &invalid {
+        for error in errors {
+            tracing::warn!(policy = %name, %error, "invalid policy skipped");
+        }
+    }
+    let mut options = FeedOptions::new(settings);
+    options.lateness_ms = args.engine.lateness;
+    options.max_evidence_age_ms = args.max_evidence_age;
+    let rt = runtime()?;
+    let shutdown = shutdown_signal(&rt);
+    let health = Arc::new(FeedHealth::default());
+    let stats = Arc::new(FeedStats::default());
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let output = args.output;
+    let printer = rt.spawn(async move {
+        while let Some(event) = rx.recv().await {
+            print_event(&event, output);
+        }
+    });
+    let result = rt.block_on(fulcrum::feed::run(
+        options,
+        engine,
+        tx,
+        health,
+        stats.clone(),
+        shutdown,
+    ));
+    let _ = rt.block_on(printer);
+    let engine = result?;
+    let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine.stats()});
+    tracing::info!(%summary, "stopped");
+    print_stop(&summary);
     Ok(true)
+}
+
+fn print_stop(summary: &serde_json::Value) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{summary}");
+    let _ = stdout.flush();
 }

@@ -71,6 +71,13 @@ impl LabelMatcher {
         Self::default()
     }
 
+    /// A matcher that matches no label set (an unsupported or null selector).
+    pub fn nothing() -> Self {
+        Self {
+            requirements: vec![Requirement::In(String::new(), Vec::new())],
+        }
+    }
+
     /// True when this matcher places no requirement (matches everything).
     pub fn is_everything(&self) -> bool {
         self.requirements.is_empty()
@@ -259,6 +266,8 @@ mod tests {
         assert!(m.matches(&labels(&[])));
         assert!(m.matches(&labels(&[("a", "b")])));
         assert!(selects_everything(&LabelSelector::default()));
+        assert!(!LabelMatcher::nothing().matches(&labels(&[])));
+        assert!(!LabelMatcher::nothing().matches(&labels(&[("", "")])));
     }
 
     #[test]

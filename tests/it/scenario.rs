@@ -358,12 +358,12 @@ fn bad_lines_are_reported_with_line_numbers_and_skipped() {
     };
     let clean_report = replay_files(&input, &events, NOW).unwrap();
     let dirty_report = replay_files(&input, &dirty, NOW).unwrap();
-    let errors: Vec<(usize, &str)> = dirty_report
+    let errors: Vec<(&str, &str)> = dirty_report
         .line_errors
         .iter()
-        .map(|e| (e.line, e.error.reason()))
+        .map(|e| (e.location.as_str(), e.error.reason()))
         .collect();
-    assert_eq!(errors, [(4, "not_json"), (11, "ts_too_old")]);
+    assert_eq!(errors, [("4", "not_json"), ("11", "ts_too_old")]);
     assert_eq!(
         render_json(&clean_report)["decisions"],
         render_json(&dirty_report)["decisions"]

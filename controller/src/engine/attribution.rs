@@ -88,7 +88,12 @@ impl Engine {
                 match spec.attribution.method {
                     AttributionMethod::Usage => match share {
                         Some(s) => shares.push(s),
-                        None => score.ignored = Some("no samples in the window".into()),
+                        None if mean.is_none() => {
+                            score.ignored = Some("no samples in the window".into())
+                        }
+                        None => {
+                            score.ignored = Some("the node's usage of this metric is zero".into())
+                        }
                     },
                     AttributionMethod::Correlation => {
                         let c = match (signal, series) {

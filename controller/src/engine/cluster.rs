@@ -155,8 +155,10 @@ pub struct PodInfo {
     pub created_ms: Option<i64>,
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
-    /// Phase is `Running`.
+    /// Phase is `Running` (or unknown).
     pub running: bool,
+    /// Phase is `Succeeded` or `Failed`: the pod no longer uses its node's resources.
+    pub finished: bool,
     /// Sum of container requests.
     pub requests: Resources,
     /// `spec.nodeSelector`.
@@ -457,7 +459,7 @@ impl ClusterIndex {
         self.node_pods(id)
             .iter()
             .filter_map(|p| self.pod_info(*p))
-            .filter(|p| !p.terminating)
+            .filter(|p| !p.terminating && !p.finished)
             .fold(Resources::default(), |acc, p| acc.plus(p.requests))
     }
 

@@ -26,6 +26,9 @@ pub struct EngineConfig {
     /// Feed breaker: when more than this fraction of the nodes that report samples are
     /// stale, nothing is acted on.
     pub stale_fraction: f64,
+    /// A sample more than this far ahead of the newest sample so far is dropped: one
+    /// broken clock must not make every other sample late.
+    pub max_forward_jump_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +43,7 @@ impl Default for EngineConfig {
             storm_fraction: 0.3,
             storm_min_nodes: 3,
             stale_fraction: 0.5,
+            max_forward_jump_ms: 600_000,
         }
     }
 }

@@ -130,7 +130,8 @@ pub fn workload_of(
 
 fn affinity_matchers(requirements: &[NodeSelectorRequirement]) -> LabelMatcher {
     // Node selector requirements share the label selector's operators, plus Gt/Lt which
-    // the compiler rejects; an uncompilable term matches nothing (see below).
+    // the compiler rejects: a term Fulcrum cannot evaluate matches no node, so Migrate never
+    // picks a node the scheduler might refuse.
     let selector = LabelSelector {
         match_labels: None,
         match_expressions: Some(
@@ -144,7 +145,13 @@ fn affinity_matchers(requirements: &[NodeSelectorRequirement]) -> LabelMatcher {
                 .collect(),
         ),
     };
-    LabelMatcher::compile(&selector, "affinity", &mut FieldErrors::default())
+    let mut errors = FieldErrors::default();
+    let matcher = LabelMatcher::compile(&selector, "affinity", &mut errors);
+    if errors.is_empty() {
+        matcher
+    } else {
+        LabelMatcher::nothing()
+    }
 }
 
 /// Converts a Pod.
@@ -215,6 +222,11 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
             .as_ref()
             .and_then(|s| s.phase.as_deref())
             .is_none_or(|p| p == "Running"),
+        finished: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed"),
         requests,
         node_selector: spec
             .and_then(|s| s.node_selector.clone())
@@ -239,11 +251,11 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
 
 /// Converts a PodDisruptionBudget.
 pub fn pdb_info(pdb: &PodDisruptionBudget) -> PdbInfo {
-    let selector = pdb
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.clone())
-        .unwrap_or_default();
+    // In policy/v1 a null selector selects no pod; an empty one selects every pod.
+    let selector = match pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+        Some(sel) => LabelMatcher::compile(sel, "selector", &mut FieldErrors::default()),
+        None => LabelMatcher::nothing(),
+    };
     PdbInfo {
         namespace: pdb
             .metadata
@@ -251,7 +263,7 @@ pub fn pdb_info(pdb: &PodDisruptionBudget) -> PdbInfo {
             .clone()
             .unwrap_or_else(|| "default".to_owned()),
         name: pdb.metadata.name.clone().unwrap_or_default(),
-        selector: LabelMatcher::compile(&selector, "selector", &mut FieldErrors::default()),
+        selector,
         disruptions_allowed: pdb.status.as_ref().and_then(|s| s.disruptions_allowed),
     }
 }

@@ -2,10 +2,10 @@
 //! Kubernetes Events, policy status, the audit topic and `fulcrum replay` all render.
 
 use fulcrum_policies::spec::{Action, Mode, TriggerScope};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What became of a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Outcome {
     /// The action is to be carried out (an actuator reports a later API refusal separately).
     Executed,
@@ -16,7 +16,7 @@ pub enum Outcome {
 }
 
 /// One decision, in the shape of the replay contract plus its explanation.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Event time of the decision, ms since the Unix epoch.
     pub at: i64,
@@ -45,7 +45,7 @@ pub struct Decision {
 }
 
 /// Everything that led to a decision.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Explanation {
     /// Interference episode on this node and policy; decisions of one episode share it.
     pub episode: u64,
@@ -60,7 +60,7 @@ pub struct Explanation {
 }
 
 /// Why a trigger holds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
     /// Victim or Node.
     pub scope: TriggerScope,
@@ -81,7 +81,7 @@ pub struct Evidence {
 }
 
 /// The learned baseline behind an outlier trigger.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BaselineEvidence {
     /// Baseline mean.
     pub mean: f64,
@@ -94,7 +94,7 @@ pub struct BaselineEvidence {
 }
 
 /// How one candidate scored.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     /// `namespace/name`.
     pub pod: String,
@@ -109,7 +109,7 @@ pub struct CandidateScore {
 }
 
 /// One attribution metric's contribution for one candidate.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricScore {
     /// The metric.
     pub metric: String,

@@ -57,6 +57,9 @@ pub struct EngineStats {
     pub unknown_pod: u64,
     /// Samples carrying no metric any policy references.
     pub irrelevant: u64,
+    /// Samples too far ahead of every other sample (a broken clock would otherwise make
+    /// everything else late).
+    pub too_far_ahead: u64,
     /// Interference episodes started.
     pub detections: u64,
     /// Episodes ended.
@@ -78,6 +81,8 @@ pub enum Offered {
     Queued,
     /// Older than the watermark: dropped.
     Late,
+    /// More than `max_forward_jump_ms` ahead of the newest sample so far: dropped.
+    TooFarAhead,
     /// The node is not in the cluster view: dropped.
     UnknownNode,
     /// The pod is not in the cluster view, is on another node, or has another UID: dropped.
@@ -124,6 +129,10 @@ pub struct Engine {
     last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
     group: Option<(i64, NodeId)>,
     pub(crate) next_episode: u64,
+    /// Targets (per policy) acted on before this engine started, restored from the audit log.
+    pub(crate) acted_targets: std::collections::HashSet<(String, String)>,
+    /// Decisions about evidence older than this are blocked (a feed catching up).
+    pub(crate) horizon: i64,
     pub(crate) stats: EngineStats,
 }
 
@@ -161,6 +170,8 @@ impl Engine {
             last_key: None,
             group: None,
             next_episode: 1,
+            acted_targets: std::collections::HashSet::new(),
+            horizon: i64::MIN,
             stats: EngineStats::default(),
         }
     }
@@ -203,6 +214,7 @@ impl Engine {
                 }
             })
             .collect();
+        let old_span = self.series_span_ms;
         self.tracked = vec![0; self.registry.len()];
         self.series_span_ms = 0;
         for slot in &self.policies {
@@ -218,13 +230,21 @@ impl Engine {
             }
             self.series_span_ms = self.series_span_ms.max(spec.attribution.window_ms);
         }
+        // Series rings are sized for the longest attribution window: resize by starting over.
+        let resized = old_span != self.series_span_ms;
         // Indices may have moved: rebuild coverage, roles and tracks from scratch.
         for state in self.nodes.iter_mut().flatten() {
+            if resized {
+                state.series.clear();
+            }
             state.covering.clear();
             state.episodes.clear();
             state.tracks.clear();
         }
         for state in self.pods.iter_mut().flatten() {
+            if resized {
+                state.series.clear();
+            }
             state.roles.clear();
             state.tracks.clear();
         }
@@ -357,12 +377,29 @@ impl Engine {
     /// answered 429 because of a PodDisruptionBudget): the action no longer counts against
     /// limits and the pod may be targeted again.
     pub fn retract(&mut self, decision: &Decision) {
+        if decision.outcome != Outcome::Executed {
+            return;
+        }
         if let Some(slot) = self
             .policies
             .iter_mut()
             .find(|s| s.policy.name == decision.policy)
+            && slot.ledger.retract(&decision.target)
         {
-            slot.ledger.retract(&decision.target);
+            let counter = match decision.action {
+                fulcrum_policies::spec::Action::Evict => &mut slot.stats.evicted,
+                fulcrum_policies::spec::Action::Migrate => &mut slot.stats.migrated,
+            };
+            *counter = counter.saturating_sub(1);
+            slot.stats.blocked += 1;
+            self.stats.executed = self.stats.executed.saturating_sub(1);
+            self.stats.blocked += 1;
+        }
+        if let Some(node) = self.cluster.node_id(&decision.node)
+            && let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut)
+            && state.last_action == Some(decision.at)
+        {
+            state.last_action = None;
         }
         if let Some((ns, name)) = decision.target.split_once('/')
             && let Some(id) = self.cluster.pod_id(ns, name)
@@ -370,6 +407,79 @@ impl Engine {
         {
             state.acted = false;
         }
+    }
+
+    /// Restores an action taken before this engine started (from the audit log): it counts
+    /// against limits, and its target is never acted on again by the same policy. Blocked
+    /// decisions are ignored.
+    pub fn restore(&mut self, decision: &Decision) {
+        if decision.outcome == Outcome::Blocked {
+            return;
+        }
+        let Some(slot) = self
+            .policies
+            .iter_mut()
+            .find(|s| s.policy.name == decision.policy)
+        else {
+            return;
+        };
+        let (namespace, workload) = match decision.target.split_once('/') {
+            Some((ns, name)) => {
+                let workload = self
+                    .cluster
+                    .pod_id(ns, name)
+                    .and_then(|id| self.cluster.pod_info(id))
+                    .map_or_else(|| format!("{ns}/Pod/{name}"), |i| i.workload.clone());
+                (ns.to_owned(), workload)
+            }
+            None => (String::new(), decision.target.clone()),
+        };
+        let node = self
+            .cluster
+            .node_id(&decision.node)
+            .unwrap_or(NodeId(u32::MAX));
+        slot.ledger.record(limits::ActionRecord {
+            at: decision.at,
+            node,
+            workload,
+            namespace,
+            target: decision.target.clone(),
+        });
+        self.acted_targets
+            .insert((decision.policy.clone(), decision.target.clone()));
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
+            state.last_action = Some(
+                state
+                    .last_action
+                    .map_or(decision.at, |t| t.max(decision.at)),
+            );
+        }
+    }
+
+    /// Blocks decisions about evidence older than `min_at` (ms). A live feed sets it to
+    /// "now minus the largest acceptable evidence age" so a backlog is never acted on.
+    pub fn set_horizon(&mut self, min_at: i64) {
+        self.horizon = min_at;
+    }
+
+    /// Forgets the streaming state of a node and its pods (their samples now go to another
+    /// replica). The cluster view is kept; the node warms up again if it comes back.
+    pub fn forget_node(&mut self, name: &str) {
+        let Some(node) = self.cluster.node_id(name) else {
+            return;
+        };
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
+            let covering = std::mem::take(&mut state.covering);
+            *state = NodeState::default();
+            state.covering = covering;
+        }
+        for pod in self.cluster.node_pods(node).to_vec() {
+            if let Some(slot) = self.pods.get_mut(pod.index()) {
+                *slot = None;
+            }
+            self.buffer.forget_pod(pod);
+        }
+        self.refresh_node(node);
     }
 
     /// Offers a sample. It is applied once the watermark passes its timestamp.
@@ -419,6 +529,15 @@ impl Engine {
         if values.is_empty() {
             self.stats.irrelevant += 1;
             return Offered::Irrelevant;
+        }
+        if self.max_ts != i64::MIN
+            && sample.ts_ms
+                > self
+                    .max_ts
+                    .saturating_add(self.config.max_forward_jump_ms as i64)
+        {
+            self.stats.too_far_ahead += 1;
+            return Offered::TooFarAhead;
         }
         let container = sample.container.as_deref().map_or(0, |c| {
             let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -41,16 +41,24 @@ impl Engine {
         else {
             return;
         };
-        let firings: SmallVec<[(u16, Option<Firing>); 4]> = covering
+        let firings: SmallVec<[(u16, Option<Firing>, bool); 4]> = covering
             .iter()
-            .map(|&p| (p, self.firing(p, node, t)))
+            .map(|&p| {
+                let (firing, holding) = self.firing(p, node, t);
+                (p, firing, holding)
+            })
             .collect();
-        let node_name = self.node_name(node);
         let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) else {
             return;
         };
+        let node_name = || {
+            self.cluster
+                .node_info(node)
+                .map(|n| n.name.clone())
+                .unwrap_or_default()
+        };
         let mut open: SmallVec<[(u16, u64, Firing); 2]> = SmallVec::new();
-        for (p, firing) in firings {
+        for (p, firing, holding) in firings {
             let slot = &mut self.policies[p as usize];
             let spec = &slot.policy.spec;
             let existing = state.episodes.iter().position(|e| e.policy == p);
@@ -70,7 +78,7 @@ impl Engine {
                     out.push(Event::Detected {
                         at: t,
                         policy: slot.policy.name.clone(),
-                        node: node_name.clone(),
+                        node: node_name(),
                         trigger: spec.triggers[f.trigger as usize].name.clone(),
                         victim: f
                             .victim
@@ -84,6 +92,8 @@ impl Engine {
                     state.episodes[i].clear_since = None;
                     open.push((p, state.episodes[i].id, f));
                 }
+                // A condition still holds (not yet sustained again): not clear.
+                (None, Some(i)) if holding => state.episodes[i].clear_since = None,
                 (None, Some(i)) => {
                     let episode = &mut state.episodes[i];
                     let since = *episode.clear_since.get_or_insert(t);
@@ -93,7 +103,7 @@ impl Engine {
                         out.push(Event::Recovered {
                             at: t,
                             policy: slot.policy.name.clone(),
-                            node: node_name.clone(),
+                            node: node_name(),
                             episode: episode.id,
                             lasted_ms: t - episode.started,
                         });
@@ -116,14 +126,20 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The trigger of policy `p` that holds on `node` at `t`, earliest first.
-    fn firing(&self, p: u16, node: NodeId, t: i64) -> Option<Firing> {
+    /// The trigger of policy `p` that fires on `node` at `t` (earliest run first), and
+    /// whether any of its trigger conditions holds at all (sustained or not).
+    fn firing(&self, p: u16, node: NodeId, t: i64) -> (Option<Firing>, bool) {
         let spec = &self.policies[p as usize].policy.spec;
         let stale = self.config.stale_after_ms;
         let mut best: Option<Firing> = None;
+        let mut holding = false;
         let mut consider = |track: &super::state::Track, victim: Option<PodId>| {
+            if track.policy != p {
+                return;
+            }
+            holding |= track.holding(t, stale);
             let trigger = &spec.triggers[track.trigger as usize];
-            if track.policy != p || !track.fired(t, trigger.sustained_for_ms, stale) {
+            if !track.fired(t, trigger.sustained_for_ms, stale) {
                 return;
             }
             let since = track.since.unwrap_or(t);
@@ -141,7 +157,9 @@ impl Engine {
                 });
             }
         };
-        let node_state = self.nodes.get(node.index())?.as_ref()?;
+        let Some(node_state) = self.nodes.get(node.index()).and_then(Option::as_ref) else {
+            return (None, false);
+        };
         for track in &node_state.tracks {
             consider(track, None);
         }
@@ -155,13 +173,17 @@ impl Engine {
                 }
             }
         }
-        best
+        (best, holding)
     }
 
     /// Why pod `pod` may not be acted on by policy `p` at `t`, if it may not.
     pub(crate) fn exclusion(&self, p: u16, pod: PodId, t: i64) -> Option<String> {
-        let info = self.cluster.pod_info(pod)?;
-        let state = self.pods.get(pod.index())?.as_ref()?;
+        let (Some(info), Some(state)) = (
+            self.cluster.pod_info(pod),
+            self.pods.get(pod.index()).and_then(Option::as_ref),
+        ) else {
+            return Some("unknown to the cluster view".to_owned());
+        };
         let spec = &self.policies[p as usize].policy.spec;
         let reason = if state.is_victim() {
             "a victim of a policy covering the node"
@@ -181,7 +203,11 @@ impl Engine {
             "using emptyDir storage (see eviction.evictLocalStoragePods)"
         } else if info.terminating || !info.running {
             "not running"
-        } else if state.acted {
+        } else if state.acted
+            || self
+                .acted_targets
+                .contains(&(self.policies[p as usize].policy.name.clone(), info.key()))
+        {
             "already acted on"
         } else if info
             .created_ms
@@ -377,6 +403,13 @@ impl Engine {
 
     /// The storm and stale-feed breakers: a reason not to act anywhere, if one holds.
     fn breaker(&self, t: i64) -> Option<String> {
+        if t < self.horizon {
+            return Some(format!(
+                "catching up: the evidence is {} older than the newest acceptable ({})",
+                fmt_ms((self.horizon - t) as u64),
+                "see --max-evidence-age"
+            ));
+        }
         let stale_after = self.config.stale_after_ms as i64;
         let (mut tracked, mut stale) = (0usize, 0usize);
         for state in self.nodes.iter().flatten() {
@@ -419,7 +452,9 @@ impl Engine {
             return Err("pod vanished".into());
         };
         let (mut cordoned, mut unmatched, mut full, mut busy) = (0, 0, 0, 0);
-        let mut best: Option<(f64, String)> = None;
+        // Best first: nodes with fresh samples (known not to be under interference), then
+        // the most CPU headroom, then the name.
+        let mut best: Option<((bool, f64), String)> = None;
         for id in self.cluster.node_ids() {
             if id == source {
                 continue;
@@ -444,10 +479,12 @@ impl Engine {
                 full += 1;
                 continue;
             }
-            let state = self.nodes.get(id.index()).and_then(Option::as_ref);
-            let stale = state
-                .and_then(|s| s.last_ts)
-                .is_some_and(|l| t - l > self.config.stale_after_ms as i64);
+            let last = self
+                .nodes
+                .get(id.index())
+                .and_then(Option::as_ref)
+                .and_then(|s| s.last_ts);
+            let stale = last.is_some_and(|l| t - l > self.config.stale_after_ms as i64);
             if stale || self.under_pressure(id, t) {
                 busy += 1;
                 continue;
@@ -458,11 +495,16 @@ impl Engine {
             } else {
                 0.0
             };
-            if best
-                .as_ref()
-                .is_none_or(|(h, name)| headroom > *h || (headroom == *h && node.name < *name))
-            {
-                best = Some((headroom, node.name.clone()));
+            let rank = (last.is_some(), headroom);
+            let better = |(r, name): &((bool, f64), String)| {
+                rank.0
+                    .cmp(&r.0)
+                    .then(rank.1.total_cmp(&r.1))
+                    .then_with(|| name.cmp(&node.name))
+                    .is_gt()
+            };
+            if best.as_ref().is_none_or(better) {
+                best = Some((rank, node.name.clone()));
             }
         }
         best.map(|(_, name)| name).ok_or_else(|| {
@@ -510,7 +552,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let mut h = DefaultHasher::new();
-        (pod, kind).hash(&mut h);
+        (self.cluster.pod_info(pod).map(|i| i.key()), kind).hash(&mut h);
         let key = h.finish();
         let Some(episode) = self.nodes[ctx.node.index()]
             .as_mut()

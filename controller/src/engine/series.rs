@@ -140,7 +140,10 @@ pub fn correlate(a: &Series, b: &Series, end_ms: i64, window_ms: u64) -> Option<
             0.0
         }
     };
-    if var_a <= 0.0 || var_b <= 0.0 {
+    // One-pass variances carry rounding noise of about 1e-16 of the squared mean: a
+    // constant series must not correlate through that noise.
+    let flat = |var: f64, mean: f64| var <= 1e-12 * mean * mean + f64::MIN_POSITIVE;
+    if flat(var_a, ma) || flat(var_b, mb) {
         return None;
     }
     Some(Correlation {
@@ -284,6 +287,15 @@ mod tests {
         assert!((r.r - 1.0).abs() < 1e-9 && r.points == 20);
         assert!((correlate(&a, &c, 19_000, 20_000).unwrap().r + 1.0).abs() < 1e-9);
         assert_eq!(correlate(&a, &flat, 19_000, 20_000), None);
+        let mut nearly = Series::new(100_000, 1_000);
+        for i in 0..20 {
+            nearly.push(i * 1_000, 0.95);
+        }
+        assert_eq!(
+            correlate(&nearly, &a, 19_000, 20_000),
+            None,
+            "rounding noise is not variation"
+        );
         // Only the window counts.
         assert_eq!(correlate(&a, &b, 19_000, 5_000).unwrap().points, 5);
     }

@@ -25,7 +25,7 @@ pub struct Track {
     /// The threshold the last value was compared with.
     pub threshold: f64,
     /// The learned baseline (outlier triggers).
-    pub moments: Option<Moments>,
+    pub moments: Option<Box<Moments>>,
     /// The baseline the last value was compared with (outlier triggers).
     pub baseline: Option<Baseline>,
 }
@@ -48,7 +48,7 @@ impl Track {
             moments: match spec.condition {
                 Condition::Outlier {
                     baseline_window_ms, ..
-                } => Some(Moments::new(baseline_window_ms)),
+                } => Some(Box::new(Moments::new(baseline_window_ms))),
                 Condition::Above(_) => None,
             },
             baseline: None,
@@ -68,7 +68,9 @@ impl Track {
             Condition::Outlier {
                 sigma, min_samples, ..
             } => {
-                let moments = self.moments.get_or_insert_with(|| Moments::new(1));
+                let moments = self
+                    .moments
+                    .get_or_insert_with(|| Box::new(Moments::new(1)));
                 let b = moments.baseline(ts);
                 let std = b.std.max(b.mean.abs() * MIN_RELATIVE_STD).max(1e-9);
                 self.threshold = b.mean + sigma * std;
@@ -88,6 +90,11 @@ impl Track {
         }
         self.last_ts = ts;
         self.last_value = value;
+    }
+
+    /// True when the condition holds now (sustained or not) on fresh data.
+    pub fn holding(&self, now: i64, stale_after_ms: u64) -> bool {
+        self.since.is_some() && now - self.last_ts <= stale_after_ms as i64
     }
 
     /// True when the condition has held for `sustained_for_ms` and the data is fresh at `now`.

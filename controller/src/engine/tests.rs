@@ -577,6 +577,11 @@ fn late_duplicate_and_unknown_samples_are_counted_and_dropped() {
         w.offer(&sample(T0, "n1", Some(("shop", "web")), &m)),
         Offered::Queued
     );
+    assert_eq!(
+        w.offer(&sample(T0 + 3_600_000, "n1", Some(("shop", "web")), &m)),
+        Offered::TooFarAhead,
+        "one broken clock must not make everything late"
+    );
     w.engine.advance(T0 + 30 * S, &mut w.events);
     assert_eq!(
         w.offer(&sample(T0 + 20 * S, "n1", Some(("shop", "web")), &m)),

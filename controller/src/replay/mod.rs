@@ -56,11 +56,11 @@ pub enum ReplayError {
     NoValidPolicy,
 }
 
-/// A rejected line of the events file.
+/// A rejected line of the events file (or message of a topic).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LineError {
-    /// 1-based line number.
-    pub line: usize,
+    /// Where: the 1-based line number for a file, `topic[partition]@offset` for Kafka.
+    pub location: String,
     /// Why it was rejected (for batches: one per rejected member).
     pub error: DecodeError,
 }
@@ -184,14 +184,15 @@ pub fn replay_lines(
                 for sample in &decoded.samples {
                     engine.offer(sample);
                 }
-                errors.extend(
-                    decoded
-                        .rejected
-                        .into_iter()
-                        .map(|error| LineError { line: lines, error }),
-                );
+                errors.extend(decoded.rejected.into_iter().map(|error| LineError {
+                    location: lines.to_string(),
+                    error,
+                }));
             }
-            Err(error) => errors.push(LineError { line: lines, error }),
+            Err(error) => errors.push(LineError {
+                location: lines.to_string(),
+                error,
+            }),
         }
         engine.advance_auto(&mut out);
     }

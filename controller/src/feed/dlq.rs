@@ -1,0 +1,89 @@
+//! The dead-letter topic: rejected messages with their original key, bytes and headers,
+//! plus headers naming the reason and where the message came from.
+
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::sample::DecodeError;
+
+/// Header with the stable reason code of the (first) rejection, e.g. `not_json`.
+pub const REASON: &str = "fulcrum.error.reason";
+/// Header with the human-readable error(s), one per line.
+pub const ERROR: &str = "fulcrum.error.message";
+/// Header with the number of rejected samples (a batch may be partly rejected).
+pub const REJECTED: &str = "fulcrum.error.rejected";
+/// Header with the source topic.
+pub const SOURCE_TOPIC: &str = "fulcrum.source.topic";
+/// Header with the source partition.
+pub const SOURCE_PARTITION: &str = "fulcrum.source.partition";
+/// Header with the source offset.
+pub const SOURCE_OFFSET: &str = "fulcrum.source.offset";
+/// Header with the source message timestamp (ms), when it had one.
+pub const SOURCE_TIMESTAMP: &str = "fulcrum.source.timestamp";
+
+/// At most this many error lines go into the [`ERROR`] header.
+const MAX_ERROR_LINES: usize = 20;
+
+/// The headers of a dead letter: the original headers followed by Fulcrum's.
+pub fn dead_letter_headers(message: &OwnedMessage, errors: &[DecodeError]) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(8);
+    if let Some(original) = message.headers() {
+        for h in original.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let text: Vec<String> = errors
+        .iter()
+        .take(MAX_ERROR_LINES)
+        .map(ToString::to_string)
+        .collect();
+    let fields = [
+        (
+            REASON,
+            errors.first().map_or("unknown", |e| e.reason()).to_owned(),
+        ),
+        (ERROR, text.join("\n")),
+        (REJECTED, errors.len().to_string()),
+        (SOURCE_TOPIC, message.topic().to_owned()),
+        (SOURCE_PARTITION, message.partition().to_string()),
+        (SOURCE_OFFSET, message.offset().to_string()),
+    ];
+    for (key, value) in &fields {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    if let Some(ts) = message.timestamp().to_millis() {
+        headers = headers.insert(Header {
+            key: SOURCE_TIMESTAMP,
+            value: Some(ts.to_string().as_bytes()),
+        });
+    }
+    headers
+}
+
+/// Produces a dead letter and waits for the broker to acknowledge it.
+pub async fn send_dead_letter(
+    producer: &FutureProducer,
+    topic: &str,
+    message: &OwnedMessage,
+    errors: &[DecodeError],
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(topic).headers(dead_letter_headers(message, errors));
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = message.payload() {
+        record = record.payload(payload);
+    }
+    producer
+        .send(record, std::time::Duration::from_secs(30))
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+}

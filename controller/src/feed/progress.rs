@@ -1,0 +1,164 @@
+//! Per-partition progress: which offsets are safe to commit (their samples are applied to
+//! engine state) and the event-time watermark across partitions.
+//!
+//! A message's offset is committed only once the watermark has passed its newest sample,
+//! i.e. once every sample in it has left the reorder buffer and changed engine state.
+//! The watermark is the minimum over active partitions of their newest event time minus
+//! the lateness bound, so one partition lagging behind holds it back instead of having its
+//! samples dropped as late. Partitions that are idle (no message for a while) or at their
+//! end (bounded replay) do not hold it back.
+
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Clone, Debug, Default)]
+struct Partition {
+    /// (offset, newest sample time in the message or None) in offset order.
+    pending: VecDeque<(i64, Option<i64>)>,
+    max_ts: Option<i64>,
+    last_seen_ms: i64,
+    at_end: bool,
+}
+
+/// Progress of the partitions a consumer reads.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    partitions: BTreeMap<i32, Partition>,
+}
+
+impl Progress {
+    /// Records a consumed message. `newest_ts` is its newest sample time (None when it held
+    /// no usable sample); `now_ms` is the wall clock, for idleness.
+    pub fn observe(&mut self, partition: i32, offset: i64, newest_ts: Option<i64>, now_ms: i64) {
+        let p = self.partitions.entry(partition).or_default();
+        p.pending.push_back((offset, newest_ts));
+        if let Some(ts) = newest_ts {
+            p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
+        }
+        p.last_seen_ms = now_ms;
+        p.at_end = false;
+    }
+
+    /// Registers a partition expected to deliver: until it does (or goes idle), it holds
+    /// the watermark back, so its first samples are not late.
+    pub fn expect(&mut self, partition: i32, now_ms: i64) {
+        let p = self.partitions.entry(partition).or_default();
+        p.last_seen_ms = now_ms;
+        p.at_end = false;
+    }
+
+    /// Marks a partition as read to its end (it no longer holds the watermark back).
+    pub fn reached_end(&mut self, partition: i32) {
+        self.partitions.entry(partition).or_default().at_end = true;
+    }
+
+    /// Forgets a revoked partition.
+    pub fn revoke(&mut self, partition: i32) {
+        self.partitions.remove(&partition);
+    }
+
+    /// The watermark: min over partitions that are neither idle nor at their end of (newest
+    /// event time - lateness). When every partition is idle or at its end, the max over all.
+    pub fn watermark(&self, lateness_ms: u64, now_ms: i64, idle_after_ms: u64) -> Option<i64> {
+        let lateness = lateness_ms as i64;
+        let mut active = self
+            .partitions
+            .values()
+            .filter(|p| !p.at_end && now_ms - p.last_seen_ms <= idle_after_ms as i64)
+            .peekable();
+        if active.peek().is_none() {
+            return self
+                .partitions
+                .values()
+                .filter_map(|p| p.max_ts)
+                .max()
+                .map(|ts| ts - lateness);
+        }
+        // An active partition that has not delivered yet holds everything back.
+        let mut min: Option<i64> = None;
+        for p in active {
+            let ts = p.max_ts?;
+            min = Some(min.map_or(ts, |m| m.min(ts)));
+        }
+        min.map(|ts| ts - lateness)
+    }
+
+    /// Offsets that became safe to commit now that `watermark` is reached: for each
+    /// partition, the next offset after the longest prefix of messages whose samples are
+    /// all at or before the watermark.
+    pub fn committable(&mut self, watermark: i64) -> Vec<(i32, i64)> {
+        let mut out = Vec::new();
+        for (&partition, p) in &mut self.partitions {
+            let mut next = None;
+            while let Some(&(offset, ts)) = p.pending.front() {
+                if ts.is_some_and(|ts| ts > watermark) {
+                    break;
+                }
+                p.pending.pop_front();
+                next = Some(offset + 1);
+            }
+            if let Some(next) = next {
+                out.push((partition, next));
+            }
+        }
+        out
+    }
+
+    /// Messages consumed but not yet committable.
+    pub fn pending(&self) -> usize {
+        self.partitions.values().map(|p| p.pending.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_commit_only_after_the_watermark_passes_their_samples() {
+        let mut p = Progress::default();
+        p.observe(0, 10, Some(1_000), 0);
+        p.observe(0, 11, None, 0); // a dead letter: nothing to wait for, but ordered
+        p.observe(0, 12, Some(5_000), 0);
+        p.observe(1, 3, Some(2_000), 0);
+        assert_eq!(p.committable(999), vec![]);
+        assert_eq!(p.committable(1_000), vec![(0, 12)]);
+        assert_eq!(p.committable(4_999), vec![(1, 4)]);
+        assert_eq!(p.committable(5_000), vec![(0, 13)]);
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn the_slowest_active_partition_holds_the_watermark() {
+        let mut p = Progress::default();
+        p.observe(0, 1, Some(100_000), 0);
+        p.observe(1, 1, Some(40_000), 0);
+        assert_eq!(p.watermark(15_000, 1_000, 10_000), Some(25_000));
+        // Partition 1 goes idle: it no longer holds the others back.
+        p.observe(0, 2, Some(110_000), 20_000);
+        assert_eq!(p.watermark(15_000, 20_000, 10_000), Some(95_000));
+        // At the end of a bounded read, the newest time counts.
+        p.reached_end(0);
+        p.reached_end(1);
+        assert_eq!(p.watermark(15_000, 20_000, 10_000), Some(95_000));
+        p.revoke(0);
+        assert_eq!(p.watermark(15_000, 20_000, 10_000), Some(25_000));
+        assert_eq!(Progress::default().watermark(1, 0, 1), None);
+    }
+
+    #[test]
+    fn an_expected_partition_holds_the_watermark_until_it_delivers_or_idles() {
+        let mut p = Progress::default();
+        p.expect(0, 0);
+        p.expect(1, 0);
+        p.observe(0, 1, Some(100_000), 0);
+        assert_eq!(p.watermark(15_000, 1_000, 10_000), None);
+        p.observe(1, 1, Some(50_000), 2_000);
+        assert_eq!(p.watermark(15_000, 2_000, 10_000), Some(35_000));
+        // An expected partition that never delivers stops holding after idle_after.
+        let mut q = Progress::default();
+        q.expect(0, 0);
+        q.expect(1, 0);
+        q.observe(0, 1, Some(100_000), 11_000);
+        assert_eq!(q.watermark(15_000, 11_000, 10_000), Some(85_000));
+    }
+}
