@@ -1,4 +1,6 @@
 //! Integration tests for Fulcrum. One binary, one module per area.
 
 mod check_policy;
+mod kafka;
 mod scenario;
+mod support;

@@ -2,7 +2,6 @@
 //! prints it and JSON Lines of samples as node agents send them, written to files and
 //! replayed through the same code path as the CLI.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use fulcrum::engine::decision::Outcome;
@@ -41,6 +40,8 @@ pub struct Scenario {
     pub onset: Option<i64>,
     pub seed: u64,
     pub antagonist_protected: bool,
+    /// Event time of the first tick.
+    pub t0: i64,
 }
 
 impl Scenario {
@@ -92,10 +93,11 @@ impl Scenario {
             onset,
             seed: 7,
             antagonist_protected: false,
+            t0: T0,
         }
     }
 
-    fn cluster(&self) -> Value {
+    pub fn cluster(&self) -> Value {
         let mut items = Vec::new();
         for n in 0..self.nodes {
             items.push(json!({
@@ -134,10 +136,18 @@ impl Scenario {
 
     /// Samples: one batch line per node per tick (node-0's pods one line each, to exercise
     /// both forms).
-    fn events(&self) -> String {
-        let mut out = String::new();
+    pub fn events(&self) -> String {
+        self.keyed_events()
+            .into_iter()
+            .map(|(_, line)| line + "\n")
+            .collect()
+    }
+
+    /// The event lines with their Kafka key (the node name).
+    pub fn keyed_events(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
         for i in 0..self.ticks {
-            let ts = T0 + i * self.period_ms;
+            let ts = self.t0 + i * self.period_ms;
             let active = self.onset.is_some_and(|o| i >= o);
             // The antagonist bursts memory bandwidth in an irregular pattern once active.
             let burst = if active {
@@ -177,15 +187,11 @@ impl Scenario {
                 if n == 0 {
                     for mut s in samples {
                         s["schema"] = json!("fulcrum.metrics/v1");
-                        writeln!(out, "{s}").unwrap();
+                        out.push((node.clone(), s.to_string()));
                     }
                 } else {
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"schema": "fulcrum.metrics/v1", "samples": samples})
-                    )
-                    .unwrap();
+                    let batch = json!({"schema": "fulcrum.metrics/v1", "samples": samples});
+                    out.push((node.clone(), batch.to_string()));
                 }
             }
         }
@@ -214,6 +220,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The policy used by the scenario tests; `MODE` is replaced by `DryRun` or `Enforce`.
 pub const POLICY: &str = r#"
 apiVersion: fulcrum.dev/v1alpha1
 kind: InterferencePolicy

@@ -441,10 +441,12 @@ impl EngineStage {
     /// Advances the watermark, publishes what happened, and stores committable offsets.
     async fn step(&mut self) -> Result<(), FeedError> {
         let now = now_ms();
-        let Some(watermark) =
-            self.progress
-                .watermark(self.options.lateness_ms, now, self.options.idle_after_ms)
-        else {
+        let Some(watermark) = self.progress.watermark(
+            self.options.lateness_ms,
+            now,
+            self.options.idle_after_ms,
+            true,
+        ) else {
             return Ok(());
         };
         self.engine

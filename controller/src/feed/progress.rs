@@ -58,8 +58,28 @@ impl Progress {
 
     /// The watermark: min over partitions that are neither idle nor at their end of (newest
     /// event time - lateness). When every partition is idle or at its end, the max over all.
-    pub fn watermark(&self, lateness_ms: u64, now_ms: i64, idle_after_ms: u64) -> Option<i64> {
+    ///
+    /// With `wall_clock_advance`, event time is assumed to keep pace with the wall clock
+    /// while a partition is quiet: its newest time counts as `max_ts + min(quiet time,
+    /// lateness)`. A live feed whose producers pause therefore still applies (and commits)
+    /// its last samples once `lateness` has passed; a bounded replay does not use it.
+    pub fn watermark(
+        &self,
+        lateness_ms: u64,
+        now_ms: i64,
+        idle_after_ms: u64,
+        wall_clock_advance: bool,
+    ) -> Option<i64> {
         let lateness = lateness_ms as i64;
+        let effective = |p: &Partition| {
+            p.max_ts.map(|ts| {
+                if wall_clock_advance {
+                    ts + (now_ms - p.last_seen_ms).clamp(0, lateness)
+                } else {
+                    ts
+                }
+            })
+        };
         let mut active = self
             .partitions
             .values()
@@ -69,14 +89,14 @@ impl Progress {
             return self
                 .partitions
                 .values()
-                .filter_map(|p| p.max_ts)
+                .filter_map(effective)
                 .max()
                 .map(|ts| ts - lateness);
         }
         // An active partition that has not delivered yet holds everything back.
         let mut min: Option<i64> = None;
         for p in active {
-            let ts = p.max_ts?;
+            let ts = effective(p)?;
             min = Some(min.map_or(ts, |m| m.min(ts)));
         }
         min.map(|ts| ts - lateness)
@@ -132,17 +152,29 @@ mod tests {
         let mut p = Progress::default();
         p.observe(0, 1, Some(100_000), 0);
         p.observe(1, 1, Some(40_000), 0);
-        assert_eq!(p.watermark(15_000, 1_000, 10_000), Some(25_000));
+        assert_eq!(p.watermark(15_000, 1_000, 10_000, false), Some(25_000));
         // Partition 1 goes idle: it no longer holds the others back.
         p.observe(0, 2, Some(110_000), 20_000);
-        assert_eq!(p.watermark(15_000, 20_000, 10_000), Some(95_000));
+        assert_eq!(p.watermark(15_000, 20_000, 10_000, false), Some(95_000));
         // At the end of a bounded read, the newest time counts.
         p.reached_end(0);
         p.reached_end(1);
-        assert_eq!(p.watermark(15_000, 20_000, 10_000), Some(95_000));
+        assert_eq!(p.watermark(15_000, 20_000, 10_000, false), Some(95_000));
         p.revoke(0);
-        assert_eq!(p.watermark(15_000, 20_000, 10_000), Some(25_000));
-        assert_eq!(Progress::default().watermark(1, 0, 1), None);
+        assert_eq!(p.watermark(15_000, 20_000, 10_000, false), Some(25_000));
+        assert_eq!(Progress::default().watermark(1, 0, 1, false), None);
+    }
+
+    #[test]
+    fn a_quiet_live_feed_releases_its_last_samples_after_the_lateness() {
+        let mut p = Progress::default();
+        p.observe(0, 1, Some(100_000), 0);
+        assert_eq!(p.watermark(15_000, 0, 10_000, true), Some(85_000));
+        assert_eq!(p.watermark(15_000, 5_000, 10_000, true), Some(90_000));
+        assert_eq!(p.watermark(15_000, 60_000, 10_000, true), Some(100_000));
+        assert_eq!(p.committable(100_000), vec![(0, 2)]);
+        // A bounded read never advances on the wall clock.
+        assert_eq!(p.watermark(15_000, 60_000, 10_000, false), Some(85_000));
     }
 
     #[test]
@@ -151,14 +183,14 @@ mod tests {
         p.expect(0, 0);
         p.expect(1, 0);
         p.observe(0, 1, Some(100_000), 0);
-        assert_eq!(p.watermark(15_000, 1_000, 10_000), None);
+        assert_eq!(p.watermark(15_000, 1_000, 10_000, false), None);
         p.observe(1, 1, Some(50_000), 2_000);
-        assert_eq!(p.watermark(15_000, 2_000, 10_000), Some(35_000));
+        assert_eq!(p.watermark(15_000, 2_000, 10_000, false), Some(35_000));
         // An expected partition that never delivers stops holding after idle_after.
         let mut q = Progress::default();
         q.expect(0, 0);
         q.expect(1, 0);
         q.observe(0, 1, Some(100_000), 11_000);
-        assert_eq!(q.watermark(15_000, 11_000, 10_000), Some(85_000));
+        assert_eq!(q.watermark(15_000, 11_000, 10_000, false), Some(85_000));
     }
 }

@@ -120,7 +120,7 @@ pub fn read_topic(
                 progress.observe(message.partition(), message.offset(), newest, now_ms());
             }
         }
-        if let Some(watermark) = progress.watermark(lateness_ms, now_ms(), idle_after) {
+        if let Some(watermark) = progress.watermark(lateness_ms, now_ms(), idle_after, false) {
             engine.advance(watermark, &mut out);
             for event in out.drain(..) {
                 on_event(&event);
