@@ -7,14 +7,18 @@
 //! - [`engine`]: pure detection, attribution and planning.
 //! - [`feed`]: the production Kafka feed (consume, dead-letter, audit, commit).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
+//! - [`sim`]: `fulcrum demo` (simulated cluster through an embedded Kafka).
+//! - [`actuator`]: how decisions become changes (Eviction API, or the simulator).
 //! - [`manifest`]: reading multi-document YAML/JSON files and rendering the CRD.
 //!
 //! Layout and contracts are described in the repository's `ARCHITECTURE.md` and `docs/`.
 
+pub mod actuator;
 pub mod check;
 pub mod engine;
 pub mod feed;
 pub mod manifest;
 pub mod replay;
 pub mod sample;
+pub mod sim;
 pub mod telemetry;

@@ -13,7 +13,7 @@ use fulcrum::feed::config::{
     DEFAULT_AUDIT_TOPIC, default_dlq_topic, env_properties, parse_property,
 };
 use fulcrum::feed::reader::read_topic;
-use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats, KafkaSettings, StartPosition};
+use fulcrum::feed::{FeedHealth, FeedIo, FeedOptions, FeedStats, KafkaSettings, StartPosition};
 use fulcrum::manifest::crd_yaml;
 use fulcrum::replay::{
     LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files,
@@ -32,6 +32,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Watch Fulcrum find noisy neighbours in a simulated co-located cluster and fix them.
+    ///
+    /// Embedded: a simulated cluster (tens of nodes, hundreds of pods) sends samples through
+    /// an in-process Kafka; Fulcrum consumes them with the production feed, decides with the
+    /// shipped example policies, and acts on the simulation. Prints a timeline and compares
+    /// SLO violations with and without Fulcrum. Needs no external service.
+    Demo(DemoArgs),
     /// Print the InterferencePolicy CustomResourceDefinition generated from the Rust types.
     Crd,
     /// Validate policy files and explain every error with its field path.
@@ -59,6 +66,22 @@ enum Command {
     /// once samples are applied; malformed messages go to the dead-letter topic. Stops
     /// cleanly on SIGINT or SIGTERM.
     Run(RunArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Seed of the simulation (same seed, same scenario).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A smaller cluster and a shorter run.
+    #[arg(long)]
+    small: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Also write a chart of online latency with action markers (.svg or .html).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -131,12 +154,7 @@ struct ReplayArgs {
     #[arg(long = "policy", required = true, value_name = "FILE")]
     policies: Vec<PathBuf>,
     /// Samples as JSON Lines.
-    #[arg(
-        long,
-        value_name = "FILE",
-        required_unless_present = "brokers",
-        conflicts_with = "brokers"
-    )]
+    #[arg(long, value_name = "FILE", required_unless_present = "brokers")]
     events: Option<PathBuf>,
     /// With `--brokers`: keep reading new samples until interrupted.
     #[arg(long, requires = "brokers")]
@@ -197,6 +215,7 @@ fn main() -> ExitCode {
         Command::CheckPolicy { files } => {
             check_files(&files, &mut std::io::stdout().lock()).map_err(Into::into)
         }
+        Command::Demo(args) => demo(args),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run(args),
     };
@@ -337,7 +356,7 @@ fn print_event(event: &Event, output: Output) {
     let mut stdout = std::io::stdout().lock();
     let _ = match output {
         Output::Json => serde_json::to_writer(&mut stdout, event).map_err(std::io::Error::other),
-        Output::Text => write!(stdout, "{event:?}"),
+        Output::Text => write!(stdout, "{}", fulcrum::replay::output::event_line(event)),
     };
     let _ = writeln!(stdout);
     let _ = stdout.flush();
@@ -375,14 +394,14 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             print_event(&event, output);
         }
     });
-    let result = rt.block_on(fulcrum::feed::run(
-        options,
-        engine,
-        tx,
+    let io = FeedIo {
+        events: tx,
+        updates: None,
         health,
-        stats.clone(),
+        stats: stats.clone(),
         shutdown,
-    ));
+    };
+    let result = rt.block_on(fulcrum::feed::run(options, engine, io));
     let _ = rt.block_on(printer);
     let engine = result?;
     let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine.stats()});
@@ -395,4 +414,48 @@ fn print_stop(summary: &serde_json::Value) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{summary}");
     let _ = stdout.flush();
+}
+
+/// Runs `fulcrum demo`.
+fn demo(args: DemoArgs) -> anyhow::Result<bool> {
+    use fulcrum::sim::{DemoConfig, report};
+    let config = if args.small {
+        DemoConfig::small(args.seed)
+    } else {
+        DemoConfig::full(args.seed)
+    };
+    let rt = runtime()?;
+    let show_progress = std::io::stderr().is_terminal();
+    let run = rt.block_on(fulcrum::sim::run(config, |tick, ticks| {
+        if show_progress && (tick % 10 == 0 || tick == ticks) {
+            eprint!("\r[demo] simulated {tick}/{ticks} ticks");
+            if tick == ticks {
+                eprintln!();
+            }
+        }
+    }))?;
+    if let Some(path) = &args.report {
+        let chart = match path.extension().and_then(|e| e.to_str()) {
+            Some("html") | Some("htm") => report::render_html(&run),
+            Some("svg") => report::render_svg(&run),
+            _ => anyhow::bail!("--report must end in .svg or .html: {}", path.display()),
+        }
+        .map_err(|e| anyhow::anyhow!("drawing the chart: {e}"))?;
+        std::fs::write(path, chart).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        Output::Json => {
+            serde_json::to_writer(&mut stdout, &report::render_json(&run))?;
+            writeln!(stdout)?;
+        }
+        Output::Text => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            write!(stdout, "{}", report::render_text(&run, color))?;
+            if let Some(path) = &args.report {
+                writeln!(stdout, "  chart: {}", path.display())?;
+            }
+        }
+    }
+    Ok(true)
 }

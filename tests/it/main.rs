@@ -1,6 +1,7 @@
 //! Integration tests for Fulcrum. One binary, one module per area.
 
 mod check_policy;
+mod demo;
 mod kafka;
 mod scenario;
 mod support;

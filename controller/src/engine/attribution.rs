@@ -5,8 +5,11 @@
 //!   listed metric, on time buckets both series hold. A metric only counts when the
 //!   candidate's usage really varies (coefficient of variation >= `min_usage_variation`)
 //!   and is a meaningful share of the node's usage (>= `min_usage_share`), and there are at
-//!   least `min_correlation_points` buckets. The candidate's score is its best counting
-//!   correlation; it is blamed when the score reaches `minCorrelation`.
+//!   least `min_correlation_points` buckets. A candidate is blamed when its best counting
+//!   correlation reaches `minCorrelation`; blamed candidates are ranked by their
+//!   *correlated share*, max over metrics of `max(r, 0) * share`, so a big consumer whose
+//!   usage moves with the degradation ranks above a small one whose symptoms merely move
+//!   with it (everyone's LLC misses rise on a contended node).
 //! - `Usage`: the candidate's share of the node's usage, averaged over the listed metrics;
 //!   blamed when the share reaches `min_usage_share`.
 
@@ -32,7 +35,9 @@ pub(crate) struct Scored {
 impl Engine {
     /// Scores every candidate of policy `p` on `node` at time `t`. `signal` is the victim's
     /// (or node's) series of the trigger metric. Sorted: policy class order, blamed first,
-    /// higher score first, then by name.
+    /// higher score first, then by name. A blamed candidate scoring below
+    /// `min_relative_score` of the best score on the node is demoted to "not blamed": when
+    /// the main culprit cannot be acted on, a minor contributor is not acted on instead.
     pub(crate) fn score_candidates(
         &self,
         p: u16,
@@ -71,6 +76,7 @@ impl Engine {
             };
             let mut metrics = Vec::with_capacity(spec.attribution.metrics.len());
             let mut best: Option<f64> = None;
+            let mut best_r: Option<f64> = None;
             let mut shares = Vec::new();
             for (i, &m) in spec.attribution.metrics.iter().enumerate() {
                 let name = self.registry.name(m).to_owned();
@@ -122,7 +128,12 @@ impl Engine {
                                     None
                                 };
                                 if score.ignored.is_none() {
-                                    best = Some(best.map_or(c.r, |b: f64| b.max(c.r)));
+                                    best_r = Some(best_r.map_or(c.r, |b: f64| b.max(c.r)));
+                                    // Correlated share: how much of the contended
+                                    // resource the candidate holds, if it moves with the
+                                    // degradation at all.
+                                    let weighted = c.r.max(0.0) * share.unwrap_or(0.0);
+                                    best = Some(best.map_or(weighted, |b: f64| b.max(weighted)));
                                 }
                             }
                         }
@@ -133,7 +144,7 @@ impl Engine {
             let (score, qualifies) = match spec.attribution.method {
                 AttributionMethod::Correlation => (
                     best,
-                    best.is_some_and(|b| b >= spec.attribution.min_correlation),
+                    best_r.is_some_and(|r| r >= spec.attribution.min_correlation),
                 ),
                 AttributionMethod::Usage => {
                     let s = (!shares.is_empty())
@@ -149,6 +160,16 @@ impl Engine {
                 metrics,
                 excluded: self.exclusion(p, pod, t),
             });
+        }
+        let top = scored
+            .iter()
+            .filter(|s| s.qualifies)
+            .filter_map(|s| s.score)
+            .fold(0.0, f64::max);
+        for s in &mut scored {
+            if s.qualifies && s.score.unwrap_or(0.0) < self.config.min_relative_score * top {
+                s.qualifies = false;
+            }
         }
         let key = |s: &Scored| {
             self.cluster

@@ -243,6 +243,35 @@ pub struct ClusterIndex {
     pdbs: Vec<PdbInfo>,
 }
 
+/// A change to the cluster view, as a watch (reflector, simulator) reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterUpdate {
+    /// A node appeared or changed.
+    UpsertNode(NodeInfo),
+    /// A node is gone.
+    RemoveNode(String),
+    /// A pod appeared or changed.
+    UpsertPod(Box<PodInfo>),
+    /// A pod is gone.
+    RemovePod {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// A namespace's labels.
+    UpsertNamespace(String, LabelMap),
+    /// A PodDisruptionBudget appeared or changed.
+    UpsertPdb(PdbInfo),
+    /// A PodDisruptionBudget is gone.
+    RemovePdb {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
 /// What changed when an object was upserted, so the engine knows what to recompute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {

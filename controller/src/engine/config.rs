@@ -18,6 +18,9 @@ pub struct EngineConfig {
     /// Least share of the node's usage of a metric a candidate needs for that metric to
     /// count (tiny consumers cannot be the cause).
     pub min_usage_share: f64,
+    /// A blamed candidate whose score is below this fraction of the best score on the node
+    /// is not acted on (the main culprit may be excluded; a minor one is not the cause).
+    pub min_relative_score: f64,
     /// Storm breaker: when more than this fraction of the live nodes have interference at
     /// once, nothing is acted on (a systemic cause is likelier).
     pub storm_fraction: f64,
@@ -40,6 +43,7 @@ impl Default for EngineConfig {
             min_correlation_points: 6,
             min_usage_variation: 0.05,
             min_usage_share: 0.1,
+            min_relative_score: 0.6,
             storm_fraction: 0.3,
             storm_min_nodes: 3,
             stale_fraction: 0.5,

@@ -30,7 +30,7 @@ use fulcrum_policies::spec::TriggerScope;
 use fulcrum_policies::{CompiledPolicy, FieldError, InterferencePolicy, MetricRegistry};
 use serde::Serialize;
 
-pub use cluster::{ClusterIndex, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
+pub use cluster::{ClusterIndex, ClusterUpdate, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
 pub use config::EngineConfig;
 pub use decision::{Decision, Event, Explanation, Outcome};
 
@@ -354,6 +354,20 @@ impl Engine {
         self.cluster.remove_pdb(namespace, name);
     }
 
+    /// Applies one change to the cluster view.
+    pub fn apply(&mut self, update: cluster::ClusterUpdate) {
+        use cluster::ClusterUpdate as U;
+        match update {
+            U::UpsertNode(node) => self.upsert_node(node),
+            U::RemoveNode(name) => self.remove_node(&name),
+            U::UpsertPod(pod) => self.upsert_pod(*pod),
+            U::RemovePod { namespace, name } => self.remove_pod(&namespace, &name),
+            U::UpsertNamespace(name, labels) => self.upsert_namespace(&name, labels),
+            U::UpsertPdb(pdb) => self.upsert_pdb(pdb),
+            U::RemovePdb { namespace, name } => self.remove_pdb(&namespace, &name),
+        }
+    }
+
     /// Loads a whole cluster index (replay, demo).
     pub fn load_cluster(&mut self, index: ClusterIndex) {
         self.cluster = index;
@@ -469,13 +483,20 @@ impl Engine {
             return;
         };
         if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
-            let covering = std::mem::take(&mut state.covering);
-            *state = NodeState::default();
-            state.covering = covering;
+            // Coverage is cleared so refresh_node rebuilds the node-scope tracks; the last
+            // action is kept so the cooldown still holds if the node comes back.
+            *state = NodeState {
+                last_action: state.last_action,
+                ..NodeState::default()
+            };
         }
         for pod in self.cluster.node_pods(node).to_vec() {
             if let Some(slot) = self.pods.get_mut(pod.index()) {
-                *slot = None;
+                let acted = slot.as_ref().is_some_and(|s| s.acted);
+                *slot = acted.then(|| PodState {
+                    acted,
+                    ..PodState::default()
+                });
             }
             self.buffer.forget_pod(pod);
         }
@@ -590,7 +611,7 @@ impl Engine {
                 self.evaluate(previous.1, previous.0, out);
             }
             self.group = Some(group);
-            self.apply(sample);
+            self.apply_sample(sample);
         }
         if let Some((ts, node)) = self.group.take() {
             self.evaluate(node, ts, out);
@@ -598,7 +619,7 @@ impl Engine {
         self.watermark = watermark;
     }
 
-    fn apply(&mut self, sample: Pending) {
+    fn apply_sample(&mut self, sample: Pending) {
         let stale = self.config.stale_after_ms;
         let span = self.series_span_ms;
         let width = self.config.bucket_ms;

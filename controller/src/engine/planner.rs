@@ -72,6 +72,7 @@ impl Engine {
                         started: t,
                         clear_since: None,
                         reported: SmallVec::new(),
+                        acted: false,
                     });
                     self.stats.detections += 1;
                     slot.stats.detections += 1;
@@ -284,11 +285,17 @@ impl Engine {
             return false;
         }
         let limits = spec.limits;
-        if let Some(last) = self.nodes[node.index()]
-            .as_ref()
-            .and_then(|n| n.last_action)
+        let node_state = self.nodes[node.index()].as_ref();
+        let episode_acted = node_state
+            .and_then(|n| n.episodes.iter().find(|e| e.id == episode))
+            .is_some_and(|e| e.acted);
+        if let Some(last) = node_state.and_then(|n| n.last_action)
             && t - last < limits.cooldown_ms as i64
         {
+            // This episode already acted: wait for the effect quietly.
+            if episode_acted {
+                return false;
+            }
             let reason = format!(
                 "cooldown: the last action on this node was {} ago (cooldown {})",
                 fmt_ms((t - last) as u64),
@@ -612,16 +619,16 @@ impl Engine {
             ledger.usage(ctx.t, ctx.node, &info.workload, &info.namespace, &limits)
         );
         let trigger = &spec.triggers[ctx.firing.trigger as usize];
+        // The metric behind the score: the best correlated share (or share, for Usage).
+        let weight = |m: &super::decision::MetricScore| match m.correlation {
+            Some(r) => r.max(0.0) * m.share.unwrap_or(0.0),
+            None => m.share.unwrap_or(0.0),
+        };
         let best_metric = culprit
             .metrics
             .iter()
             .filter(|m| m.ignored.is_none())
-            .max_by(|a, b| {
-                a.correlation
-                    .or(a.share)
-                    .unwrap_or(f64::MIN)
-                    .total_cmp(&b.correlation.or(b.share).unwrap_or(f64::MIN))
-            })
+            .max_by(|a, b| weight(a).total_cmp(&weight(b)))
             .map(|m| m.metric.clone())
             .unwrap_or_default();
         let reason = format!(
@@ -684,6 +691,9 @@ impl Engine {
             .and_then(Option::as_mut)
         {
             state.last_action = Some(ctx.t);
+            if let Some(episode) = state.episodes.iter_mut().find(|e| e.id == ctx.episode) {
+                episode.acted = true;
+            }
         }
         out.push(Event::Decision(Box::new(decision)));
     }

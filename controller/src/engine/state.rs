@@ -166,6 +166,8 @@ pub struct Episode {
     pub clear_since: Option<i64>,
     /// Hashes of (target, reason) of Blocked decisions already reported in this episode.
     pub reported: SmallVec<[u64; 4]>,
+    /// An action was decided in this episode (its effect is awaited during the cooldown).
+    pub acted: bool,
 }
 
 /// Streaming state of one node.

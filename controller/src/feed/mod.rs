@@ -37,7 +37,7 @@ use tracing::{debug, error, info, warn};
 
 pub use config::{KafkaSettings, StartPosition};
 
-use crate::engine::{Engine, Event};
+use crate::engine::{ClusterUpdate, Engine, Event};
 use crate::sample::{DecodeError, DecodeOptions, decode};
 use context::{FeedContext, RebalanceNote};
 use progress::Progress;
@@ -86,6 +86,8 @@ pub struct FeedHealth {
     pub assigned: AtomicUsize,
     /// Wall-clock ms of the last message received.
     pub last_message_ms: AtomicI64,
+    /// The engine's event-time watermark (ms): samples at or before it are applied.
+    pub watermark_ms: AtomicI64,
 }
 
 impl FeedHealth {
@@ -198,17 +200,35 @@ pub async fn wait_for_brokers(
     }
 }
 
+/// The channels the feed talks through.
+pub struct FeedIo {
+    /// Detections, decisions and recoveries, in order (bounded: a slow receiver slows
+    /// consumption down).
+    pub events: mpsc::Sender<Event>,
+    /// Changes to the cluster view (from a watch or a simulator), applied between batches.
+    pub updates: Option<mpsc::Receiver<ClusterUpdate>>,
+    /// Readiness, shared with health endpoints.
+    pub health: Arc<FeedHealth>,
+    /// Counters.
+    pub stats: Arc<FeedStats>,
+    /// Turns true to stop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Runs the feed until `shutdown` turns true: restores past actions, consumes, applies,
-/// dead-letters, publishes decisions, commits. Events go to `events` (bounded; a slow
-/// receiver slows consumption down). Returns the engine when it stops.
+/// dead-letters, publishes decisions, commits. Returns the engine when it stops.
 pub async fn run(
     options: FeedOptions,
     mut engine: Engine,
-    events: mpsc::Sender<Event>,
-    health: Arc<FeedHealth>,
-    stats: Arc<FeedStats>,
-    mut shutdown: watch::Receiver<bool>,
+    io: FeedIo,
 ) -> Result<Engine, FeedError> {
+    let FeedIo {
+        events,
+        updates,
+        health,
+        stats,
+        mut shutdown,
+    } = io;
     let kafka = options.kafka.clone();
     if !wait_for_brokers(&kafka, &health, &mut shutdown).await? {
         return Ok(engine);
@@ -262,7 +282,7 @@ pub async fn run(
         node_partitions: HashMap::new(),
         dlq_log: RateLimitedLog::default(),
     };
-    let result = stage.run(rx, shutdown).await;
+    let result = stage.run(rx, updates, shutdown).await;
     ingest.abort();
     let _ = ingest.await;
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -319,11 +339,13 @@ impl EngineStage {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<OwnedMessage>,
+        mut updates: Option<mpsc::Receiver<ClusterUpdate>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Engine, FeedError> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(self.options.batch);
+        let mut changes = Vec::new();
         loop {
             tokio::select! {
                 n = rx.recv_many(&mut batch, self.options.batch) => {
@@ -331,8 +353,27 @@ impl EngineStage {
                         break;
                     }
                 }
+                n = async {
+                    match updates.as_mut() {
+                        Some(u) => u.recv_many(&mut changes, 256).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if n == 0 {
+                        updates = None;
+                    }
+                }
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break,
+            }
+            // Cluster changes first: samples of a new pod must find it.
+            if let Some(u) = updates.as_mut() {
+                while let Ok(change) = u.try_recv() {
+                    changes.push(change);
+                }
+            }
+            for change in changes.drain(..) {
+                self.engine.apply(change);
             }
             self.handle_rebalances();
             for message in batch.drain(..) {
@@ -384,8 +425,10 @@ impl EngineStage {
             Ok(decoded) => {
                 let mut newest = None;
                 for sample in &decoded.samples {
-                    self.engine.offer(sample);
-                    newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+                    // Only samples the engine keeps may move this partition's event time.
+                    if self.engine.offer(sample) == crate::engine::Offered::Queued {
+                        newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+                    }
                     if self.node_partitions.get(sample.node.as_ref()) != Some(&partition) {
                         self.node_partitions
                             .insert(sample.node.to_string(), partition);
@@ -453,6 +496,9 @@ impl EngineStage {
             .set_horizon(now - self.options.max_evidence_age_ms as i64);
         let mut out = Vec::new();
         self.engine.advance(watermark, &mut out);
+        self.health
+            .watermark_ms
+            .store(self.engine.watermark(), Ordering::Relaxed);
         for event in out {
             if let Event::Decision(decision) = &event {
                 let topic = self.options.kafka.audit_topic.clone();
@@ -490,6 +536,5 @@ impl EngineStage {
                 Err(e) => debug!(error = %e, partition, "offset not stored (partition revoked?)"),
             }
         }
-        let _ = &self.health;
     }
 }

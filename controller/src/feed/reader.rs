@@ -84,7 +84,7 @@ pub fn read_topic(
     consumer.assign(&list)?;
     let mut summary = ReadSummary::default();
     let mut out = Vec::new();
-    let options = DecodeOptions { now_ms: now_ms() };
+    let mut options = DecodeOptions { now_ms: now_ms() };
     // With `follow`, an idle partition must not hold back the others forever.
     let idle_after = if follow { 10_000 } else { u64::MAX / 4 };
     while (!open.is_empty() || follow) && !*shutdown.borrow() {
@@ -97,6 +97,7 @@ pub fn read_topic(
             Some(Err(e)) => return Err(e),
             Some(Ok(message)) => {
                 summary.messages += 1;
+                options.now_ms = now_ms();
                 let location = format!(
                     "{}[{}]@{}",
                     message.topic(),
@@ -107,9 +108,10 @@ pub fn read_topic(
                 match decode(message.payload().unwrap_or_default(), &options) {
                     Ok(decoded) => {
                         for sample in &decoded.samples {
-                            engine.offer(sample);
-                            newest =
-                                Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+                            if engine.offer(sample) == crate::engine::Offered::Queued {
+                                newest =
+                                    Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+                            }
                         }
                         summary
                             .errors

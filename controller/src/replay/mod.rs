@@ -6,7 +6,7 @@
 //! events are JSON Lines of `fulcrum.metrics/v1` messages. The recorded world is kept as
 //! it is: an evicted or migrated pod stays in place, but is never targeted twice.
 
-mod output;
+pub mod output;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

@@ -84,6 +84,57 @@ impl Style {
     }
 }
 
+/// One event as a single readable line (for streaming output).
+pub fn event_line(event: &Event) -> String {
+    match event {
+        Event::Detected {
+            at,
+            policy,
+            node,
+            trigger,
+            victim,
+            episode,
+        } => format!(
+            "{}  DETECT    {node}  {policy}: {trigger} fired{} (episode {episode})",
+            rfc3339(*at),
+            victim
+                .as_deref()
+                .map(|v| format!(" on {v}"))
+                .unwrap_or_default()
+        ),
+        Event::Decision(d) => format!(
+            "{}  {:<8}  {}  {}: {:?} {}{} [{:?}]  {}",
+            rfc3339(d.at),
+            match d.outcome {
+                Outcome::Executed => format!("{:?}", d.action).to_uppercase(),
+                Outcome::DryRun => "DRY-RUN".to_owned(),
+                Outcome::Blocked => "BLOCKED".to_owned(),
+            },
+            d.node,
+            d.policy,
+            d.action,
+            d.target,
+            d.destination
+                .as_deref()
+                .map(|n| format!(" -> {n}"))
+                .unwrap_or_default(),
+            d.outcome,
+            d.reason
+        ),
+        Event::Recovered {
+            at,
+            policy,
+            node,
+            episode,
+            lasted_ms,
+        } => format!(
+            "{}  RECOVER   {node}  {policy}: clear again after {} (episode {episode})",
+            rfc3339(*at),
+            fmt_ms(*lasted_ms as u64)
+        ),
+    }
+}
+
 /// A readable timeline of detections, decisions and recoveries, then a summary.
 pub fn render_text(report: &ReplayReport, color: bool) -> String {
     let style = Style { color };

@@ -1,0 +1,272 @@
+//! The demo scenario: a co-located cluster with online services, big-data executors, AI
+//! training, busy but harmless decoys and a protected pod; memory-bandwidth antagonists
+//! and a PCIe antagonist switch on at staggered times. Deterministic for a seed.
+
+use super::model::Capacity;
+use super::world::{Behaviour, Class, World};
+
+/// Size and timing of the demo.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoConfig {
+    /// Noise seed.
+    pub seed: u64,
+    /// Busy CPU nodes (4 online services, 3 executors, 1 decoy each).
+    pub busy_nodes: usize,
+    /// Lightly loaded CPU nodes (where migrated executors can land).
+    pub spare_nodes: usize,
+    /// GPU nodes with inference services and training (one more GPU node is spare).
+    pub gpu_nodes: usize,
+    /// Ticks of event time.
+    pub ticks: u64,
+    /// Tick length (ms).
+    pub period_ms: i64,
+}
+
+impl DemoConfig {
+    /// The full demo: 25 nodes, about 200 pods, 30 minutes of event time.
+    pub fn full(seed: u64) -> Self {
+        Self {
+            seed,
+            busy_nodes: 16,
+            spare_nodes: 4,
+            gpu_nodes: 4,
+            ticks: 180,
+            period_ms: 10_000,
+        }
+    }
+
+    /// A small demo for tests: 7 nodes, 15 minutes.
+    pub fn small(seed: u64) -> Self {
+        Self {
+            seed,
+            busy_nodes: 3,
+            spare_nodes: 2,
+            gpu_nodes: 1,
+            ticks: 90,
+            period_ms: 10_000,
+        }
+    }
+}
+
+/// An injected interference: who, where, from when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incident {
+    /// The antagonist, `namespace/name`.
+    pub antagonist: String,
+    /// Its node.
+    pub node: String,
+    /// First tick of the interference.
+    pub onset: u64,
+    /// What it saturates.
+    pub resource: &'static str,
+}
+
+/// The pod that is annotated `fulcrum.dev/protect: "true"`.
+pub const PROTECTED_POD: &str = "spark/checkpointer-0";
+
+/// Builds the world and the incidents it will play out.
+pub fn build(config: &DemoConfig, t0_ms: i64) -> (World, Vec<Incident>) {
+    let mut w = World::new(config.seed, t0_ms, config.period_ms);
+    for (ns, labels) in [
+        ("shop", vec![("tier", "frontend")]),
+        ("inference", vec![("tier", "api")]),
+        ("spark", vec![]),
+        ("etl", vec![]),
+        ("ml", vec![]),
+    ] {
+        w.namespaces.insert(
+            ns.to_owned(),
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+    let cpu = Capacity {
+        cores: 32.0,
+        mem_bw: 38.0e9,
+        pcie: 0.0,
+    };
+    let gpu = Capacity {
+        cores: 48.0,
+        mem_bw: 50.0e9,
+        pcie: 1.0,
+    };
+    let web = Behaviour::Service {
+        base_ms: 60.0,
+        slo_ms: 250.0,
+    };
+    let executor = Behaviour::Steady {
+        cpu: 5.0,
+        mem_bw: 3.25e9,
+        pcie: 0.0,
+        jitter: 0.6,
+    };
+    let decoy = Behaviour::Steady {
+        cpu: 10.0,
+        mem_bw: 2.0e9,
+        pcie: 0.0,
+        jitter: 0.05,
+    };
+    let trainer = Behaviour::Steady {
+        cpu: 4.0,
+        mem_bw: 2.0e9,
+        pcie: 0.15,
+        jitter: 0.4,
+    };
+
+    let stride = (config.ticks / 6).max(5);
+    // Memory-bandwidth antagonists on busy nodes 1-3 (those that exist), staggered.
+    let hog_slots: Vec<(usize, u64)> = [(1usize, 2u64), (2, 4), (3, 5)]
+        .into_iter()
+        .filter(|(n, _)| *n < config.busy_nodes)
+        .map(|(n, half)| (n, stride * half / 2))
+        .collect();
+    let mut incidents = Vec::new();
+    for n in 0..config.busy_nodes {
+        let node = w.add_node(&format!("cpu-{n:02}"), &[("pool", "colocated")], cpu);
+        for k in 0..4 {
+            let name = format!("web-{n:02}-{k}");
+            w.add_pod(
+                "shop",
+                &format!("{name}-7d9f8"),
+                node,
+                Class::Online,
+                ("Deployment", &name),
+                2.0,
+                web,
+            );
+        }
+        let hog = hog_slots
+            .iter()
+            .find(|(h, _)| *h == n)
+            .map(|(_, onset)| *onset);
+        for k in 0..3 {
+            let job = format!("etl-{n:02}-{k}");
+            let behaviour = match (k, hog) {
+                (0, Some(onset)) => {
+                    incidents.push(Incident {
+                        antagonist: format!("spark/{job}-exec"),
+                        node: w.nodes[node].name.clone(),
+                        onset,
+                        resource: "memory bandwidth",
+                    });
+                    Behaviour::MemoryHog { onset }
+                }
+                _ => executor,
+            };
+            w.add_pod(
+                "spark",
+                &format!("{job}-exec"),
+                node,
+                Class::Batch,
+                ("StatefulSet", &job),
+                4.0,
+                behaviour,
+            );
+        }
+        w.add_pod(
+            "etl",
+            &format!("compact-{n:02}"),
+            node,
+            Class::Batch,
+            ("Deployment", &format!("compact-{n:02}")),
+            8.0,
+            decoy,
+        );
+        if n == 0 {
+            let i = w.add_pod(
+                "spark",
+                "checkpointer-0",
+                node,
+                Class::Batch,
+                ("StatefulSet", "checkpointer"),
+                2.0,
+                executor,
+            );
+            w.pods[i].protected = true;
+        }
+    }
+    // Spare nodes are a newer generation with more memory channels.
+    let spare = Capacity {
+        mem_bw: 60.0e9,
+        ..cpu
+    };
+    for n in 0..config.spare_nodes {
+        let node = w.add_node(&format!("cpu-spare-{n}"), &[("pool", "colocated")], spare);
+        let name = format!("web-spare-{n}");
+        w.add_pod(
+            "shop",
+            &format!("{name}-7d9f8"),
+            node,
+            Class::Online,
+            ("Deployment", &name),
+            2.0,
+            web,
+        );
+        let job = format!("etl-spare-{n}");
+        w.add_pod(
+            "spark",
+            &format!("{job}-exec"),
+            node,
+            Class::Batch,
+            ("StatefulSet", &job),
+            4.0,
+            executor,
+        );
+    }
+    for n in 0..=config.gpu_nodes {
+        let spare = n == config.gpu_nodes;
+        let name = if spare {
+            "gpu-spare".to_owned()
+        } else {
+            format!("gpu-{n}")
+        };
+        let node = w.add_node(&name, &[("accelerator", "nvidia")], gpu);
+        if spare {
+            w.add_pod(
+                "ml",
+                "train-spare-0",
+                node,
+                Class::Ai,
+                ("Job", "train-spare"),
+                8.0,
+                trainer,
+            );
+            continue;
+        }
+        for k in 0..2 {
+            let svc = format!("infer-{n}-{k}");
+            w.add_pod(
+                "inference",
+                &format!("{svc}-5c6d7"),
+                node,
+                Class::Online,
+                ("Deployment", &svc),
+                2.0,
+                Behaviour::Service {
+                    base_ms: 50.0,
+                    slo_ms: 200.0,
+                },
+            );
+        }
+        for k in 0..2 {
+            let job = format!("train-{n}-{k}");
+            let behaviour = if n == 0 && k == 0 {
+                let onset = stride * 3 / 2;
+                incidents.push(Incident {
+                    antagonist: format!("ml/{job}"),
+                    node: name.clone(),
+                    onset,
+                    resource: "PCIe",
+                });
+                Behaviour::PcieHog { onset }
+            } else {
+                trainer
+            };
+            w.add_pod("ml", &job, node, Class::Ai, ("Job", &job), 8.0, behaviour);
+        }
+    }
+    incidents.sort_by_key(|i| i.onset);
+    (w, incidents)
+}
