@@ -38,7 +38,7 @@ use crate::sample::Sample;
 use limits::Ledger;
 use reorder::{Pending, ReorderBuffer, Values};
 use series::Series;
-use state::{NodeState, PodState, Role, Track, push_series};
+use state::{NodeState, PodState, Role, Track, record};
 
 /// Counters of what the engine saw and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -632,19 +632,21 @@ impl Engine {
             return;
         };
         node_state.last_ts = Some(node_state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
+        let policies = &self.policies;
+        let condition = |track: &Track| {
+            policies[track.policy as usize].policy.spec.triggers[track.trigger as usize].condition
+        };
+        let make = || Series::new(span, width);
         match sample.pod {
-            None => {
-                for &(metric, value) in &sample.values {
-                    push_series(&mut node_state.series, metric, sample.ts, value, || {
-                        Series::new(span, width)
-                    });
-                    for track in node_state.tracks.iter_mut().filter(|t| t.metric == metric) {
-                        let trigger = &self.policies[track.policy as usize].policy.spec.triggers
-                            [track.trigger as usize];
-                        track.update(sample.ts, value, trigger.condition, stale);
-                    }
-                }
-            }
+            None => record(
+                &mut node_state.series,
+                &mut node_state.tracks,
+                sample.values.iter().copied(),
+                sample.ts,
+                make,
+                condition,
+                stale,
+            ),
             Some(pod) => {
                 if self.cluster.pod_node(pod) != Some(sample.node) {
                     self.stats.unknown_pod += 1;
@@ -655,19 +657,21 @@ impl Engine {
                     return;
                 };
                 state.last_ts = Some(state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
-                for &(metric, value) in &sample.values {
-                    if self.tracked[metric.index()] & POD_TRACKED == 0 {
-                        continue;
-                    }
-                    push_series(&mut state.series, metric, sample.ts, value, || {
-                        Series::new(span, width)
-                    });
-                    for track in state.tracks.iter_mut().filter(|t| t.metric == metric) {
-                        let trigger = &self.policies[track.policy as usize].policy.spec.triggers
-                            [track.trigger as usize];
-                        track.update(sample.ts, value, trigger.condition, stale);
-                    }
-                }
+                let tracked = &self.tracked;
+                let values = sample
+                    .values
+                    .iter()
+                    .copied()
+                    .filter(|(m, _)| tracked[m.index()] & POD_TRACKED != 0);
+                record(
+                    &mut state.series,
+                    &mut state.tracks,
+                    values,
+                    sample.ts,
+                    make,
+                    condition,
+                    stale,
+                );
             }
         }
         self.stats.applied += 1;

@@ -120,7 +120,7 @@ pub struct PodState {
     /// Roles per policy index (only for policies that cover the pod's node).
     pub roles: SmallVec<[(u16, Role); 4]>,
     /// Series of tracked metrics, created on first value.
-    pub series: SmallVec<[(MetricId, Series); 4]>,
+    pub series: SeriesSet,
     /// Victim-scope trigger tracks.
     pub tracks: SmallVec<[Track; 2]>,
     /// Time of the last sample.
@@ -176,7 +176,7 @@ pub struct NodeState {
     /// Policies covering the node, in evaluation order (indices into the policy list).
     pub covering: SmallVec<[u16; 4]>,
     /// Series of node-level metrics.
-    pub series: SmallVec<[(MetricId, Series); 2]>,
+    pub series: SeriesSet,
     /// Node-scope trigger tracks.
     pub tracks: SmallVec<[Track; 2]>,
     /// Open episodes, one per policy at most.
@@ -197,22 +197,32 @@ impl NodeState {
     }
 }
 
-/// Adds `value` to the series for `metric`, creating it on first use.
-pub fn push_series<const N: usize>(
-    series: &mut SmallVec<[(MetricId, Series); N]>,
-    metric: MetricId,
+/// The series of one pod or node, by metric, created on first value.
+pub type SeriesSet = SmallVec<[(MetricId, Series); 4]>;
+
+/// Applies one sample's values to a pod's or node's series and trigger tracks.
+/// `condition(track)` gives the trigger condition a track evaluates.
+pub fn record(
+    series: &mut SeriesSet,
+    tracks: &mut [Track],
+    values: impl IntoIterator<Item = (MetricId, f64)>,
     ts: i64,
-    value: f64,
-    make: impl FnOnce() -> Series,
-) where
-    [(MetricId, Series); N]: smallvec::Array<Item = (MetricId, Series)>,
-{
-    match series.iter_mut().find(|(m, _)| *m == metric) {
-        Some((_, s)) => s.push(ts, value),
-        None => {
-            let mut s = make();
-            s.push(ts, value);
-            series.push((metric, s));
+    make: impl Fn() -> Series,
+    condition: impl Fn(&Track) -> Condition,
+    stale_after_ms: u64,
+) {
+    for (metric, value) in values {
+        match series.iter_mut().find(|(m, _)| *m == metric) {
+            Some((_, s)) => s.push(ts, value),
+            None => {
+                let mut s = make();
+                s.push(ts, value);
+                series.push((metric, s));
+            }
+        }
+        for track in tracks.iter_mut().filter(|t| t.metric == metric) {
+            let condition = condition(track);
+            track.update(ts, value, condition, stale_after_ms);
         }
     }
 }

@@ -237,7 +237,10 @@ fn a_correlated_antagonist_is_found_and_migrated() {
         .filter_map(|m| m.correlation)
         .fold(f64::MIN, f64::max);
     assert!(best_r > 0.9, "{top:?}");
-    assert!(top.score.unwrap() > 0.3, "a correlated share: r times its share of the node: {top:?}");
+    assert!(
+        top.score.unwrap() > 0.3,
+        "a correlated share: r times its share of the node: {top:?}"
+    );
     // The decoy is busy but uncorrelated: scored, never blamed.
     let busy = first
         .explanation

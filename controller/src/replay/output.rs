@@ -141,40 +141,18 @@ pub fn render_text(report: &ReplayReport, color: bool) -> String {
     let mut out = String::new();
     for event in &report.events {
         match event {
-            Event::Detected {
-                at,
-                policy,
-                node,
-                trigger,
-                victim,
-                episode,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "{}  {}  {node}  {policy}: {trigger} fired{} (episode {episode})",
-                    rfc3339(*at),
-                    style.paint("33", "DETECT  "),
-                    victim
-                        .as_deref()
-                        .map(|v| format!(" on {v}"))
-                        .unwrap_or_default(),
-                );
-            }
             Event::Decision(d) => write_decision(&mut out, d, &style),
-            Event::Recovered {
-                at,
-                policy,
-                node,
-                episode,
-                lasted_ms,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "{}  {}  {node}  {policy}: clear again after {} (episode {episode})",
-                    rfc3339(*at),
-                    style.paint("32", "RECOVER "),
-                    fmt_ms(*lasted_ms as u64),
-                );
+            other => {
+                let line = event_line(other);
+                // Colour the label only; the rest of the line stays plain.
+                let (head, tail) = line.split_at(line.find("  ").map_or(0, |i| i + 2));
+                let (label, rest) = tail.split_at(tail.find(' ').unwrap_or(0));
+                let code = if matches!(other, Event::Detected { .. }) {
+                    "33"
+                } else {
+                    "32"
+                };
+                let _ = writeln!(out, "{head}{}{rest}", style.paint(code, label));
             }
         }
     }
