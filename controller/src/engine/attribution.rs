@@ -29,7 +29,7 @@ pub(crate) struct Scored {
     pub(crate) score: Option<f64>,
     pub(crate) qualifies: bool,
     pub(crate) metrics: Vec<MetricScore>,
-    pub(crate) excluded: Option<String>,
+    pub(crate) excluded: Option<super::planner::Exclusion>,
 }
 
 impl Engine {
@@ -206,7 +206,8 @@ impl Engine {
                 metrics: s.metrics.clone(),
                 excluded: s
                     .excluded
-                    .clone()
+                    .as_ref()
+                    .map(|e| e.reason.clone())
                     .or_else(|| (!s.qualifies).then(|| "below the blame threshold".to_owned())),
             })
             .collect()

@@ -178,55 +178,54 @@ impl Engine {
     }
 
     /// Why pod `pod` may not be acted on by policy `p` at `t`, if it may not.
-    pub(crate) fn exclusion(&self, p: u16, pod: PodId, t: i64) -> Option<String> {
+    pub(crate) fn exclusion(&self, p: u16, pod: PodId, t: i64) -> Option<Exclusion> {
         let (Some(info), Some(state)) = (
             self.cluster.pod_info(pod),
             self.pods.get(pod.index()).and_then(Option::as_ref),
         ) else {
-            return Some("unknown to the cluster view".to_owned());
+            return Some(Exclusion::for_now("unknown to the cluster view"));
         };
         let spec = &self.policies[p as usize].policy.spec;
-        let reason = if state.is_victim() {
-            "a victim of a policy covering the node"
+        let policy = &self.policies[p as usize].policy.name;
+        let never = Exclusion::never;
+        let for_now = Exclusion::for_now;
+        Some(if state.is_victim() {
+            never("a victim of a policy covering the node")
         } else if info.is_daemonset() {
-            "a DaemonSet pod"
+            never("a DaemonSet pod")
         } else if info.mirror {
-            "a static (mirror) pod"
+            never("a static (mirror) pod")
         } else if info.namespace == "kube-system" {
-            "in kube-system"
+            never("in kube-system")
         } else if info.protected {
-            "annotated fulcrum.dev/protect: \"true\""
+            never("annotated fulcrum.dev/protect: \"true\"")
         } else if info.priority >= SYSTEM_CRITICAL_PRIORITY {
-            "of system-critical priority"
+            never("of system-critical priority")
         } else if info.is_bare() && !spec.eviction.evict_bare_pods {
-            "a bare pod (no controller would recreate it; see eviction.evictBarePods)"
+            never("a bare pod (no controller would recreate it; see eviction.evictBarePods)")
         } else if info.local_storage && !spec.eviction.evict_local_storage_pods {
-            "using emptyDir storage (see eviction.evictLocalStoragePods)"
+            never("using emptyDir storage (see eviction.evictLocalStoragePods)")
         } else if info.terminating || !info.running {
-            "not running"
-        } else if state.acted
-            || self
-                .acted_targets
-                .contains(&(self.policies[p as usize].policy.name.clone(), info.key()))
-        {
-            "already acted on"
+            for_now("not running")
+        } else if state.acted || self.acted_targets.contains(&(policy.clone(), info.key())) {
+            // Not again; if interference persists, comparable contributors may be next.
+            never("already acted on")
         } else if info
             .created_ms
             .is_some_and(|c| t - c < spec.limits.min_pod_age_ms as i64)
         {
-            return Some(format!(
+            for_now(&format!(
                 "younger than minPodAge ({})",
                 fmt_ms(spec.limits.min_pod_age_ms)
-            ));
+            ))
         } else if state
             .last_ts
             .is_none_or(|l| t - l > self.config.stale_after_ms as i64)
         {
-            "without recent samples"
+            for_now("without recent samples")
         } else {
             return None;
-        };
-        Some(reason.to_owned())
+        })
     }
 
     /// Plans an action for policy `p` on `node`; returns true when one was decided.
@@ -254,11 +253,13 @@ impl Engine {
                 .and_then(|s| s.series(trigger.metric)),
         };
         let scored = self.score_candidates(p, node, t, signal);
+        // The main culprit: the first blamed candidate in policy order, excluded or not.
+        let main = scored.iter().find(|s| s.qualifies);
         let culprits: Vec<&Scored> = scored
             .iter()
             .filter(|s| s.qualifies && s.excluded.is_none())
             .collect();
-        if culprits.is_empty() {
+        if main.is_none() {
             self.stats.unattributed += 1;
             return false;
         }
@@ -278,8 +279,23 @@ impl Engine {
             explanation: &explanation,
         };
 
+        // A main culprit that cannot be acted on *yet* (too young, just acted on, not
+        // running): wait for it rather than act on a lesser contributor that is not the
+        // cause. One excluded for good (protected, DaemonSet, ...) lets comparable
+        // contributors (see `min_relative_score`) be tried.
+        if let Some(main) = main
+            && let Some(exclusion) = main.excluded.as_ref().filter(|e| e.temporary)
+        {
+            let reason = format!("waiting: the main culprit is {}", exclusion.reason);
+            self.blocked(&ctx, main.pod, "main-culprit-waits", reason, out);
+            return false;
+        }
+        let Some(first) = culprits.first() else {
+            self.stats.unattributed += 1;
+            return false;
+        };
         // Policy-wide guards: the top culprit carries the blocked decision.
-        let top = culprits[0].pod;
+        let top = first.pod;
         if let Some(reason) = self.breaker(t) {
             self.blocked(&ctx, top, "breaker", reason, out);
             return false;
@@ -706,6 +722,31 @@ struct Verdict {
     reason: String,
     destination: Option<String>,
     guard: String,
+}
+
+/// Why a candidate may not be acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Exclusion {
+    /// Shown in explanations.
+    pub(crate) reason: String,
+    /// The reason may pass (a young pod ages); otherwise it holds for good.
+    pub(crate) temporary: bool,
+}
+
+impl Exclusion {
+    fn never(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+            temporary: false,
+        }
+    }
+
+    fn for_now(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+            temporary: true,
+        }
+    }
 }
 
 /// What every decision of one planning pass shares.

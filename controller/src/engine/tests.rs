@@ -377,7 +377,7 @@ fn an_outlier_trigger_learns_the_victims_baseline() {
 #[test]
 fn built_in_exclusions_cannot_be_lifted() {
     type Change = fn(&mut PodInfo);
-    let cases: [(&str, Change); 7] = [
+    let cases: [(&str, Change); 6] = [
         ("DaemonSet", |p| {
             p.owner = Some(Owner {
                 kind: "DaemonSet".into(),
@@ -389,7 +389,6 @@ fn built_in_exclusions_cannot_be_lifted() {
         ("critical", |p| p.priority = 2_000_000_000),
         ("bare", |p| p.owner = None),
         ("emptyDir", |p| p.local_storage = true),
-        ("young", |p| p.created_ms = Some(T0 + 290 * S)),
     ];
     for (what, change) in cases {
         let mut w = World::new(&[policy("")]);
@@ -404,6 +403,19 @@ fn built_in_exclusions_cannot_be_lifted() {
         );
         assert!(w.engine.stats().unattributed > 0, "{what}");
     }
+    // A culprit too young to act on is waited for: nothing else is acted on meanwhile.
+    let mut w = World::new(&[policy("")]);
+    let mut hog = pod("spark", "hog", "n1", "batch");
+    hog.created_ms = Some(T0 + 290 * S);
+    w.engine.upsert_pod(hog);
+    w.run(20, 30);
+    let d = w.decisions();
+    assert!(d.iter().all(|d| d.outcome == Outcome::Blocked), "{d:#?}");
+    assert_eq!(d[0].target, "spark/hog");
+    assert_eq!(
+        d[0].reason,
+        "waiting: the main culprit is younger than minPodAge (5m)"
+    );
     // kube-system is excluded whatever the labels say.
     let mut w = World::new(&[policy("")]);
     w.engine.remove_pod("spark", "hog");

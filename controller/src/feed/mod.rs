@@ -60,6 +60,10 @@ pub struct FeedOptions {
     pub channel_capacity: usize,
     /// How far back (wall clock) the audit topic is read at start.
     pub restore_window_ms: u64,
+    /// Let event time advance with the wall clock while partitions are quiet, so the last
+    /// samples before a pause are applied (see `progress::Progress::watermark`). A driver
+    /// that keeps producing (the demo) turns it off for run-to-run determinism.
+    pub wall_clock_advance: bool,
 }
 
 impl FeedOptions {
@@ -73,6 +77,7 @@ impl FeedOptions {
             batch: 512,
             channel_capacity: 1024,
             restore_window_ms: 24 * 3_600_000,
+            wall_clock_advance: true,
         }
     }
 }
@@ -488,7 +493,7 @@ impl EngineStage {
             self.options.lateness_ms,
             now,
             self.options.idle_after_ms,
-            true,
+            self.options.wall_clock_advance,
         ) else {
             return Ok(());
         };
@@ -496,9 +501,6 @@ impl EngineStage {
             .set_horizon(now - self.options.max_evidence_age_ms as i64);
         let mut out = Vec::new();
         self.engine.advance(watermark, &mut out);
-        self.health
-            .watermark_ms
-            .store(self.engine.watermark(), Ordering::Relaxed);
         for event in out {
             if let Event::Decision(decision) = &event {
                 let topic = self.options.kafka.audit_topic.clone();
@@ -519,6 +521,10 @@ impl EngineStage {
                 .await
                 .map_err(|_| FeedError::Closed)?;
         }
+        // Published after the events: whoever sees this watermark has every event up to it.
+        self.health
+            .watermark_ms
+            .store(self.engine.watermark(), Ordering::Relaxed);
         self.store_committable();
         Ok(())
     }

@@ -193,6 +193,7 @@ pub async fn run(
     let mut options = FeedOptions::new(settings.clone());
     options.max_evidence_age_ms = 24 * 3_600_000;
     options.lateness_ms = lateness as u64;
+    options.wall_clock_advance = false;
 
     let (events_tx, mut events_rx) = mpsc::channel(4096);
     let (updates_tx, updates_rx) = mpsc::channel(4096);
@@ -250,6 +251,8 @@ pub async fn run(
         let target = world.ts(tick) - lateness;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            // Read the watermark first: the feed publishes it after the events up to it.
+            let reached = health.watermark_ms.load(Ordering::Relaxed) >= target;
             while let Ok(event) = events_rx.try_recv() {
                 handle(
                     event,
@@ -261,7 +264,7 @@ pub async fn run(
                 )
                 .await;
             }
-            if health.watermark_ms.load(Ordering::Relaxed) >= target {
+            if reached {
                 break;
             }
             if Instant::now() > deadline {

@@ -278,6 +278,7 @@ pub fn render_svg(run: &DemoRun) -> Result<String, String> {
             .legend(|(x, y)| TriangleMarker::new((x + 10, y), 6, GREEN.filled()));
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::LowerLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
