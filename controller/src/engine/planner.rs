@@ -279,8 +279,20 @@ impl Engine {
             explanation: &explanation,
         };
 
-        // A main culprit that cannot be acted on *yet* (too young, just acted on, not
-        // running): wait for it rather than act on a lesser contributor that is not the
+        // An episode that already acted waits out its cooldown quietly.
+        let node_state = self.nodes[node.index()].as_ref();
+        let episode_acted = node_state
+            .and_then(|n| n.episodes.iter().find(|e| e.id == episode))
+            .is_some_and(|e| e.acted);
+        if episode_acted
+            && node_state
+                .and_then(|n| n.last_action)
+                .is_some_and(|last| t - last < spec.limits.cooldown_ms as i64)
+        {
+            return false;
+        }
+        // A main culprit that cannot be acted on *yet* (too young, not running, without
+        // recent samples): wait for it rather than act on a lesser contributor that is not the
         // cause. One excluded for good (protected, DaemonSet, ...) lets comparable
         // contributors (see `min_relative_score`) be tried.
         if let Some(main) = main
@@ -301,17 +313,11 @@ impl Engine {
             return false;
         }
         let limits = spec.limits;
-        let node_state = self.nodes[node.index()].as_ref();
-        let episode_acted = node_state
-            .and_then(|n| n.episodes.iter().find(|e| e.id == episode))
-            .is_some_and(|e| e.acted);
-        if let Some(last) = node_state.and_then(|n| n.last_action)
+        if let Some(last) = self.nodes[node.index()]
+            .as_ref()
+            .and_then(|n| n.last_action)
             && t - last < limits.cooldown_ms as i64
         {
-            // This episode already acted: wait for the effect quietly.
-            if episode_acted {
-                return false;
-            }
             let reason = format!(
                 "cooldown: the last action on this node was {} ago (cooldown {})",
                 fmt_ms((t - last) as u64),

@@ -17,6 +17,8 @@ struct Partition {
     max_ts: Option<i64>,
     last_seen_ms: i64,
     at_end: bool,
+    /// At least one message arrived (with or without usable samples).
+    delivered: bool,
 }
 
 /// Progress of the partitions a consumer reads.
@@ -36,6 +38,7 @@ impl Progress {
         }
         p.last_seen_ms = now_ms;
         p.at_end = false;
+        p.delivered = true;
     }
 
     /// Registers a partition expected to deliver: until it does (or goes idle), it holds
@@ -93,11 +96,15 @@ impl Progress {
                 .max()
                 .map(|ts| ts - lateness);
         }
-        // An active partition that has not delivered yet holds everything back.
+        // An active partition that has not delivered yet holds everything back; one that
+        // delivers only messages without usable samples does not.
         let mut min: Option<i64> = None;
         for p in active {
-            let ts = effective(p)?;
-            min = Some(min.map_or(ts, |m| m.min(ts)));
+            match effective(p) {
+                Some(ts) => min = Some(min.map_or(ts, |m| m.min(ts))),
+                None if !p.delivered => return None,
+                None => {}
+            }
         }
         min.map(|ts| ts - lateness)
     }
@@ -192,5 +199,10 @@ mod tests {
         q.expect(1, 0);
         q.observe(0, 1, Some(100_000), 11_000);
         assert_eq!(q.watermark(15_000, 11_000, 10_000, false), Some(85_000));
+        // A partition that delivers only unusable messages does not hold it either.
+        let mut r = Progress::default();
+        r.observe(0, 1, Some(100_000), 0);
+        r.observe(1, 1, None, 0);
+        assert_eq!(r.watermark(15_000, 1_000, 10_000, false), Some(85_000));
     }
 }

@@ -102,25 +102,10 @@ pub fn event_line(event: &Event) -> String {
                 .map(|v| format!(" on {v}"))
                 .unwrap_or_default()
         ),
-        Event::Decision(d) => format!(
-            "{}  {:<8}  {}  {}: {:?} {}{} [{:?}]  {}",
-            rfc3339(d.at),
-            match d.outcome {
-                Outcome::Executed => format!("{:?}", d.action).to_uppercase(),
-                Outcome::DryRun => "DRY-RUN".to_owned(),
-                Outcome::Blocked => "BLOCKED".to_owned(),
-            },
-            d.node,
-            d.policy,
-            d.action,
-            d.target,
-            d.destination
-                .as_deref()
-                .map(|n| format!(" -> {n}"))
-                .unwrap_or_default(),
-            d.outcome,
-            d.reason
-        ),
+        Event::Decision(d) => {
+            let (label, _) = decision_label(d);
+            format!("{}  {}", decision_head(d, &format!("{label:<8}")), d.reason)
+        }
         Event::Recovered {
             at,
             policy,
@@ -184,17 +169,20 @@ pub fn render_text(report: &ReplayReport, color: bool) -> String {
     out
 }
 
-fn write_decision(out: &mut String, d: &Decision, style: &Style) {
-    let (label, code) = match d.outcome {
+/// The label and colour of a decision's outcome.
+fn decision_label(d: &Decision) -> (String, &'static str) {
+    match d.outcome {
         Outcome::Executed => (format!("{:?}", d.action).to_uppercase(), "1;31"),
         Outcome::DryRun => ("DRY-RUN".to_owned(), "36"),
         Outcome::Blocked => ("BLOCKED".to_owned(), "35"),
-    };
-    let _ = writeln!(
-        out,
-        "{}  {}  {}  {}: {:?} {}{} [{:?}]",
+    }
+}
+
+/// The first line of a decision: time, label, node, policy, action, target, destination.
+fn decision_head(d: &Decision, label: &str) -> String {
+    format!(
+        "{}  {label}  {}  {}: {:?} {}{} [{:?}]",
         rfc3339(d.at),
-        style.paint(code, &format!("{label:<8}")),
         d.node,
         d.policy,
         d.action,
@@ -204,6 +192,15 @@ fn write_decision(out: &mut String, d: &Decision, style: &Style) {
             .map(|n| format!(" -> {n}"))
             .unwrap_or_default(),
         d.outcome,
+    )
+}
+
+fn write_decision(out: &mut String, d: &Decision, style: &Style) {
+    let (label, code) = decision_label(d);
+    let _ = writeln!(
+        out,
+        "{}",
+        decision_head(d, &style.paint(code, &format!("{label:<8}")))
     );
     let indent = " ".repeat(26);
     let _ = writeln!(out, "{indent}why: {}", d.reason);

@@ -23,12 +23,12 @@ pub struct DemoConfig {
 }
 
 impl DemoConfig {
-    /// The full demo: 25 nodes, about 200 pods, 30 minutes of event time.
+    /// The full demo: 33 nodes, 206 pods at start, 30 minutes of event time.
     pub fn full(seed: u64) -> Self {
         Self {
             seed,
-            busy_nodes: 16,
-            spare_nodes: 4,
+            busy_nodes: 22,
+            spare_nodes: 6,
             gpu_nodes: 4,
             ticks: 180,
             period_ms: 10_000,

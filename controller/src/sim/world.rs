@@ -13,6 +13,9 @@ use super::scheduler::{STEER_TAINT, place};
 use crate::engine::cluster::{LabelMap, NodeInfo, Owner, PodInfo, Resources, Taint, Toleration};
 use crate::sample::SCHEMA;
 
+/// The taint on GPU nodes; only GPU pods tolerate it.
+pub const GPU_TAINT: &str = "nvidia.com/gpu";
+
 /// Deterministic noise in [0, 1) for (seed, stream, tick).
 pub fn noise(seed: u64, stream: u64, tick: u64) -> f64 {
     let mut x = seed
@@ -398,7 +401,7 @@ impl World {
     /// The cluster view of a node, as a watch would report it.
     pub fn node_info(&self, n: usize, tick: u64) -> NodeInfo {
         let node = &self.nodes[n];
-        let taints = node
+        let mut taints: Vec<Taint> = node
             .steer_until
             .filter(|&until| tick < until)
             .map(|_| Taint {
@@ -408,6 +411,14 @@ impl World {
             })
             .into_iter()
             .collect();
+        // GPU nodes keep other pods away, as GPU pools usually do.
+        if node.labels.contains_key("accelerator") {
+            taints.push(Taint {
+                key: GPU_TAINT.to_owned(),
+                value: "present".to_owned(),
+                effect: "NoSchedule".to_owned(),
+            });
+        }
         NodeInfo {
             name: node.name.clone(),
             labels: node.labels.clone(),
@@ -458,12 +469,16 @@ impl World {
                 LabelMap::new()
             },
             required_affinity: Vec::new(),
-            tolerations: vec![Toleration {
-                key: "nvidia.com/gpu".to_owned(),
-                operator: "Exists".to_owned(),
-                value: String::new(),
-                effect: String::new(),
-            }],
+            tolerations: if pod.needs_gpu {
+                vec![Toleration {
+                    key: GPU_TAINT.to_owned(),
+                    operator: "Exists".to_owned(),
+                    value: String::new(),
+                    effect: String::new(),
+                }]
+            } else {
+                Vec::new()
+            },
         }
     }
 }
