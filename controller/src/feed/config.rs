@@ -173,6 +173,28 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_sasl_properties_are_supported_by_this_build() {
+        use rdkafka::consumer::BaseConsumer;
+        use rdkafka::producer::BaseProducer;
+        let mut s = KafkaSettings::new("127.0.0.1:1", "samples", "fulcrum");
+        s.properties = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "fulcrum"),
+            ("sasl.password", "secret"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec();
+        // Creating a client validates the configuration against the linked librdkafka
+        // (without the `ssl` feature this fails with "OpenSSL not available at build time").
+        let consumer: Result<BaseConsumer, _> = s.consumer_config().create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+        let producer: Result<BaseProducer, _> = s.producer_config().create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
+    }
+
+    #[test]
     fn pass_through_properties_override_defaults() {
         let mut s = KafkaSettings::new("b:9092", "samples", "fulcrum");
         s.properties = vec![("enable.auto.commit".into(), "false".into())];
