@@ -5,10 +5,10 @@
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
+use crate::API_VERSION;
 use crate::selector::is_dns_subdomain;
 use crate::spec::InterferencePolicy;
 use crate::validate::{FieldError, FieldErrors, validate};
-use crate::{API_VERSION, InterferencePolicySpec};
 
 /// How many type errors are collected before giving up on a badly broken document.
 const MAX_TYPE_ERRORS: usize = 32;
@@ -78,16 +78,6 @@ pub fn check_document(doc: &Value) -> Result<InterferencePolicy, Vec<FieldError>
         Ok(policy)
     } else {
         Err(errors.into_vec())
-    }
-}
-
-/// Checks a bare spec (as found under `spec:`), for callers that hold only the spec.
-pub fn check_spec(spec: &InterferencePolicySpec) -> Result<(), Vec<FieldError>> {
-    let errors = validate(spec);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
     }
 }
 

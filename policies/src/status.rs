@@ -69,11 +69,3 @@ pub struct LastAction {
     /// Why the action was taken, or why it was blocked.
     pub reason: String,
 }
-
-impl ActionCounts {
-    /// Recomputes `total` from the per-outcome counters.
-    pub fn with_total(mut self) -> Self {
-        self.total = self.evicted + self.migrated + self.dry_run + self.blocked;
-        self
-    }
-}

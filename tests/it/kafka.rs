@@ -189,9 +189,8 @@ fn malformed_messages_land_in_the_dead_letter_topic_with_reasons() {
         ("node-1".into(), good("node-1", 2)),
     ];
     produce(&s.broker.addr(), TOPIC, &records);
-    let mut fulcrum = Fulcrum::spawn(&s.run_args("dlq"));
+    let fulcrum = Fulcrum::spawn(&s.run_args("dlq"));
     eventually(MINUTE, "all offsets committed", || s.all_committed("dlq"));
-    let _ = fulcrum.alive();
     let (_, stopped) = fulcrum.stop();
     assert_eq!(stopped["feed"]["dead_letters"], 3);
     assert_eq!(

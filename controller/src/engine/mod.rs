@@ -38,7 +38,7 @@ use crate::sample::Sample;
 use limits::Ledger;
 use reorder::{Pending, ReorderBuffer, Values};
 use series::Series;
-use state::{NodeState, PodState, Role, Track, record};
+use state::{NodeState, PodState, Role, Track, Tracks, record};
 
 /// Counters of what the engine saw and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -698,21 +698,12 @@ impl Engine {
             state
                 .episodes
                 .retain(|e| state.covering.contains(&e.policy));
-            let mut tracks = smallvec::SmallVec::new();
-            for &p in &state.covering {
-                for (ti, t) in self.policies[p as usize]
-                    .policy
-                    .spec
-                    .triggers
-                    .iter()
-                    .enumerate()
-                {
-                    if t.scope == TriggerScope::Node {
-                        tracks.push(Track::new(p, ti as u16, t));
-                    }
-                }
-            }
-            state.tracks = tracks;
+            state.tracks = build_tracks(
+                &self.policies,
+                state.covering.iter().copied(),
+                TriggerScope::Node,
+                &mut Tracks::new(),
+            );
         }
         let pods: Vec<PodId> = self.cluster.node_pods(node).to_vec();
         for pod in pods {
@@ -755,33 +746,45 @@ impl Engine {
         }
         let state = self.pods[pod.index()].get_or_insert_with(PodState::default);
         if state.roles != roles {
-            let mut tracks = smallvec::SmallVec::new();
-            for &(p, role) in &roles {
-                if role != Role::Victim {
-                    continue;
-                }
-                for (ti, t) in self.policies[p as usize]
-                    .policy
-                    .spec
-                    .triggers
-                    .iter()
-                    .enumerate()
-                {
-                    if t.scope == TriggerScope::Victim {
-                        // Keep the learned state of a track that already existed.
-                        let kept = state
-                            .tracks
-                            .iter()
-                            .position(|k| k.policy == p && k.trigger == ti as u16)
-                            .map(|i| state.tracks.swap_remove(i));
-                        tracks.push(kept.unwrap_or_else(|| Track::new(p, ti as u16, t)));
-                    }
-                }
-            }
-            state.tracks = tracks;
+            let victim_of = roles
+                .iter()
+                .filter(|(_, role)| *role == Role::Victim)
+                .map(|(p, _)| *p);
+            state.tracks = build_tracks(
+                &self.policies,
+                victim_of,
+                TriggerScope::Victim,
+                &mut state.tracks,
+            );
             state.roles = roles;
         }
     }
+}
+
+/// Trigger tracks of `policies` evaluated at `scope`, keeping the learned state of any
+/// track in `existing` for the same (policy, trigger).
+fn build_tracks(
+    slots: &[PolicySlot],
+    policies: impl Iterator<Item = u16>,
+    scope: TriggerScope,
+    existing: &mut Tracks,
+) -> Tracks {
+    let mut tracks = Tracks::new();
+    for p in policies {
+        let triggers = &slots[p as usize].policy.spec.triggers;
+        for (ti, t) in triggers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.scope == scope)
+        {
+            let kept = existing
+                .iter()
+                .position(|k| k.policy == p && k.trigger == ti as u16)
+                .map(|i| existing.swap_remove(i));
+            tracks.push(kept.unwrap_or_else(|| Track::new(p, ti as u16, t)));
+        }
+    }
+    tracks
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ pub struct PodState {
     /// Series of tracked metrics, created on first value.
     pub series: SeriesSet,
     /// Victim-scope trigger tracks.
-    pub tracks: SmallVec<[Track; 2]>,
+    pub tracks: Tracks,
     /// Time of the last sample.
     pub last_ts: Option<i64>,
     /// An action (executed or dry-run) was decided on this pod; it is not targeted again.
@@ -178,7 +178,7 @@ pub struct NodeState {
     /// Series of node-level metrics.
     pub series: SeriesSet,
     /// Node-scope trigger tracks.
-    pub tracks: SmallVec<[Track; 2]>,
+    pub tracks: Tracks,
     /// Open episodes, one per policy at most.
     pub episodes: SmallVec<[Episode; 1]>,
     /// Time of the last sample about the node or one of its pods.
@@ -196,6 +196,9 @@ impl NodeState {
             .map(|(_, s)| s)
     }
 }
+
+/// The trigger tracks of one pod or node.
+pub type Tracks = SmallVec<[Track; 2]>;
 
 /// The series of one pod or node, by metric, created on first value.
 pub type SeriesSet = SmallVec<[(MetricId, Series); 4]>;
