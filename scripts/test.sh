@@ -41,6 +41,9 @@ export FULCRUM_KCAT_LIBRARY_PATH="$kcat_lib"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "crate graph: the pure crates link no runtime, client or HTTP stack"
+bash scripts/check-deps.sh
+
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

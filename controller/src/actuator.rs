@@ -1,9 +1,11 @@
-//! The actuator interface: how a decision becomes a change in the world. The operator's
-//! implementation calls the Eviction API (and steers replacements away from the source
-//! node); the demo's applies the decision to the simulated cluster. Both receive exactly
-//! the decisions the engine emitted with outcome `Executed`.
+//! The actuator interface: how a decision becomes a change in the world. The runner hands
+//! every decision with outcome `Executed` to an [`Actuator`]: the operator's calls the
+//! Eviction API, the demo's changes the simulated cluster, and shadow mode's
+//! ([`Shadow`]) changes nothing.
 
-use crate::engine::{ClusterUpdate, Decision};
+use std::future::Future;
+
+use fulcrum_engine::{ClusterUpdate, Decision};
 
 /// What carrying out a decision did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -17,19 +19,26 @@ pub struct Actuation {
 /// Why a decision could not be carried out.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ActuationError {
-    /// The API refused for now (a PodDisruptionBudget: HTTP 429); retry later.
-    #[error("refused for now: {0}")]
-    Refused(String),
     /// The target no longer exists (HTTP 404): nothing to do.
     #[error("target gone: {0}")]
     Gone(String),
-    /// Any other failure.
-    #[error("failed: {0}")]
-    Failed(String),
 }
 
 /// Carries out executed decisions.
-pub trait Actuator {
-    /// Carries out `decision` at event time `now_ms`.
-    fn execute(&mut self, decision: &Decision, now_ms: i64) -> Result<Actuation, ActuationError>;
+pub trait Actuator: Send {
+    /// Carries out `decision`.
+    fn execute(
+        &mut self,
+        decision: &Decision,
+    ) -> impl Future<Output = Result<Actuation, ActuationError>> + Send;
+}
+
+/// Shadow mode: decisions are published and printed, and nothing is changed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Shadow;
+
+impl Actuator for Shadow {
+    async fn execute(&mut self, _decision: &Decision) -> Result<Actuation, ActuationError> {
+        Ok(Actuation::default())
+    }
 }

@@ -1,24 +1,34 @@
-//! Fulcrum: a run-time interference controller for Kubernetes.
+//! Fulcrum's adapters and binary: everything around the pure engine
+//! ([`fulcrum_engine`]) that reads, writes or waits.
 //!
-//! The library holds everything the `fulcrum` binary wires together:
-//!
-//! - [`sample`]: the `fulcrum.metrics/v1` event schema and its decoder.
-//! - [`check`]: `fulcrum check-policy`.
-//! - [`engine`]: pure detection, attribution and planning.
-//! - [`feed`]: the production Kafka feed (consume, dead-letter, audit, commit).
+//! - [`runner`]: the run loop joining feed, engine, actuator and audit (`run`, `demo`).
+//! - [`feed`]: Kafka (consume, dead-letter, audit topic, commit).
+//! - [`cluster`]: Kubernetes objects into the engine's cluster view.
+//! - [`actuator`]: how decisions become changes (Eviction API, simulator, shadow).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
 //! - [`sim`]: `fulcrum demo` (simulated cluster through an embedded Kafka).
-//! - [`actuator`]: how decisions become changes (Eviction API, or the simulator).
-//! - [`manifest`]: reading multi-document YAML/JSON files and rendering the CRD.
+//! - [`load`]: reading cluster snapshots and policy files.
+//! - [`check`]: `fulcrum check-policy`.
+//! - [`manifest`]: multi-document YAML/JSON files and the CRD.
+//! - [`render`]: shared text formatting (times, colours).
+//! - [`telemetry`], [`clock`]: logging and the wall clock.
 //!
-//! Layout and contracts are described in the repository's `ARCHITECTURE.md` and `docs/`.
+//! Dependencies point one way: `fulcrum_policies` ← `fulcrum_engine` ← these adapters ←
+//! the binary; an adapter never imports another (what two share sits in [`runner`],
+//! [`actuator`] or [`render`]). Layout and contracts are described in the repository's
+//! `ARCHITECTURE.md` and `docs/`.
+
+#![warn(missing_docs)]
 
 pub mod actuator;
 pub mod check;
-pub mod engine;
+pub mod clock;
+pub mod cluster;
 pub mod feed;
+pub mod load;
 pub mod manifest;
+pub mod render;
 pub mod replay;
-pub mod sample;
+pub mod runner;
 pub mod sim;
 pub mod telemetry;

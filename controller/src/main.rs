@@ -1,5 +1,7 @@
 //! The `fulcrum` command line: wiring only; the work lives in the library.
 
+#![warn(missing_docs)]
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,17 +9,20 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fulcrum::actuator::Shadow;
 use fulcrum::check::check_files;
-use fulcrum::engine::{EngineConfig, Event};
 use fulcrum::feed::config::{
     DEFAULT_AUDIT_TOPIC, default_dlq_topic, env_properties, parse_property,
 };
 use fulcrum::feed::reader::read_topic;
-use fulcrum::feed::{FeedHealth, FeedIo, FeedOptions, FeedStats, KafkaSettings, StartPosition};
+use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats, KafkaSettings, StartPosition};
+use fulcrum::load::build_engine;
 use fulcrum::manifest::crd_yaml;
 use fulcrum::replay::{
     LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files,
 };
+use fulcrum::runner::{Report, RunnerIo};
+use fulcrum_engine::{EngineConfig, Event};
 use fulcrum_policies::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -369,12 +374,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         .kafka
         .settings()
         .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
-    let input = ReplayInput {
-        cluster: args.cluster.clone(),
-        policies: args.policies.clone(),
-        config: args.engine.config(),
-    };
-    let (engine, invalid) = prepare(&input)?;
+    let (engine, invalid) = build_engine(&args.cluster, &args.policies, args.engine.config())?;
     for (name, errors) in &invalid {
         for error in errors {
             tracing::warn!(policy = %name, %error, "invalid policy skipped");
@@ -387,21 +387,24 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     let shutdown = shutdown_signal(&rt);
     let health = Arc::new(FeedHealth::default());
     let stats = Arc::new(FeedStats::default());
-    let (tx, mut rx) = mpsc::channel::<Event>(1024);
+    let (tx, mut rx) = mpsc::channel::<Report>(1024);
     let output = args.output;
     let printer = rt.spawn(async move {
-        while let Some(event) = rx.recv().await {
-            print_event(&event, output);
+        while let Some(report) = rx.recv().await {
+            if let Report::Engine(event) = report {
+                print_event(&event, output);
+            }
         }
     });
-    let io = FeedIo {
-        events: tx,
+    let io = RunnerIo {
+        actuator: Shadow,
+        reports: tx,
         updates: None,
         health,
         stats: stats.clone(),
         shutdown,
     };
-    let result = rt.block_on(fulcrum::feed::run(options, engine, io));
+    let result = rt.block_on(fulcrum::runner::run(options, engine, io));
     let _ = rt.block_on(printer);
     let engine = result?;
     let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine.stats()});

@@ -1,5 +1,5 @@
-//! Logging setup for the binary: `tracing` to stderr, filtered by `RUST_LOG`
-//! (default `info`), as text or JSON lines.
+//! Logging for the binary: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as
+//! text or JSON lines, and a rate limiter for log lines about bad input.
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,4 +14,24 @@ pub fn init_logging(json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+/// Logs at most once per interval, counting what it suppressed.
+#[derive(Debug, Default)]
+pub struct RateLimitedLog {
+    last_ms: i64,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// Returns `Some(suppressed count)` when a line may be logged now.
+    pub fn allow(&mut self, now_ms: i64, interval_ms: i64) -> Option<u64> {
+        if now_ms - self.last_ms >= interval_ms {
+            self.last_ms = now_ms;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
 }

@@ -12,8 +12,9 @@ use crate::duration::Duration;
 use crate::metric::{MetricId, MetricRegistry, is_valid_metric_name};
 use crate::selector::{LabelMatcher, Labels, is_dns_label, selects_everything};
 use crate::spec::{
-    Action, AttributionMethod, EvictionSettings, InterferencePolicy, InterferencePolicySpec,
-    MAX_LIST_ENTRIES, Mode, RateLimit, TriggerScope,
+    Action, Attribution, AttributionMethod, CandidateClass, EvictionSettings, InterferencePolicy,
+    InterferencePolicySpec, Limits, MAX_LIST_ENTRIES, Mode, OutlierBaseline, RateLimit, Trigger,
+    TriggerScope, VictimSelector,
 };
 use crate::validate::{FieldError, FieldErrors};
 
@@ -181,194 +182,17 @@ pub fn compile_spec(
         Some(sel) => LabelMatcher::compile(sel, "spec.nodeSelector", &mut errors),
         None => LabelMatcher::everything(),
     };
-
-    let victims = pod_matcher(
-        &spec.victims.pod_selector,
-        spec.victims.namespace_selector.as_ref(),
-        "spec.victims",
-        &mut errors,
-    );
-    let every_namespace = spec
-        .victims
-        .namespace_selector
-        .as_ref()
-        .is_none_or(selects_everything);
-    if selects_everything(&spec.victims.pod_selector) && every_namespace {
-        errors.push(
-            "spec.victims.podSelector",
-            "must select something: with an empty selector (and no restricting namespaceSelector) every pod is a victim, so nothing could ever be acted on",
-        );
-    }
-
-    check_list_len(spec.candidates.len(), "spec.candidates", &mut errors);
-    let mut names = HashSet::new();
-    let candidates = spec
-        .candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let at = format!("spec.candidates[{i}]");
-            check_entry_name(&c.name, &at, &mut names, &mut errors);
-            CompiledCandidate {
-                name: c.name.clone(),
-                matcher: pod_matcher(
-                    &c.pod_selector,
-                    c.namespace_selector.as_ref(),
-                    &at,
-                    &mut errors,
-                ),
-                action: c.action,
-            }
-        })
-        .collect();
-
-    check_list_len(spec.triggers.len(), "spec.triggers", &mut errors);
-    let mut names = HashSet::new();
-    let mut triggers = Vec::with_capacity(spec.triggers.len());
-    for (i, t) in spec.triggers.iter().enumerate() {
-        let at = format!("spec.triggers[{i}]");
-        check_entry_name(&t.name, &at, &mut names, &mut errors);
-        let metric = metric_id(&t.metric, &format!("{at}.metric"), registry, &mut errors);
-        let condition = match (t.above, &t.outlier) {
-            (Some(_), Some(_)) => {
-                errors.push(
-                    at.clone(),
-                    "exactly one of above or outlier must be set, got both",
-                );
-                None
-            }
-            (None, None) => {
-                errors.push(
-                    at.clone(),
-                    "exactly one of above or outlier must be set, got neither",
-                );
-                None
-            }
-            (Some(above), None) => {
-                if !above.is_finite() {
-                    errors.push(
-                        format!("{at}.above"),
-                        format!("must be a finite number, got {above}"),
-                    );
-                }
-                Some(Condition::Above(above))
-            }
-            (None, Some(o)) => {
-                let at = format!("{at}.outlier");
-                if !(o.sigma.is_finite() && o.sigma > 0.0) {
-                    errors.push(
-                        format!("{at}.sigma"),
-                        format!("must be > 0, got {}", o.sigma),
-                    );
-                }
-                if o.min_samples < 2 {
-                    errors.push(
-                        format!("{at}.minSamples"),
-                        format!(
-                            "must be >= 2 (a deviation needs two samples), got {}",
-                            o.min_samples
-                        ),
-                    );
-                }
-                let baseline_window_ms = positive_millis(
-                    &o.baseline_window,
-                    &format!("{at}.baselineWindow"),
-                    &mut errors,
-                );
-                Some(Condition::Outlier {
-                    sigma: o.sigma,
-                    baseline_window_ms,
-                    min_samples: o.min_samples,
-                })
-            }
-        };
-        let sustained_for_ms = millis(&t.sustained_for, &format!("{at}.sustainedFor"), &mut errors);
-        if let (Some(metric), Some(condition)) = (metric, condition) {
-            triggers.push(CompiledTrigger {
-                name: t.name.clone(),
-                scope: t.scope,
-                metric,
-                condition,
-                sustained_for_ms,
-            });
-        }
-    }
-
-    let a = &spec.attribution;
-    if a.metrics.is_empty() {
-        errors.push("spec.attribution.metrics", "must list at least one metric");
-    } else if a.metrics.len() > MAX_LIST_ENTRIES {
-        errors.push(
-            "spec.attribution.metrics",
-            format!(
-                "must list at most {MAX_LIST_ENTRIES} metrics, got {}",
-                a.metrics.len()
-            ),
-        );
-    }
-    let mut seen = HashSet::new();
-    let mut attribution_metrics = Vec::with_capacity(a.metrics.len());
-    for (i, m) in a.metrics.iter().enumerate() {
-        let at = format!("spec.attribution.metrics[{i}]");
-        if !seen.insert(m.as_str()) {
-            errors.push(at, format!("duplicate metric {m:?}"));
-        } else if let Some(id) = metric_id(m, &at, registry, &mut errors) {
-            attribution_metrics.push(id);
-        }
-    }
-    if !(a.min_correlation.is_finite() && (0.0..=1.0).contains(&a.min_correlation)) {
-        errors.push(
-            "spec.attribution.minCorrelation",
-            format!("must be between 0 and 1, got {}", a.min_correlation),
-        );
-    }
-    let attribution = CompiledAttribution {
-        method: a.method,
-        metrics: attribution_metrics,
-        window_ms: positive_millis(&a.window, "spec.attribution.window", &mut errors),
-        min_correlation: a.min_correlation,
-    };
-
+    let victims = compile_victims(&spec.victims, &mut errors);
+    let candidates = compile_candidates(&spec.candidates, &mut errors);
+    let triggers = compile_triggers(&spec.triggers, registry, &mut errors);
+    let attribution = compile_attribution(&spec.attribution, registry, &mut errors);
     let clear_for_ms = millis(
         &spec.recovery.clear_for,
         "spec.recovery.clearFor",
         &mut errors,
     );
-
-    let l = &spec.limits;
-    let limits = CompiledLimits {
-        per_node: window_limit(
-            &l.max_actions_per_node,
-            "spec.limits.maxActionsPerNode",
-            &mut errors,
-        ),
-        per_workload: window_limit(
-            &l.max_actions_per_workload,
-            "spec.limits.maxActionsPerWorkload",
-            &mut errors,
-        ),
-        per_namespace: window_limit(
-            &l.max_actions_per_namespace,
-            "spec.limits.maxActionsPerNamespace",
-            &mut errors,
-        ),
-        total: window_limit(
-            &l.max_actions_total,
-            "spec.limits.maxActionsTotal",
-            &mut errors,
-        ),
-        cooldown_ms: millis(&l.cooldown, "spec.limits.cooldown", &mut errors),
-        min_pod_age_ms: millis(&l.min_pod_age, "spec.limits.minPodAge", &mut errors),
-    };
-
-    if let Some(grace) = spec.eviction.grace_period_seconds
-        && grace < 0
-    {
-        errors.push(
-            "spec.eviction.gracePeriodSeconds",
-            format!("must be >= 0, got {grace}"),
-        );
-    }
+    let limits = compile_limits(&spec.limits, &mut errors);
+    check_eviction(&spec.eviction, &mut errors);
 
     if !errors.is_empty() {
         return Err(errors.into_vec());
@@ -385,6 +209,219 @@ pub fn compile_spec(
         limits,
         eviction: spec.eviction.clone(),
     })
+}
+
+/// Compiles `spec.victims`, rejecting a selector that would make every pod a victim.
+fn compile_victims(victims: &VictimSelector, errors: &mut FieldErrors) -> PodMatcher {
+    let matcher = pod_matcher(
+        &victims.pod_selector,
+        victims.namespace_selector.as_ref(),
+        "spec.victims",
+        errors,
+    );
+    let every_namespace = victims
+        .namespace_selector
+        .as_ref()
+        .is_none_or(selects_everything);
+    if selects_everything(&victims.pod_selector) && every_namespace {
+        errors.push(
+            "spec.victims.podSelector",
+            "must select something: with an empty selector (and no restricting namespaceSelector) every pod is a victim, so nothing could ever be acted on",
+        );
+    }
+    matcher
+}
+
+/// Compiles `spec.candidates` in policy order, checking the list length and names.
+fn compile_candidates(
+    candidates: &[CandidateClass],
+    errors: &mut FieldErrors,
+) -> Vec<CompiledCandidate> {
+    check_list_len(candidates.len(), "spec.candidates", errors);
+    let mut names = HashSet::new();
+    candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let at = format!("spec.candidates[{i}]");
+            check_entry_name(&c.name, &at, &mut names, errors);
+            CompiledCandidate {
+                name: c.name.clone(),
+                matcher: pod_matcher(&c.pod_selector, c.namespace_selector.as_ref(), &at, errors),
+                action: c.action,
+            }
+        })
+        .collect()
+}
+
+/// Compiles `spec.triggers` in policy order; a trigger with a bad metric or condition
+/// is reported and left out.
+fn compile_triggers(
+    triggers: &[Trigger],
+    registry: &mut MetricRegistry,
+    errors: &mut FieldErrors,
+) -> Vec<CompiledTrigger> {
+    check_list_len(triggers.len(), "spec.triggers", errors);
+    let mut names = HashSet::new();
+    let mut compiled = Vec::with_capacity(triggers.len());
+    for (i, t) in triggers.iter().enumerate() {
+        let at = format!("spec.triggers[{i}]");
+        check_entry_name(&t.name, &at, &mut names, errors);
+        let metric = metric_id(&t.metric, &format!("{at}.metric"), registry, errors);
+        let condition = trigger_condition(t, &at, errors);
+        let sustained_for_ms = millis(&t.sustained_for, &format!("{at}.sustainedFor"), errors);
+        if let (Some(metric), Some(condition)) = (metric, condition) {
+            compiled.push(CompiledTrigger {
+                name: t.name.clone(),
+                scope: t.scope,
+                metric,
+                condition,
+                sustained_for_ms,
+            });
+        }
+    }
+    compiled
+}
+
+/// The condition of trigger `t` at `at`: exactly one of `above` or `outlier`.
+fn trigger_condition(t: &Trigger, at: &str, errors: &mut FieldErrors) -> Option<Condition> {
+    match (t.above, &t.outlier) {
+        (Some(_), Some(_)) => {
+            errors.push(at, "exactly one of above or outlier must be set, got both");
+            None
+        }
+        (None, None) => {
+            errors.push(
+                at,
+                "exactly one of above or outlier must be set, got neither",
+            );
+            None
+        }
+        (Some(above), None) => {
+            if !above.is_finite() {
+                errors.push(
+                    format!("{at}.above"),
+                    format!("must be a finite number, got {above}"),
+                );
+            }
+            Some(Condition::Above(above))
+        }
+        (None, Some(o)) => Some(outlier_condition(o, &format!("{at}.outlier"), errors)),
+    }
+}
+
+/// Compiles an outlier baseline at `at` (the `.outlier` path).
+fn outlier_condition(o: &OutlierBaseline, at: &str, errors: &mut FieldErrors) -> Condition {
+    if !(o.sigma.is_finite() && o.sigma > 0.0) {
+        errors.push(
+            format!("{at}.sigma"),
+            format!("must be > 0, got {}", o.sigma),
+        );
+    }
+    if o.min_samples < 2 {
+        errors.push(
+            format!("{at}.minSamples"),
+            format!(
+                "must be >= 2 (a deviation needs two samples), got {}",
+                o.min_samples
+            ),
+        );
+    }
+    let baseline_window_ms =
+        positive_millis(&o.baseline_window, &format!("{at}.baselineWindow"), errors);
+    Condition::Outlier {
+        sigma: o.sigma,
+        baseline_window_ms,
+        min_samples: o.min_samples,
+    }
+}
+
+/// Compiles `spec.attribution`: its metric list, correlation bound and window.
+fn compile_attribution(
+    a: &Attribution,
+    registry: &mut MetricRegistry,
+    errors: &mut FieldErrors,
+) -> CompiledAttribution {
+    let metrics = attribution_metrics(&a.metrics, registry, errors);
+    if !(a.min_correlation.is_finite() && (0.0..=1.0).contains(&a.min_correlation)) {
+        errors.push(
+            "spec.attribution.minCorrelation",
+            format!("must be between 0 and 1, got {}", a.min_correlation),
+        );
+    }
+    CompiledAttribution {
+        method: a.method,
+        metrics,
+        window_ms: positive_millis(&a.window, "spec.attribution.window", errors),
+        min_correlation: a.min_correlation,
+    }
+}
+
+/// Interns `spec.attribution.metrics`, rejecting an empty or over-long list, duplicates
+/// and invalid names.
+fn attribution_metrics(
+    metrics: &[String],
+    registry: &mut MetricRegistry,
+    errors: &mut FieldErrors,
+) -> Vec<MetricId> {
+    if metrics.is_empty() {
+        errors.push("spec.attribution.metrics", "must list at least one metric");
+    } else if metrics.len() > MAX_LIST_ENTRIES {
+        errors.push(
+            "spec.attribution.metrics",
+            format!(
+                "must list at most {MAX_LIST_ENTRIES} metrics, got {}",
+                metrics.len()
+            ),
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut ids = Vec::with_capacity(metrics.len());
+    for (i, m) in metrics.iter().enumerate() {
+        let at = format!("spec.attribution.metrics[{i}]");
+        if !seen.insert(m.as_str()) {
+            errors.push(at, format!("duplicate metric {m:?}"));
+        } else if let Some(id) = metric_id(m, &at, registry, errors) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Compiles `spec.limits`.
+fn compile_limits(l: &Limits, errors: &mut FieldErrors) -> CompiledLimits {
+    CompiledLimits {
+        per_node: window_limit(
+            &l.max_actions_per_node,
+            "spec.limits.maxActionsPerNode",
+            errors,
+        ),
+        per_workload: window_limit(
+            &l.max_actions_per_workload,
+            "spec.limits.maxActionsPerWorkload",
+            errors,
+        ),
+        per_namespace: window_limit(
+            &l.max_actions_per_namespace,
+            "spec.limits.maxActionsPerNamespace",
+            errors,
+        ),
+        total: window_limit(&l.max_actions_total, "spec.limits.maxActionsTotal", errors),
+        cooldown_ms: millis(&l.cooldown, "spec.limits.cooldown", errors),
+        min_pod_age_ms: millis(&l.min_pod_age, "spec.limits.minPodAge", errors),
+    }
+}
+
+/// Checks `spec.eviction`: a grace period, when set, must not be negative.
+fn check_eviction(eviction: &EvictionSettings, errors: &mut FieldErrors) {
+    if let Some(grace) = eviction.grace_period_seconds
+        && grace < 0
+    {
+        errors.push(
+            "spec.eviction.gracePeriodSeconds",
+            format!("must be >= 0, got {grace}"),
+        );
+    }
 }
 
 fn pod_matcher(

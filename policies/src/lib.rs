@@ -11,6 +11,8 @@
 //! 4. [`document`] checks whole YAML/JSON documents (kind, types, unknown fields, rules),
 //!    for `fulcrum check-policy`.
 
+#![warn(missing_docs)]
+
 pub mod compile;
 pub mod document;
 pub mod duration;

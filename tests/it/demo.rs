@@ -2,9 +2,9 @@
 //! on its node, no online or protected pod is touched, and SLO violations are at most half
 //! of those without Fulcrum.
 
-use fulcrum::engine::decision::Outcome;
 use fulcrum::sim::scenario::PROTECTED_POD;
 use fulcrum::sim::{DemoConfig, report};
+use fulcrum_engine::decision::Outcome;
 
 #[test]
 fn the_demo_finds_each_antagonist_first_and_halves_slo_violations() {

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use fulcrum::engine::decision::Outcome;
-use fulcrum::engine::{Decision, EngineConfig};
 use fulcrum::replay::{ReplayInput, ReplayReport, render_json, replay_files};
+use fulcrum_engine::decision::Outcome;
+use fulcrum_engine::{Decision, EngineConfig};
 use serde_json::{Value, json};
 
 pub const T0: i64 = 1_764_151_200_000; // 2025-11-26T10:00:00Z

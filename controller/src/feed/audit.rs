@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -14,7 +15,7 @@ use tracing::{info, warn};
 
 use super::config::KafkaSettings;
 use super::reader::ReaderContext;
-use crate::engine::{Decision, Engine};
+use fulcrum_engine::{Decision, Engine, Outcome};
 
 /// Schema identifier of audit records.
 pub const AUDIT_SCHEMA: &str = "fulcrum.decisions/v1";
@@ -36,6 +37,33 @@ impl AuditRecord {
             schema: AUDIT_SCHEMA.to_owned(),
             decision,
         }
+    }
+}
+
+/// The audit topic as a sink: publishes decisions, retrying a failed produce a bounded
+/// number of times.
+pub struct AuditLog {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl AuditLog {
+    /// A producer for `settings.audit_topic`.
+    pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer: settings.producer_config().create()?,
+            topic: settings.audit_topic.clone(),
+        })
+    }
+
+    /// Publishes `decision`, retrying with backoff (200 ms doubling to 10 s, 20 tries).
+    pub async fn publish(&self, decision: &Decision) -> Result<(), KafkaError> {
+        let send = || send_decision(&self.producer, &self.topic, decision);
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(20);
+        send.retry(backoff).await
     }
 }
 
@@ -108,7 +136,7 @@ pub fn restore_actions(
                 };
                 match serde_json::from_slice::<AuditRecord>(payload) {
                     Ok(record) if record.decision.at >= since_ms => {
-                        if record.decision.outcome != crate::engine::Outcome::Blocked {
+                        if record.decision.outcome != Outcome::Blocked {
                             engine.restore(&record.decision);
                             restored += 1;
                         }

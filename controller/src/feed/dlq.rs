@@ -4,7 +4,7 @@
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::sample::DecodeError;
+use fulcrum_engine::sample::DecodeError;
 
 /// Header with the stable reason code of the (first) rejection, e.g. `not_json`.
 pub const REASON: &str = "fulcrum.error.reason";

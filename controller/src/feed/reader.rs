@@ -4,6 +4,7 @@
 //! replay and with a watermark that waits for the slowest partition, so the decisions
 //! equal those of a file replay of the same samples.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,10 +14,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use super::config::KafkaSettings;
-use super::now_ms;
 use super::progress::Progress;
-use crate::engine::{Engine, Event};
-use crate::sample::{DecodeError, DecodeOptions, decode};
+use crate::clock::now_ms;
+use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use fulcrum_engine::{Engine, Event, Offered};
 
 /// A client context that treats end-of-partition events as the normal signal they are
 /// for a bounded read, instead of logging them as errors.
@@ -59,29 +60,7 @@ pub fn read_topic(
     let consumer: BaseConsumer<ReaderContext> = settings
         .reader_config()
         .create_with_context(ReaderContext)?;
-    let timeout = Duration::from_secs(10);
-    let metadata = consumer.fetch_metadata(Some(&settings.topic), timeout)?;
-    let topic = metadata
-        .topics()
-        .first()
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .ok_or_else(|| {
-            KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
-        })?;
-    let mut list = TopicPartitionList::new();
-    let mut progress = Progress::default();
-    let mut open = std::collections::BTreeSet::new();
-    for p in topic.partitions() {
-        let (low, high) = consumer.fetch_watermarks(&settings.topic, p.id(), timeout)?;
-        list.add_partition_offset(&settings.topic, p.id(), Offset::Offset(low))?;
-        if high > low || follow {
-            open.insert(p.id());
-            progress.expect(p.id(), now_ms());
-        } else {
-            progress.reached_end(p.id());
-        }
-    }
-    consumer.assign(&list)?;
+    let (mut progress, mut open) = assign_from_beginning(&consumer, settings, follow)?;
     let mut summary = ReadSummary::default();
     let mut out = Vec::new();
     let mut options = DecodeOptions { now_ms: now_ms() };
@@ -96,29 +75,7 @@ pub fn read_topic(
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e),
             Some(Ok(message)) => {
-                summary.messages += 1;
-                options.now_ms = now_ms();
-                let location = format!(
-                    "{}[{}]@{}",
-                    message.topic(),
-                    message.partition(),
-                    message.offset()
-                );
-                let mut newest = None;
-                match decode(message.payload().unwrap_or_default(), &options) {
-                    Ok(decoded) => {
-                        for sample in &decoded.samples {
-                            if engine.offer(sample) == crate::engine::Offered::Queued {
-                                newest =
-                                    Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
-                            }
-                        }
-                        summary
-                            .errors
-                            .extend(decoded.rejected.into_iter().map(|e| (location.clone(), e)));
-                    }
-                    Err(e) => summary.errors.push((location, e)),
-                }
+                let newest = offer_message(&message, engine, &mut options, &mut summary);
                 progress.observe(message.partition(), message.offset(), newest, now_ms());
             }
         }
@@ -134,4 +91,72 @@ pub fn read_topic(
         on_event(&event);
     }
     Ok(summary)
+}
+
+/// Assigns every partition of `settings.topic` from its low watermark. Returns the
+/// progress tracker and the partitions still to read: those with messages, or all with
+/// `follow`; the empty ones are at their end already.
+fn assign_from_beginning(
+    consumer: &BaseConsumer<ReaderContext>,
+    settings: &KafkaSettings,
+    follow: bool,
+) -> Result<(Progress, BTreeSet<i32>), KafkaError> {
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(&settings.topic), timeout)?;
+    let topic = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .ok_or_else(|| {
+            KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)
+        })?;
+    let mut list = TopicPartitionList::new();
+    let mut progress = Progress::default();
+    let mut open = BTreeSet::new();
+    for p in topic.partitions() {
+        let (low, high) = consumer.fetch_watermarks(&settings.topic, p.id(), timeout)?;
+        list.add_partition_offset(&settings.topic, p.id(), Offset::Offset(low))?;
+        if high > low || follow {
+            open.insert(p.id());
+            progress.expect(p.id(), now_ms());
+        } else {
+            progress.reached_end(p.id());
+        }
+    }
+    consumer.assign(&list)?;
+    Ok((progress, open))
+}
+
+/// Decodes one message and offers its samples to `engine`, counting it and recording
+/// rejections with its `topic[partition]@offset`. Returns the newest event time the
+/// engine queued from it, if any.
+fn offer_message(
+    message: &impl Message,
+    engine: &mut Engine,
+    options: &mut DecodeOptions,
+    summary: &mut ReadSummary,
+) -> Option<i64> {
+    summary.messages += 1;
+    options.now_ms = now_ms();
+    let location = format!(
+        "{}[{}]@{}",
+        message.topic(),
+        message.partition(),
+        message.offset()
+    );
+    let mut newest = None;
+    match decode(message.payload().unwrap_or_default(), options) {
+        Ok(decoded) => {
+            for sample in &decoded.samples {
+                if engine.offer(sample) == Offered::Queued {
+                    newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+                }
+            }
+            summary
+                .errors
+                .extend(decoded.rejected.into_iter().map(|e| (location.clone(), e)));
+        }
+        Err(e) => summary.errors.push((location, e)),
+    }
+    newest
 }

@@ -11,13 +11,11 @@ pub mod output;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use fulcrum_policies::InterferencePolicy;
-use fulcrum_policies::document::check_document;
+use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use fulcrum_engine::{Decision, Engine, EngineConfig, Event};
 
-use crate::engine::convert::load_cluster;
-use crate::engine::{Decision, Engine, EngineConfig, Event};
-use crate::manifest::read_documents;
-use crate::sample::{DecodeError, DecodeOptions, decode};
+use crate::load::build_engine;
+pub use crate::load::{InvalidPolicies, LoadError};
 
 pub use output::{render_json, render_text, summary_json};
 
@@ -32,30 +30,6 @@ pub struct ReplayInput {
     pub config: EngineConfig,
 }
 
-/// A replay input that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    /// A file could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A file is not valid YAML/JSON, or an object in it does not decode.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// None of the policies is valid.
-    #[error("no valid policy: every policy given has errors (see above)")]
-    NoValidPolicy,
-}
-
 /// A rejected line of the events file (or message of a topic).
 #[derive(Clone, Debug, PartialEq)]
 pub struct LineError {
@@ -64,9 +38,6 @@ pub struct LineError {
     /// Why it was rejected (for batches: one per rejected member).
     pub error: DecodeError,
 }
-
-/// Policies that were skipped: `(file: name, error lines)`.
-pub type InvalidPolicies = Vec<(String, Vec<String>)>;
 
 /// Everything a replay produced.
 #[derive(Debug)]
@@ -93,67 +64,9 @@ impl ReplayReport {
     }
 }
 
-fn read(path: &Path) -> Result<String, ReplayError> {
-    std::fs::read_to_string(path).map_err(|source| ReplayError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// Builds an engine from the cluster and policy files.
-pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies), ReplayError> {
-    let mut objects = Vec::new();
-    for path in &input.cluster {
-        let docs = read_documents(&read(path)?).map_err(|e| ReplayError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        objects.extend(docs.into_iter().map(|d| d.value));
-    }
-    let cluster = load_cluster(&objects).map_err(|e| ReplayError::Parse {
-        path: input
-            .cluster
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        message: e.to_string(),
-    })?;
-    let mut policies: Vec<InterferencePolicy> = Vec::new();
-    let mut invalid = Vec::new();
-    for path in &input.policies {
-        let docs = read_documents(&read(path)?).map_err(|e| ReplayError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        for doc in docs {
-            let name = doc
-                .value
-                .pointer("/metadata/name")
-                .and_then(|n| n.as_str())
-                .unwrap_or("(unnamed)")
-                .to_owned();
-            match check_document(&doc.value) {
-                Ok(policy) => policies.push(policy),
-                Err(errors) => invalid.push((
-                    format!("{}: {name}", path.display()),
-                    errors.iter().map(ToString::to_string).collect(),
-                )),
-            }
-        }
-    }
-    if policies.is_empty() {
-        return Err(ReplayError::NoValidPolicy);
-    }
-    let mut engine = Engine::new(input.config.clone());
-    engine.load_cluster(cluster.index);
-    let rejected = engine.set_policies(&policies);
-    invalid.extend(
-        rejected
-            .into_iter()
-            .map(|(name, errors)| (name, errors.iter().map(ToString::to_string).collect())),
-    );
-    Ok((engine, invalid))
+pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies), LoadError> {
+    build_engine(&input.cluster, &input.policies, input.config.clone())
 }
 
 /// Replays JSON Lines from `events` through `engine`. `now_ms` is the clock used to reject
@@ -217,15 +130,15 @@ pub fn replay_files(
     input: &ReplayInput,
     events: &Path,
     now_ms: i64,
-) -> Result<ReplayReport, ReplayError> {
+) -> Result<ReplayReport, LoadError> {
     let (mut engine, invalid_policies) = prepare(input)?;
-    let file = std::fs::File::open(events).map_err(|source| ReplayError::Read {
+    let file = std::fs::File::open(events).map_err(|source| LoadError::Read {
         path: events.display().to_string(),
         source,
     })?;
     let (events_out, line_errors, lines) =
         replay_lines(&mut engine, std::io::BufReader::new(file), now_ms).map_err(|source| {
-            ReplayError::Read {
+            LoadError::Read {
                 path: events.display().to_string(),
                 source,
             }

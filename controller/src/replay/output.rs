@@ -5,18 +5,11 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::engine::decision::Outcome;
-use crate::engine::limits::fmt_ms;
-use crate::engine::{Decision, Event};
+use fulcrum_engine::decision::Outcome;
+use fulcrum_engine::{Decision, Event};
 
 use super::ReplayReport;
-
-/// Formats ms since the Unix epoch as RFC 3339 (UTC, milliseconds).
-pub fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_else(|_| ms.to_string())
-}
+use crate::render::{Style, fmt_ms, rfc3339};
 
 /// The summary object: sample accounting, detections and decisions by outcome and kind.
 pub fn summary_json(report: &ReplayReport) -> Value {
@@ -68,20 +61,6 @@ pub fn render_json(report: &ReplayReport) -> Value {
         "decisions": decisions,
         "summary": summary_json(report),
     })
-}
-
-struct Style {
-    color: bool,
-}
-
-impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
-    }
 }
 
 /// One event as a single readable line (for streaming output).

@@ -8,14 +8,14 @@ use plotters::prelude::*;
 use serde_json::{Value, json};
 
 use super::demo::{DemoRun, Happening};
-use crate::engine::Event;
-use crate::engine::decision::Outcome;
-use crate::replay::output::rfc3339;
+use crate::render::{Style, rfc3339};
+use fulcrum_engine::decision::Outcome;
+use fulcrum_engine::{Decision, Event};
 
 /// The summary object: SLO-violation seconds with and without Fulcrum, actions by kind,
 /// time to mitigate.
 pub fn summary(run: &DemoRun) -> Value {
-    let count = |f: &dyn Fn(&crate::engine::Decision) -> bool| {
+    let count = |f: &dyn Fn(&fulcrum_engine::Decision) -> bool| {
         run.decisions.iter().filter(|d| f(d)).count()
     };
     let mitigated: Vec<f64> = run.time_to_mitigate_s.iter().flatten().copied().collect();
@@ -53,111 +53,132 @@ pub fn render_json(run: &DemoRun) -> Value {
     json!({"decisions": run.decisions, "summary": summary(run)})
 }
 
-fn paint(color: bool, code: &str, text: &str) -> String {
-    if color {
-        format!("\x1b[{code}m{text}\x1b[0m")
-    } else {
-        text.to_owned()
-    }
-}
-
 /// The timeline and the with/without summary.
 pub fn render_text(run: &DemoRun, color: bool) -> String {
+    let style = Style { color };
     let mut out = String::new();
     let t0 = run.worst.first().map_or(0, |w| w.0);
-    let clock = |at: i64| {
-        let s = (at - t0) / 1000;
-        format!("+{:02}:{:02}", s / 60, s % 60)
-    };
+    write_timeline(&mut out, run, t0, &style);
+    write_summary(&mut out, run, t0);
+    out
+}
+
+/// Event time `at` as `+MM:SS` since `t0`.
+fn clock(at: i64, t0: i64) -> String {
+    let s = (at - t0) / 1000;
+    format!("+{:02}:{:02}", s / 60, s % 60)
+}
+
+/// One line (or block) per happening, in event-time order.
+fn write_timeline(out: &mut String, run: &DemoRun, t0: i64, style: &Style) {
     let mut timeline: Vec<&(i64, Happening)> = run.timeline.iter().collect();
     timeline.sort_by_key(|(at, _)| *at);
     for (at, happening) in timeline {
-        let line = match happening {
-            Happening::Onset(i) => format!(
-                "{}  {}  {} starts saturating {} on {}",
-                clock(*at),
-                paint(color, "1;33", "ONSET   "),
-                i.antagonist,
-                i.resource,
-                i.node
-            ),
-            Happening::Engine(Event::Detected {
-                node,
-                policy,
-                trigger,
-                victim,
-                ..
-            }) => format!(
-                "{}  {}  {node}: {policy}/{trigger}{}",
-                clock(*at),
-                paint(color, "33", "DETECT  "),
-                victim
-                    .as_deref()
-                    .map(|v| format!(" on {v}"))
-                    .unwrap_or_default()
-            ),
-            Happening::Engine(Event::Decision(d)) => {
-                let scores: Vec<String> = d
-                    .explanation
-                    .scores
-                    .iter()
-                    .take(3)
-                    .map(|c| {
-                        format!(
-                            "{} {}",
-                            c.pod,
-                            c.score.map_or("-".into(), |s| format!("{s:.2}"))
-                        )
-                    })
-                    .collect();
-                let (label, code) = match d.outcome {
-                    Outcome::Executed => ("DECIDE  ", "1;31"),
-                    Outcome::DryRun => ("DRY-RUN ", "36"),
-                    Outcome::Blocked => ("BLOCKED ", "35"),
-                };
-                format!(
-                    "{}  {}  {}: {:?} {} ({})\n{:27}{}\n{:27}scores ({}): {}",
-                    clock(*at),
-                    paint(color, code, label),
-                    d.node,
-                    d.action,
-                    d.target,
-                    d.policy,
-                    "",
-                    d.reason,
-                    "",
-                    d.explanation.method,
-                    scores.join(", ")
-                )
-            }
-            Happening::Carried {
-                decision,
-                landed_on,
-            } => format!(
-                "{}  {}  {} left {}{}",
-                clock(*at),
-                paint(color, "1;32", "ACTED   "),
-                decision.target,
-                decision.node,
-                landed_on
-                    .as_deref()
-                    .map(|n| format!("; its replacement runs on {n}"))
-                    .unwrap_or_default()
-            ),
-            Happening::Engine(Event::Recovered {
-                node,
-                policy,
-                lasted_ms,
-                ..
-            }) => format!(
-                "{}  {}  {node}: {policy} clear again after {}s",
-                clock(*at),
-                paint(color, "32", "RECOVER "),
-                lasted_ms / 1000
-            ),
-        };
+        let line = happening_line(happening, &clock(*at, t0), style);
         let _ = writeln!(out, "{line}");
     }
+}
+
+/// The timeline text of one happening, stamped `clock`.
+fn happening_line(happening: &Happening, clock: &str, style: &Style) -> String {
+    match happening {
+        Happening::Onset(i) => format!(
+            "{}  {}  {} starts saturating {} on {}",
+            clock,
+            style.paint("1;33", "ONSET   "),
+            i.antagonist,
+            i.resource,
+            i.node
+        ),
+        Happening::Engine(event) => event_line(event, clock, style),
+        Happening::Carried {
+            decision,
+            landed_on,
+        } => format!(
+            "{}  {}  {} left {}{}",
+            clock,
+            style.paint("1;32", "ACTED   "),
+            decision.target,
+            decision.node,
+            landed_on
+                .as_deref()
+                .map(|n| format!("; its replacement runs on {n}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The timeline text of an engine event (detection, decision, recovery).
+fn event_line(event: &Event, clock: &str, style: &Style) -> String {
+    match event {
+        Event::Detected {
+            node,
+            policy,
+            trigger,
+            victim,
+            ..
+        } => format!(
+            "{}  {}  {node}: {policy}/{trigger}{}",
+            clock,
+            style.paint("33", "DETECT  "),
+            victim
+                .as_deref()
+                .map(|v| format!(" on {v}"))
+                .unwrap_or_default()
+        ),
+        Event::Decision(d) => decision_lines(d, clock, style),
+        Event::Recovered {
+            node,
+            policy,
+            lasted_ms,
+            ..
+        } => format!(
+            "{}  {}  {node}: {policy} clear again after {}s",
+            clock,
+            style.paint("32", "RECOVER "),
+            lasted_ms / 1000
+        ),
+    }
+}
+
+/// A decision: outcome, action and target, then its reason and top three scores.
+fn decision_lines(d: &Decision, clock: &str, style: &Style) -> String {
+    let scores: Vec<String> = d
+        .explanation
+        .scores
+        .iter()
+        .take(3)
+        .map(|c| {
+            format!(
+                "{} {}",
+                c.pod,
+                c.score.map_or("-".into(), |s| format!("{s:.2}"))
+            )
+        })
+        .collect();
+    let (label, code) = match d.outcome {
+        Outcome::Executed => ("DECIDE  ", "1;31"),
+        Outcome::DryRun => ("DRY-RUN ", "36"),
+        Outcome::Blocked => ("BLOCKED ", "35"),
+    };
+    format!(
+        "{}  {}  {}: {:?} {} ({})\n{:27}{}\n{:27}scores ({}): {}",
+        clock,
+        style.paint(code, label),
+        d.node,
+        d.action,
+        d.target,
+        d.policy,
+        "",
+        d.reason,
+        "",
+        d.explanation.method,
+        scores.join(", ")
+    )
+}
+
+/// The with/without summary after the timeline.
+fn write_summary(out: &mut String, run: &DemoRun, t0: i64) {
     let s = summary(run);
     let with = run.violation_with_s;
     let without = run.violation_without_s;
@@ -189,6 +210,16 @@ pub fn render_text(run: &DemoRun, color: bool) -> String {
         s["actions"]["blocked"],
         s["actions"]["dry_run"]
     );
+    write_incidents(out, run);
+    let _ = writeln!(
+        out,
+        "  {} samples through the embedded Kafka in {:.1} s",
+        run.samples, run.wall_s
+    );
+}
+
+/// One summary line per incident: mitigated after how long, or not.
+fn write_incidents(out: &mut String, run: &DemoRun) {
     for (i, t) in run.incidents.iter().zip(&run.time_to_mitigate_s) {
         let _ = writeln!(
             out,
@@ -201,12 +232,6 @@ pub fn render_text(run: &DemoRun, color: bool) -> String {
             ))
         );
     }
-    let _ = writeln!(
-        out,
-        "  {} samples through the embedded Kafka in {:.1} s",
-        run.samples, run.wall_s
-    );
-    out
 }
 
 /// Draws worst online p99 (as a fraction of its SLO) over time, with and without Fulcrum,

@@ -64,16 +64,96 @@ pub struct Incident {
 /// The pod that is annotated `fulcrum.dev/protect: "true"`.
 pub const PROTECTED_POD: &str = "spark/checkpointer-0";
 
+/// The namespaces of the demo and their labels.
+const NAMESPACES: [(&str, &[(&str, &str)]); 5] = [
+    ("shop", &[("tier", "frontend")]),
+    ("inference", &[("tier", "api")]),
+    ("spark", &[]),
+    ("etl", &[]),
+    ("ml", &[]),
+];
+
+/// A busy or spare CPU node.
+const CPU: Capacity = Capacity {
+    cores: 32.0,
+    mem_bw: 38.0e9,
+    pcie: 0.0,
+};
+
+/// A spare CPU node: a newer generation with more memory channels.
+const SPARE_CPU: Capacity = Capacity {
+    mem_bw: 60.0e9,
+    ..CPU
+};
+
+/// A GPU node.
+const GPU: Capacity = Capacity {
+    cores: 48.0,
+    mem_bw: 50.0e9,
+    pcie: 1.0,
+};
+
+/// An online web service on a CPU node.
+const WEB: Behaviour = Behaviour::Service {
+    base_ms: 60.0,
+    slo_ms: 250.0,
+};
+
+/// An online inference service on a GPU node.
+const INFERENCE: Behaviour = Behaviour::Service {
+    base_ms: 50.0,
+    slo_ms: 200.0,
+};
+
+/// A well-behaved big-data executor.
+const EXECUTOR: Behaviour = Behaviour::Steady {
+    cpu: 5.0,
+    mem_bw: 3.25e9,
+    pcie: 0.0,
+    jitter: 0.6,
+};
+
+/// A busy but harmless batch pod.
+const DECOY: Behaviour = Behaviour::Steady {
+    cpu: 10.0,
+    mem_bw: 2.0e9,
+    pcie: 0.0,
+    jitter: 0.05,
+};
+
+/// A well-behaved AI training job.
+const TRAINER: Behaviour = Behaviour::Steady {
+    cpu: 4.0,
+    mem_bw: 2.0e9,
+    pcie: 0.15,
+    jitter: 0.4,
+};
+
 /// Builds the world and the incidents it will play out.
 pub fn build(config: &DemoConfig, t0_ms: i64) -> (World, Vec<Incident>) {
     let mut w = World::new(config.seed, t0_ms, config.period_ms);
-    for (ns, labels) in [
-        ("shop", vec![("tier", "frontend")]),
-        ("inference", vec![("tier", "api")]),
-        ("spark", vec![]),
-        ("etl", vec![]),
-        ("ml", vec![]),
-    ] {
+    add_namespaces(&mut w);
+    let stride = (config.ticks / 6).max(5);
+    let hogs = hog_slots(config, stride);
+    let mut incidents = Vec::new();
+    for n in 0..config.busy_nodes {
+        let hog = hogs.iter().find(|(h, _)| *h == n).map(|(_, onset)| *onset);
+        add_busy_node(&mut w, n, hog, &mut incidents);
+    }
+    for n in 0..config.spare_nodes {
+        add_spare_node(&mut w, n);
+    }
+    for n in 0..config.gpu_nodes {
+        add_gpu_node(&mut w, n, stride, &mut incidents);
+    }
+    add_spare_gpu_node(&mut w);
+    incidents.sort_by_key(|i| i.onset);
+    (w, incidents)
+}
+
+/// Registers the demo namespaces with their labels.
+fn add_namespaces(w: &mut World) {
+    for (ns, labels) in NAMESPACES {
         w.namespaces.insert(
             ns.to_owned(),
             labels
@@ -82,191 +162,146 @@ pub fn build(config: &DemoConfig, t0_ms: i64) -> (World, Vec<Incident>) {
                 .collect(),
         );
     }
-    let cpu = Capacity {
-        cores: 32.0,
-        mem_bw: 38.0e9,
-        pcie: 0.0,
-    };
-    let gpu = Capacity {
-        cores: 48.0,
-        mem_bw: 50.0e9,
-        pcie: 1.0,
-    };
-    let web = Behaviour::Service {
-        base_ms: 60.0,
-        slo_ms: 250.0,
-    };
-    let executor = Behaviour::Steady {
-        cpu: 5.0,
-        mem_bw: 3.25e9,
-        pcie: 0.0,
-        jitter: 0.6,
-    };
-    let decoy = Behaviour::Steady {
-        cpu: 10.0,
-        mem_bw: 2.0e9,
-        pcie: 0.0,
-        jitter: 0.05,
-    };
-    let trainer = Behaviour::Steady {
-        cpu: 4.0,
-        mem_bw: 2.0e9,
-        pcie: 0.15,
-        jitter: 0.4,
-    };
+}
 
-    let stride = (config.ticks / 6).max(5);
-    // Memory-bandwidth antagonists on busy nodes 1-3 (those that exist), staggered.
-    let hog_slots: Vec<(usize, u64)> = [(1usize, 2u64), (2, 4), (3, 5)]
+/// Memory-bandwidth antagonists on busy nodes 1-3 (those that exist), staggered:
+/// `(busy node, onset tick)`.
+fn hog_slots(config: &DemoConfig, stride: u64) -> Vec<(usize, u64)> {
+    [(1usize, 2u64), (2, 4), (3, 5)]
         .into_iter()
         .filter(|(n, _)| *n < config.busy_nodes)
         .map(|(n, half)| (n, stride * half / 2))
-        .collect();
-    let mut incidents = Vec::new();
-    for n in 0..config.busy_nodes {
-        let node = w.add_node(&format!("cpu-{n:02}"), &[("pool", "colocated")], cpu);
-        for k in 0..4 {
-            let name = format!("web-{n:02}-{k}");
-            w.add_pod(
-                "shop",
-                &format!("{name}-7d9f8"),
-                node,
-                Class::Online,
-                ("Deployment", &name),
-                2.0,
-                web,
-            );
-        }
-        let hog = hog_slots
-            .iter()
-            .find(|(h, _)| *h == n)
-            .map(|(_, onset)| *onset);
-        for k in 0..3 {
-            let job = format!("etl-{n:02}-{k}");
-            let behaviour = match (k, hog) {
-                (0, Some(onset)) => {
-                    incidents.push(Incident {
-                        antagonist: format!("spark/{job}-exec"),
-                        node: w.nodes[node].name.clone(),
-                        onset,
-                        resource: "memory bandwidth",
-                    });
-                    Behaviour::MemoryHog { onset }
-                }
-                _ => executor,
-            };
-            w.add_pod(
-                "spark",
-                &format!("{job}-exec"),
-                node,
-                Class::Batch,
-                ("StatefulSet", &job),
-                4.0,
-                behaviour,
-            );
-        }
-        w.add_pod(
-            "etl",
-            &format!("compact-{n:02}"),
+        .collect()
+}
+
+/// Adds busy CPU node `n`: 4 web services, 3 executors (the first a memory hog from
+/// `hog` on, when set), a decoy, and on node 0 the protected checkpointer.
+fn add_busy_node(w: &mut World, n: usize, hog: Option<u64>, incidents: &mut Vec<Incident>) {
+    let node = w.add_node(&format!("cpu-{n:02}"), &[("pool", "colocated")], CPU);
+    for k in 0..4 {
+        add_web(w, node, &format!("web-{n:02}-{k}"));
+    }
+    for k in 0..3 {
+        let job = format!("etl-{n:02}-{k}");
+        let behaviour = match (k, hog) {
+            (0, Some(onset)) => {
+                incidents.push(Incident {
+                    antagonist: format!("spark/{job}-exec"),
+                    node: w.nodes[node].name.clone(),
+                    onset,
+                    resource: "memory bandwidth",
+                });
+                Behaviour::MemoryHog { onset }
+            }
+            _ => EXECUTOR,
+        };
+        add_executor(w, node, &job, behaviour);
+    }
+    w.add_pod(
+        "etl",
+        &format!("compact-{n:02}"),
+        node,
+        Class::Batch,
+        ("Deployment", &format!("compact-{n:02}")),
+        8.0,
+        DECOY,
+    );
+    if n == 0 {
+        let i = w.add_pod(
+            "spark",
+            "checkpointer-0",
             node,
             Class::Batch,
-            ("Deployment", &format!("compact-{n:02}")),
-            8.0,
-            decoy,
+            ("StatefulSet", "checkpointer"),
+            2.0,
+            EXECUTOR,
         );
-        if n == 0 {
-            let i = w.add_pod(
-                "spark",
-                "checkpointer-0",
-                node,
-                Class::Batch,
-                ("StatefulSet", "checkpointer"),
-                2.0,
-                executor,
-            );
-            w.pods[i].protected = true;
-        }
+        w.pods[i].protected = true;
     }
-    // Spare nodes are a newer generation with more memory channels.
-    let spare = Capacity {
-        mem_bw: 60.0e9,
-        ..cpu
-    };
-    for n in 0..config.spare_nodes {
-        let node = w.add_node(&format!("cpu-spare-{n}"), &[("pool", "colocated")], spare);
-        let name = format!("web-spare-{n}");
+}
+
+/// Adds spare CPU node `n` with one web service and one executor.
+fn add_spare_node(w: &mut World, n: usize) {
+    let node = w.add_node(
+        &format!("cpu-spare-{n}"),
+        &[("pool", "colocated")],
+        SPARE_CPU,
+    );
+    add_web(w, node, &format!("web-spare-{n}"));
+    add_executor(w, node, &format!("etl-spare-{n}"), EXECUTOR);
+}
+
+/// Adds the web service Deployment `name` (one pod) on `node`.
+fn add_web(w: &mut World, node: usize, name: &str) {
+    w.add_pod(
+        "shop",
+        &format!("{name}-7d9f8"),
+        node,
+        Class::Online,
+        ("Deployment", name),
+        2.0,
+        WEB,
+    );
+}
+
+/// Adds the executor of StatefulSet `job` on `node`.
+fn add_executor(w: &mut World, node: usize, job: &str, behaviour: Behaviour) {
+    w.add_pod(
+        "spark",
+        &format!("{job}-exec"),
+        node,
+        Class::Batch,
+        ("StatefulSet", job),
+        4.0,
+        behaviour,
+    );
+}
+
+/// Adds GPU node `n`: 2 inference services and 2 training jobs (on node 0 the first is
+/// a PCIe hog).
+fn add_gpu_node(w: &mut World, n: usize, stride: u64, incidents: &mut Vec<Incident>) {
+    let name = format!("gpu-{n}");
+    let node = w.add_node(&name, &[("accelerator", "nvidia")], GPU);
+    for k in 0..2 {
+        let svc = format!("infer-{n}-{k}");
         w.add_pod(
-            "shop",
-            &format!("{name}-7d9f8"),
+            "inference",
+            &format!("{svc}-5c6d7"),
             node,
             Class::Online,
-            ("Deployment", &name),
+            ("Deployment", &svc),
             2.0,
-            web,
-        );
-        let job = format!("etl-spare-{n}");
-        w.add_pod(
-            "spark",
-            &format!("{job}-exec"),
-            node,
-            Class::Batch,
-            ("StatefulSet", &job),
-            4.0,
-            executor,
+            INFERENCE,
         );
     }
-    for n in 0..=config.gpu_nodes {
-        let spare = n == config.gpu_nodes;
-        let name = if spare {
-            "gpu-spare".to_owned()
+    for k in 0..2 {
+        let job = format!("train-{n}-{k}");
+        let behaviour = if n == 0 && k == 0 {
+            let onset = stride * 3 / 2;
+            incidents.push(Incident {
+                antagonist: format!("ml/{job}"),
+                node: name.clone(),
+                onset,
+                resource: "PCIe",
+            });
+            Behaviour::PcieHog { onset }
         } else {
-            format!("gpu-{n}")
+            TRAINER
         };
-        let node = w.add_node(&name, &[("accelerator", "nvidia")], gpu);
-        if spare {
-            w.add_pod(
-                "ml",
-                "train-spare-0",
-                node,
-                Class::Ai,
-                ("Job", "train-spare"),
-                8.0,
-                trainer,
-            );
-            continue;
-        }
-        for k in 0..2 {
-            let svc = format!("infer-{n}-{k}");
-            w.add_pod(
-                "inference",
-                &format!("{svc}-5c6d7"),
-                node,
-                Class::Online,
-                ("Deployment", &svc),
-                2.0,
-                Behaviour::Service {
-                    base_ms: 50.0,
-                    slo_ms: 200.0,
-                },
-            );
-        }
-        for k in 0..2 {
-            let job = format!("train-{n}-{k}");
-            let behaviour = if n == 0 && k == 0 {
-                let onset = stride * 3 / 2;
-                incidents.push(Incident {
-                    antagonist: format!("ml/{job}"),
-                    node: name.clone(),
-                    onset,
-                    resource: "PCIe",
-                });
-                Behaviour::PcieHog { onset }
-            } else {
-                trainer
-            };
-            w.add_pod("ml", &job, node, Class::Ai, ("Job", &job), 8.0, behaviour);
-        }
+        w.add_pod("ml", &job, node, Class::Ai, ("Job", &job), 8.0, behaviour);
     }
-    incidents.sort_by_key(|i| i.onset);
-    (w, incidents)
+}
+
+/// Adds the spare GPU node with one training job.
+fn add_spare_gpu_node(w: &mut World) {
+    let node = w.add_node("gpu-spare", &[("accelerator", "nvidia")], GPU);
+    w.add_pod(
+        "ml",
+        "train-spare-0",
+        node,
+        Class::Ai,
+        ("Job", "train-spare"),
+        8.0,
+        TRAINER,
+    );
 }

@@ -10,8 +10,8 @@ use super::model::{
     Capacity, Demand, Pressure, llc_miss_rate, online_cpi, online_p99_ms, pressure,
 };
 use super::scheduler::{STEER_TAINT, place};
-use crate::engine::cluster::{LabelMap, NodeInfo, Owner, PodInfo, Resources, Taint, Toleration};
-use crate::sample::SCHEMA;
+use fulcrum_engine::cluster::{LabelMap, NodeInfo, Owner, PodInfo, Resources, Taint, Toleration};
+use fulcrum_engine::sample::SCHEMA;
 
 /// The taint on GPU nodes; only GPU pods tolerate it.
 pub const GPU_TAINT: &str = "nvidia.com/gpu";
@@ -446,7 +446,7 @@ impl World {
             name: pod.name.clone(),
             uid: pod.uid.clone(),
             node_name: Some(self.nodes[pod.node].name.clone()),
-            workload: crate::engine::convert::workload_of(
+            workload: crate::cluster::convert::workload_of(
                 &pod.namespace,
                 &pod.name,
                 owner.as_ref(),

@@ -6,8 +6,13 @@
 //! allocation, and reports every rejection as a [`DecodeError`] naming the field or byte.
 //! The schema is documented for producers in `docs/events.md`.
 
+#[macro_use]
+mod macros;
 mod decode;
 mod error;
+mod fields;
+mod json;
+mod nested;
 
 use std::borrow::Cow;
 

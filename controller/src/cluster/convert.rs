@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 
 use fulcrum_policies::LabelMatcher;
 use fulcrum_policies::validate::FieldErrors;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeSelectorRequirement, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSelectorRequirement, Pod, PodSpec};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use serde_json::Value;
 
-use super::cluster::{
+use fulcrum_engine::cluster::{
     ClusterIndex, NodeInfo, Owner, PdbInfo, PodInfo, Resources, Taint, Toleration,
 };
 
@@ -165,40 +167,11 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     let name = meta.name.clone().unwrap_or_default();
     let labels = meta.labels.clone().unwrap_or_default();
     let annotations = meta.annotations.as_ref();
-    let owner = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .or_else(|| meta.owner_references.as_ref().and_then(|o| o.first()))
-        .map(|o| Owner {
-            kind: o.kind.clone(),
-            name: o.name.clone(),
-        });
+    let owner = controller_owner(meta);
     let workload = workload_of(&namespace, &name, owner.as_ref(), &labels);
-    let requests = spec
-        .map(|s| {
-            s.containers.iter().fold(Resources::default(), |acc, c| {
-                acc.plus(resources(
-                    c.resources.as_ref().and_then(|r| r.requests.as_ref()),
-                ))
-            })
-        })
-        .unwrap_or_default();
-    let required_affinity = spec
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .map(|sel| {
-            sel.node_selector_terms
-                .iter()
-                .map(|t| affinity_matchers(t.match_expressions.as_deref().unwrap_or(&[])))
-                .collect()
-        })
-        .unwrap_or_default();
+    let requests = pod_requests(spec);
+    let required_affinity = required_affinity(spec);
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     PodInfo {
         uid: meta.uid.clone().unwrap_or_default(),
         node_name: spec.and_then(|s| s.node_name.clone()),
@@ -217,36 +190,74 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
             .as_ref()
             .map(|t| t.0.as_millisecond()),
         terminating: meta.deletion_timestamp.is_some(),
-        running: pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .is_none_or(|p| p == "Running"),
-        finished: pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.as_deref())
-            .is_some_and(|p| p == "Succeeded" || p == "Failed"),
+        running: phase.is_none_or(|p| p == "Running"),
+        finished: phase.is_some_and(|p| p == "Succeeded" || p == "Failed"),
         requests,
         node_selector: spec
             .and_then(|s| s.node_selector.clone())
             .unwrap_or_default(),
         required_affinity,
-        tolerations: spec
-            .and_then(|s| s.tolerations.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|t| Toleration {
-                key: t.key.clone().unwrap_or_default(),
-                operator: t.operator.clone().unwrap_or_else(|| "Equal".to_owned()),
-                value: t.value.clone().unwrap_or_default(),
-                effect: t.effect.clone().unwrap_or_default(),
-            })
-            .collect(),
+        tolerations: tolerations(spec),
         labels,
         namespace,
         name,
     }
+}
+
+/// The pod's controlling owner, or else its first owner.
+fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| meta.owner_references.as_ref().and_then(|o| o.first()))
+        .map(|o| Owner {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+        })
+}
+
+/// The sum of the requests of the pod's (regular) containers.
+fn pod_requests(spec: Option<&PodSpec>) -> Resources {
+    spec.map(|s| {
+        s.containers.iter().fold(Resources::default(), |acc, c| {
+            acc.plus(resources(
+                c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+            ))
+        })
+    })
+    .unwrap_or_default()
+}
+
+/// The required node affinity: one matcher per node selector term (any may match).
+fn required_affinity(spec: Option<&PodSpec>) -> Vec<LabelMatcher> {
+    spec.and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|sel| {
+            sel.node_selector_terms
+                .iter()
+                .map(|t| affinity_matchers(t.match_expressions.as_deref().unwrap_or(&[])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The pod's tolerations, with Kubernetes' defaults for unset fields.
+fn tolerations(spec: Option<&PodSpec>) -> Vec<Toleration> {
+    spec.and_then(|s| s.tolerations.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|t| Toleration {
+            key: t.key.clone().unwrap_or_default(),
+            operator: t.operator.clone().unwrap_or_else(|| "Equal".to_owned()),
+            value: t.value.clone().unwrap_or_default(),
+            effect: t.effect.clone().unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// Converts a PodDisruptionBudget.

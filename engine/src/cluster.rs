@@ -3,7 +3,7 @@
 //!
 //! The index is fed by whatever watches the cluster: `kube` reflectors in the operator,
 //! a `kubectl get -o yaml` list in replay, the simulator in the demo. Conversion from
-//! Kubernetes objects lives in [`super::convert`].
+//! Kubernetes objects lives in the `fulcrum` crate (`cluster::convert`).
 
 use std::collections::{BTreeMap, HashMap};
 

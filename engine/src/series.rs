@@ -100,12 +100,8 @@ pub struct Correlation {
     pub r: f64,
     /// Buckets used.
     pub points: usize,
-    /// Coefficient of variation (std / |mean|) of the first series.
-    pub cv_a: f64,
-    /// Coefficient of variation of the second series.
+    /// Coefficient of variation (std / |mean|) of the second series.
     pub cv_b: f64,
-    /// Mean of the second series over the paired buckets.
-    pub mean_b: f64,
 }
 
 /// Correlates `a` and `b` over `(end_ms - window_ms, end_ms]`. `None` with fewer than two
@@ -149,9 +145,7 @@ pub fn correlate(a: &Series, b: &Series, end_ms: i64, window_ms: u64) -> Option<
     Some(Correlation {
         r: (cov / (var_a.sqrt() * var_b.sqrt())).clamp(-1.0, 1.0),
         points: n,
-        cv_a: cv(var_a, ma),
         cv_b: cv(var_b, mb),
-        mean_b: mb,
     })
 }
 

@@ -1,0 +1,245 @@
+//! The run loop that joins the feed, the engine, the actuator and the audit topic; used by
+//! `fulcrum run` and by `fulcrum demo`.
+//!
+//! ```text
+//!  Feed (Kafka) ──samples──► Engine.offer ─► Engine.advance(feed watermark)
+//!                                               │ events
+//!                                               ├─► audit topic (decisions)
+//!                                               ├─► reports channel (caller: print, timeline)
+//!                                               └─► Actuator (Executed decisions) ─► cluster updates ─► Engine
+//!  cluster updates (watch, simulator) ─────────────────────────────────────────────────► Engine
+//! ```
+//!
+//! Cluster updates are applied before each batch of samples (samples of a new pod must find
+//! it). Offsets are stored once the events up to the engine's watermark were published and
+//! actuated, so a crash replays them and the audit topic keeps the replay idempotent.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fulcrum_engine::{ClusterUpdate, Decision, Engine, Event, Outcome};
+use rdkafka::message::OwnedMessage;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::actuator::{Actuation, ActuationError, Actuator};
+use crate::clock::now_ms;
+use crate::feed::audit::{AuditLog, restore_actions};
+use crate::feed::{Feed, FeedError, FeedHealth, FeedOptions, FeedStats, wait_for_brokers};
+
+/// What the runner reports to its caller, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Report {
+    /// A detection, decision or recovery, as the engine emitted it.
+    Engine(Event),
+    /// An executed decision was carried out by the actuator.
+    Actuated {
+        /// The decision.
+        decision: Box<Decision>,
+        /// What the actuator did.
+        actuation: Actuation,
+    },
+    /// The actuator could not carry out an executed decision.
+    NotActuated {
+        /// The decision.
+        decision: Box<Decision>,
+        /// Why.
+        error: ActuationError,
+    },
+}
+
+/// The channels and shared state the runner works with.
+pub struct RunnerIo<A> {
+    /// Carries out executed decisions.
+    pub actuator: A,
+    /// Reports, in order (bounded: a slow receiver slows consumption down).
+    pub reports: mpsc::Sender<Report>,
+    /// Changes to the cluster view (from a watch), applied between batches.
+    pub updates: Option<mpsc::Receiver<ClusterUpdate>>,
+    /// Readiness, shared with health endpoints.
+    pub health: Arc<FeedHealth>,
+    /// Counters.
+    pub stats: Arc<FeedStats>,
+    /// Turns true to stop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Runs until `shutdown` turns true: restores past actions from the audit topic, then
+/// consumes, decides, publishes, actuates and commits. Returns the engine when it stops.
+pub async fn run<A: Actuator>(
+    options: FeedOptions,
+    engine: Engine,
+    io: RunnerIo<A>,
+) -> Result<Engine, FeedError> {
+    let RunnerIo {
+        actuator,
+        reports,
+        updates,
+        health,
+        stats,
+        mut shutdown,
+    } = io;
+    if !wait_for_brokers(&options.kafka, &health, &mut shutdown).await? {
+        return Ok(engine);
+    }
+    let engine = restore(&options, engine, &stats).await?;
+    let audit = AuditLog::new(&options.kafka)?;
+    let feed = Feed::start(options, health, stats.clone(), shutdown.clone())?;
+    let runner = Runner {
+        engine,
+        feed,
+        audit,
+        actuator,
+        reports,
+        stats,
+    };
+    runner.run(updates, shutdown).await
+}
+
+/// Restores past actions from the audit topic into `engine` (on a blocking thread).
+async fn restore(
+    options: &FeedOptions,
+    mut engine: Engine,
+    stats: &FeedStats,
+) -> Result<Engine, FeedError> {
+    let since = now_ms() - options.restore_window_ms as i64;
+    let settings = options.kafka.clone();
+    let (engine, restored) = tokio::task::spawn_blocking(move || {
+        let result = restore_actions(&settings, &mut engine, since, Duration::from_secs(10));
+        (engine, result)
+    })
+    .await
+    .map_err(|_| FeedError::Closed)?;
+    match restored {
+        Ok(n) => {
+            stats.restored.store(n as u64, Ordering::Relaxed);
+            info!(actions = n, topic = %options.kafka.audit_topic, "restored past actions from the audit topic");
+        }
+        Err(e) => warn!(error = %e, "could not read the audit topic; limits start from zero"),
+    }
+    Ok(engine)
+}
+
+struct Runner<A> {
+    engine: Engine,
+    feed: Feed,
+    audit: AuditLog,
+    actuator: A,
+    reports: mpsc::Sender<Report>,
+    stats: Arc<FeedStats>,
+}
+
+impl<A: Actuator> Runner<A> {
+    async fn run(
+        mut self,
+        mut updates: Option<mpsc::Receiver<ClusterUpdate>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Engine, FeedError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut changes = Vec::new();
+        let result = loop {
+            tokio::select! {
+                n = self.feed.recv_many(&mut batch) => {
+                    if n == 0 {
+                        break Ok(());
+                    }
+                }
+                n = async {
+                    match updates.as_mut() {
+                        Some(u) => u.recv_many(&mut changes, 256).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if n == 0 {
+                        updates = None;
+                    }
+                }
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break Ok(()),
+            }
+            // Cluster changes first: samples of a new pod must find it.
+            if let Some(u) = updates.as_mut() {
+                while let Ok(change) = u.try_recv() {
+                    changes.push(change);
+                }
+            }
+            for change in changes.drain(..) {
+                self.engine.apply(change);
+            }
+            self.feed.handle_rebalances(&mut self.engine);
+            for message in batch.drain(..) {
+                self.feed.apply(&mut self.engine, &message).await;
+            }
+            if let Err(e) = self.step().await {
+                break Err(e);
+            }
+        };
+        self.feed.close(self.engine.watermark()).await;
+        result.map(|()| self.engine)
+    }
+
+    /// Advances the engine to the feed's watermark and handles what happened.
+    async fn step(&mut self) -> Result<(), FeedError> {
+        let Some(watermark) = self.feed.watermark() else {
+            return Ok(());
+        };
+        let max_age = self.feed.options().max_evidence_age_ms as i64;
+        self.engine.set_horizon(now_ms() - max_age);
+        let mut out = Vec::new();
+        self.engine.advance(watermark, &mut out);
+        for event in out {
+            self.handle(event).await?;
+        }
+        // Published after the events: whoever sees this watermark has every event up to it.
+        self.feed.applied_up_to(self.engine.watermark());
+        Ok(())
+    }
+
+    /// Publishes one event, reports it, and carries out an executed decision.
+    async fn handle(&mut self, event: Event) -> Result<(), FeedError> {
+        let executed = match &event {
+            Event::Decision(decision) => {
+                match self.audit.publish(decision).await {
+                    Ok(()) => {
+                        self.stats.decisions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => error!(error = %e, "could not publish a decision to the audit topic"),
+                }
+                (decision.outcome == Outcome::Executed).then(|| decision.clone())
+            }
+            _ => None,
+        };
+        self.send(Report::Engine(event)).await?;
+        let Some(decision) = executed else {
+            return Ok(());
+        };
+        let report = match self.actuator.execute(&decision).await {
+            Ok(actuation) => {
+                for update in actuation.updates.iter().cloned() {
+                    self.engine.apply(update);
+                }
+                Report::Actuated {
+                    decision,
+                    actuation,
+                }
+            }
+            Err(error) => {
+                // Nothing was disrupted: the action gives its limit back.
+                warn!(target = %decision.target, %error, "decision not carried out");
+                self.engine.retract(&decision);
+                Report::NotActuated { decision, error }
+            }
+        };
+        self.send(report).await
+    }
+
+    async fn send(&self, report: Report) -> Result<(), FeedError> {
+        self.reports
+            .send(report)
+            .await
+            .map_err(|_| FeedError::Closed)
+    }
+}

@@ -1,0 +1,123 @@
+//! Changes to the engine's cluster view: nodes, pods, namespaces and PodDisruptionBudgets
+//! coming and going, and the streaming state that goes with them.
+
+use crate::cluster::{self, ClusterIndex, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
+use crate::engine::Engine;
+use crate::state::{NodeState, PodState};
+
+impl Engine {
+    /// Adds or updates a node.
+    pub fn upsert_node(&mut self, info: NodeInfo) {
+        let (id, _) = self.cluster.upsert_node(info);
+        self.refresh_node(id);
+    }
+    /// Removes a node and frees its state.
+    pub fn remove_node(&mut self, name: &str) {
+        if let Some(id) = self.cluster.remove_node(name)
+            && let Some(slot) = self.nodes.get_mut(id.index())
+        {
+            *slot = None;
+        }
+    }
+    /// Adds or updates a pod. A new UID under the same name starts fresh state.
+    pub fn upsert_pod(&mut self, info: PodInfo) {
+        let (id, change) = self.cluster.upsert_pod(info);
+        if change == cluster::Change::Replaced
+            && let Some(slot) = self.pods.get_mut(id.index())
+        {
+            *slot = None;
+            self.buffer.forget_pod(id);
+        }
+        self.refresh_pod(id);
+    }
+    /// Removes a pod and frees its state.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        if let Some(id) = self.cluster.remove_pod(namespace, name) {
+            if let Some(slot) = self.pods.get_mut(id.index()) {
+                *slot = None;
+            }
+            self.buffer.forget_pod(id);
+        }
+    }
+    /// Sets a namespace's labels (namespace selectors depend on them).
+    pub fn upsert_namespace(&mut self, name: &str, labels: cluster::LabelMap) {
+        self.cluster.upsert_namespace(name, labels);
+        let pods: Vec<PodId> = self
+            .cluster
+            .pod_ids()
+            .filter(|p| {
+                self.cluster
+                    .pod_info(*p)
+                    .is_some_and(|i| i.namespace == name)
+            })
+            .collect();
+        for pod in pods {
+            self.refresh_pod(pod);
+        }
+    }
+    /// Adds or replaces a PodDisruptionBudget.
+    pub fn upsert_pdb(&mut self, pdb: PdbInfo) {
+        self.cluster.upsert_pdb(pdb);
+    }
+    /// Removes a PodDisruptionBudget.
+    pub fn remove_pdb(&mut self, namespace: &str, name: &str) {
+        self.cluster.remove_pdb(namespace, name);
+    }
+    /// Applies one change to the cluster view.
+    pub fn apply(&mut self, update: cluster::ClusterUpdate) {
+        use cluster::ClusterUpdate as U;
+        match update {
+            U::UpsertNode(node) => self.upsert_node(node),
+            U::RemoveNode(name) => self.remove_node(&name),
+            U::UpsertPod(pod) => self.upsert_pod(*pod),
+            U::RemovePod { namespace, name } => self.remove_pod(&namespace, &name),
+            U::UpsertNamespace(name, labels) => self.upsert_namespace(&name, labels),
+            U::UpsertPdb(pdb) => self.upsert_pdb(pdb),
+            U::RemovePdb { namespace, name } => self.remove_pdb(&namespace, &name),
+        }
+    }
+    /// Loads a whole cluster index (replay, demo).
+    pub fn load_cluster(&mut self, index: ClusterIndex) {
+        self.cluster = index;
+        self.pods.clear();
+        self.nodes.clear();
+        let nodes: Vec<NodeId> = self.cluster.node_ids().collect();
+        for node in nodes {
+            self.refresh_node(node);
+        }
+        let unbound: Vec<PodId> = self
+            .cluster
+            .pod_ids()
+            .filter(|p| self.cluster.pod_node(*p).is_none())
+            .collect();
+        for pod in unbound {
+            self.refresh_pod(pod);
+        }
+    }
+    /// Forgets the streaming state of a node and its pods (their samples now go to another
+    /// replica). The cluster view is kept; the node warms up again if it comes back.
+    pub fn forget_node(&mut self, name: &str) {
+        let Some(node) = self.cluster.node_id(name) else {
+            return;
+        };
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
+            // Coverage is cleared so refresh_node rebuilds the node-scope tracks; the last
+            // action is kept so the cooldown still holds if the node comes back.
+            *state = NodeState {
+                last_action: state.last_action,
+                ..NodeState::default()
+            };
+        }
+        for pod in self.cluster.node_pods(node).to_vec() {
+            if let Some(slot) = self.pods.get_mut(pod.index()) {
+                let acted = slot.as_ref().is_some_and(|s| s.acted);
+                *slot = acted.then(|| PodState {
+                    acted,
+                    ..PodState::default()
+                });
+            }
+            self.buffer.forget_pod(pod);
+        }
+        self.refresh_node(node);
+    }
+}

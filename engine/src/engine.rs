@@ -1,0 +1,115 @@
+//! The [`Engine`] value: its state, construction and read-only accessors. What it does is
+//! split by concern: [`crate::ingest`] (samples and the watermark), [`crate::policy_set`]
+//! (policies, coverage and roles), [`crate::cluster_updates`] (the cluster view),
+//! [`crate::restore`] (actions taken before it started), [`crate::evaluate`] and
+//! [`crate::planner`] (detection and decisions).
+
+use std::collections::HashSet;
+
+use fulcrum_policies::{CompiledPolicy, MetricRegistry};
+
+use crate::cluster::{ClusterIndex, NodeId, PodId};
+use crate::config::EngineConfig;
+use crate::limits::Ledger;
+use crate::reorder::ReorderBuffer;
+use crate::state::{NodeState, PodState};
+use crate::stats::{EngineStats, PolicyStats};
+
+pub(crate) struct PolicySlot {
+    pub(crate) policy: CompiledPolicy,
+    pub(crate) ledger: Ledger,
+    pub(crate) stats: PolicyStats,
+}
+
+/// The engine. See the module documentation.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) registry: MetricRegistry,
+    pub(crate) policies: Vec<PolicySlot>,
+    pub(crate) cluster: ClusterIndex,
+    pub(crate) pods: Vec<Option<PodState>>,
+    pub(crate) nodes: Vec<Option<NodeState>>,
+    /// Per metric id: bit 0 = tracked on pods, bit 1 = tracked on nodes.
+    pub(crate) tracked: Vec<u8>,
+    pub(crate) series_span_ms: u64,
+    pub(crate) buffer: ReorderBuffer,
+    pub(crate) watermark: i64,
+    pub(crate) max_ts: i64,
+    pub(crate) last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
+    pub(crate) group: Option<(i64, NodeId)>,
+    pub(crate) next_episode: u64,
+    /// Targets (per policy) acted on before this engine started, restored from the audit log.
+    pub(crate) acted_targets: HashSet<(String, String)>,
+    /// Decisions about evidence older than this are blocked (a feed catching up).
+    pub(crate) horizon: i64,
+    pub(crate) stats: EngineStats,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("policies", &self.policies.len())
+            .field("nodes", &self.cluster.node_count())
+            .field("pods", &self.cluster.pod_count())
+            .field("watermark", &self.watermark)
+            .field("buffered", &self.buffer.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+pub(crate) const POD_TRACKED: u8 = 1;
+pub(crate) const NODE_TRACKED: u8 = 2;
+
+impl Engine {
+    /// An engine with no policies and an empty cluster view.
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            registry: MetricRegistry::new(),
+            policies: Vec::new(),
+            cluster: ClusterIndex::new(),
+            pods: Vec::new(),
+            nodes: Vec::new(),
+            tracked: Vec::new(),
+            series_span_ms: 0,
+            buffer: ReorderBuffer::default(),
+            watermark: i64::MIN,
+            max_ts: i64::MIN,
+            last_key: None,
+            group: None,
+            next_episode: 1,
+            acted_targets: HashSet::new(),
+            horizon: i64::MIN,
+            stats: EngineStats::default(),
+        }
+    }
+    /// The compiled policies, in evaluation order (priority, then name).
+    pub fn policies(&self) -> impl Iterator<Item = (&CompiledPolicy, &PolicyStats)> {
+        self.policies.iter().map(|s| (&s.policy, &s.stats))
+    }
+    /// The cluster view.
+    pub fn cluster(&self) -> &ClusterIndex {
+        &self.cluster
+    }
+    /// The metric registry (names of metric ids).
+    pub fn registry(&self) -> &MetricRegistry {
+        &self.registry
+    }
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    /// The watermark: samples at or before it have been applied.
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+    /// The newest sample time offered so far.
+    pub fn max_ts(&self) -> Option<i64> {
+        (self.max_ts != i64::MIN).then_some(self.max_ts)
+    }
+    /// Samples waiting in the reorder buffer.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+}

@@ -1,0 +1,151 @@
+//! Guards: why a pod may not be acted on (built-in exclusions no policy can switch off),
+//! and the breakers that stop every action (a feed catching up, a stale feed, a storm).
+
+use crate::cluster::{NodeId, PodId};
+use crate::engine::Engine;
+use crate::limits::fmt_ms;
+use crate::state::Track;
+
+/// Priority at and above which pods are system-critical and never acted on.
+pub const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+
+/// Why a candidate may not be acted on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Exclusion {
+    /// Shown in explanations.
+    pub(crate) reason: String,
+    /// The reason may pass (a young pod ages); otherwise it holds for good.
+    pub(crate) temporary: bool,
+}
+
+impl Exclusion {
+    fn never(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+            temporary: false,
+        }
+    }
+
+    fn for_now(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+            temporary: true,
+        }
+    }
+}
+
+impl Engine {
+    /// Why pod `pod` may not be acted on by policy `p` at `t`, if it may not.
+    pub(crate) fn exclusion(&self, p: u16, pod: PodId, t: i64) -> Option<Exclusion> {
+        let (Some(info), Some(state)) = (
+            self.cluster.pod_info(pod),
+            self.pods.get(pod.index()).and_then(Option::as_ref),
+        ) else {
+            return Some(Exclusion::for_now("unknown to the cluster view"));
+        };
+        let spec = &self.policies[p as usize].policy.spec;
+        let policy = &self.policies[p as usize].policy.name;
+        let never = Exclusion::never;
+        let for_now = Exclusion::for_now;
+        Some(if state.is_victim() {
+            never("a victim of a policy covering the node")
+        } else if info.is_daemonset() {
+            never("a DaemonSet pod")
+        } else if info.mirror {
+            never("a static (mirror) pod")
+        } else if info.namespace == "kube-system" {
+            never("in kube-system")
+        } else if info.protected {
+            never("annotated fulcrum.dev/protect: \"true\"")
+        } else if info.priority >= SYSTEM_CRITICAL_PRIORITY {
+            never("of system-critical priority")
+        } else if info.is_bare() && !spec.eviction.evict_bare_pods {
+            never("a bare pod (no controller would recreate it; see eviction.evictBarePods)")
+        } else if info.local_storage && !spec.eviction.evict_local_storage_pods {
+            never("using emptyDir storage (see eviction.evictLocalStoragePods)")
+        } else if info.terminating || !info.running {
+            for_now("not running")
+        } else if state.acted || self.acted_targets.contains(&(policy.clone(), info.key())) {
+            // Not again; if interference persists, comparable contributors may be next.
+            never("already acted on")
+        } else if info
+            .created_ms
+            .is_some_and(|c| t - c < spec.limits.min_pod_age_ms as i64)
+        {
+            for_now(&format!(
+                "younger than minPodAge ({})",
+                fmt_ms(spec.limits.min_pod_age_ms)
+            ))
+        } else if state
+            .last_ts
+            .is_none_or(|l| t - l > self.config.stale_after_ms as i64)
+        {
+            for_now("without recent samples")
+        } else {
+            return None;
+        })
+    }
+
+    /// True when some trigger condition currently holds on `node` (on the node or on one
+    /// of its victims), sustained or not, with fresh data. Used by the storm breaker (nodes
+    /// that fire together are counted before any of them acts) and by placement.
+    pub(crate) fn under_pressure(&self, node: NodeId, t: i64) -> bool {
+        let stale = self.config.stale_after_ms as i64;
+        let holding = |track: &Track| track.since.is_some() && t - track.last_ts <= stale;
+        let Some(state) = self.nodes.get(node.index()).and_then(Option::as_ref) else {
+            return false;
+        };
+        state.tracks.iter().any(holding)
+            || self.cluster.node_pods(node).iter().any(|pod| {
+                self.pods
+                    .get(pod.index())
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.tracks.iter().any(holding))
+            })
+    }
+
+    /// The storm and stale-feed breakers: a reason not to act anywhere, if one holds.
+    pub(crate) fn breaker(&self, t: i64) -> Option<String> {
+        if t < self.horizon {
+            return Some(format!(
+                "catching up: the evidence is {} older than the newest acceptable ({})",
+                fmt_ms((self.horizon - t) as u64),
+                "see --max-evidence-age"
+            ));
+        }
+        let stale_after = self.config.stale_after_ms as i64;
+        let (mut tracked, mut stale) = (0usize, 0usize);
+        for state in self.nodes.iter().flatten() {
+            if state.covering.is_empty() {
+                continue;
+            }
+            if let Some(last) = state.last_ts {
+                tracked += 1;
+                if t - last > stale_after {
+                    stale += 1;
+                }
+            }
+        }
+        if tracked > 0 && stale as f64 > self.config.stale_fraction * tracked as f64 {
+            return Some(format!(
+                "stale feed: {stale} of {tracked} reporting nodes have no samples in the last {}",
+                fmt_ms(self.config.stale_after_ms)
+            ));
+        }
+        let live = tracked - stale;
+        let firing = self
+            .cluster
+            .node_ids()
+            .filter(|n| self.under_pressure(*n, t))
+            .count();
+        if firing >= self.config.storm_min_nodes
+            && firing as f64 > self.config.storm_fraction * live as f64
+        {
+            return Some(format!(
+                "storm: {firing} of {live} live nodes have interference at once (more than {:.0}%); a systemic cause is likelier",
+                self.config.storm_fraction * 100.0
+            ));
+        }
+        None
+    }
+}

@@ -1,0 +1,200 @@
+//! Samples in, state updated: the reorder buffer, the watermark, and applying samples to
+//! the per-pod and per-node series and trigger tracks in event-time order.
+
+use std::hash::{Hash, Hasher};
+
+use crate::decision::Event;
+use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED};
+use crate::reorder::{Pending, Values};
+use crate::sample::Sample;
+use crate::series::Series;
+use crate::state::{Track, record};
+
+/// What happened to an offered sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offered {
+    /// Waiting for the watermark.
+    Queued,
+    /// Older than the watermark: dropped.
+    Late,
+    /// More than `max_forward_jump_ms` ahead of the newest sample so far: dropped.
+    TooFarAhead,
+    /// The node is not in the cluster view: dropped.
+    UnknownNode,
+    /// The pod is not in the cluster view, is on another node, or has another UID: dropped.
+    UnknownPod,
+    /// No referenced metric: dropped.
+    Irrelevant,
+}
+
+impl Engine {
+    /// Offers a sample. It is applied once the watermark passes its timestamp.
+    pub fn offer(&mut self, sample: &Sample<'_>) -> Offered {
+        self.stats.offered += 1;
+        if sample.ts_ms <= self.watermark {
+            self.stats.late += 1;
+            return Offered::Late;
+        }
+        let Some(node) = self.cluster.node_id(&sample.node) else {
+            self.stats.unknown_node += 1;
+            return Offered::UnknownNode;
+        };
+        let pod = match &sample.pod {
+            None => None,
+            Some(p) => {
+                let known = self.cluster.pod_id(&p.namespace, &p.name).filter(|id| {
+                    self.cluster.pod_node(*id) == Some(node)
+                        && self.cluster.pod_info(*id).is_some_and(|info| {
+                            p.uid
+                                .as_deref()
+                                .is_none_or(|uid| info.uid.is_empty() || info.uid == uid)
+                        })
+                });
+                match known {
+                    Some(id) => Some(id),
+                    None => {
+                        self.stats.unknown_pod += 1;
+                        return Offered::UnknownPod;
+                    }
+                }
+            }
+        };
+        let want = if pod.is_some() {
+            POD_TRACKED
+        } else {
+            NODE_TRACKED
+        };
+        let mut values = Values::new();
+        for m in &sample.metrics {
+            if let Some(id) = self.registry.get(&m.name)
+                && self.tracked.get(id.index()).is_some_and(|t| t & want != 0)
+            {
+                values.push((id, m.value));
+            }
+        }
+        if values.is_empty() {
+            self.stats.irrelevant += 1;
+            return Offered::Irrelevant;
+        }
+        if self.max_ts != i64::MIN
+            && sample.ts_ms
+                > self
+                    .max_ts
+                    .saturating_add(self.config.max_forward_jump_ms as i64)
+        {
+            self.stats.too_far_ahead += 1;
+            return Offered::TooFarAhead;
+        }
+        let container = sample.container.as_deref().map_or(0, |c| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            c.hash(&mut h);
+            h.finish() | 1
+        });
+        self.max_ts = self.max_ts.max(sample.ts_ms);
+        self.buffer.push(Pending {
+            ts: sample.ts_ms,
+            node,
+            pod,
+            container,
+            seq: 0,
+            values,
+        });
+        Offered::Queued
+    }
+    /// Advances the watermark to `max_ts - lateness` and processes what it passes.
+    pub fn advance_auto(&mut self, out: &mut Vec<Event>) {
+        if self.max_ts != i64::MIN {
+            self.advance(self.max_ts - self.config.lateness_ms as i64, out);
+        }
+    }
+    /// Processes every buffered sample (end of a replay). Later samples will be late.
+    pub fn flush(&mut self, out: &mut Vec<Event>) {
+        if self.max_ts != i64::MIN {
+            self.advance(self.max_ts, out);
+        }
+    }
+    /// Applies buffered samples with `ts <= watermark` in event-time order, evaluating each
+    /// node at each of its sample times, and appends what happened to `out`.
+    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
+        if watermark <= self.watermark {
+            return;
+        }
+        while let Some(sample) = self.buffer.pop_until(watermark) {
+            let key = sample.key();
+            if self.last_key == Some(key) {
+                self.stats.duplicates += 1;
+                continue;
+            }
+            self.last_key = Some(key);
+            let group = (sample.ts, sample.node);
+            if let Some(previous) = self.group
+                && previous != group
+            {
+                self.evaluate(previous.1, previous.0, out);
+            }
+            self.group = Some(group);
+            self.apply_sample(sample);
+        }
+        if let Some((ts, node)) = self.group.take() {
+            self.evaluate(node, ts, out);
+        }
+        self.watermark = watermark;
+    }
+    fn apply_sample(&mut self, sample: Pending) {
+        let stale = self.config.stale_after_ms;
+        let span = self.series_span_ms;
+        let width = self.config.bucket_ms;
+        let Some(node_state) = self
+            .nodes
+            .get_mut(sample.node.index())
+            .and_then(Option::as_mut)
+        else {
+            self.stats.unknown_node += 1;
+            return;
+        };
+        node_state.last_ts = Some(node_state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
+        let policies = &self.policies;
+        let condition = |track: &Track| {
+            policies[track.policy as usize].policy.spec.triggers[track.trigger as usize].condition
+        };
+        let make = || Series::new(span, width);
+        match sample.pod {
+            None => record(
+                &mut node_state.series,
+                &mut node_state.tracks,
+                sample.values.iter().copied(),
+                sample.ts,
+                make,
+                condition,
+                stale,
+            ),
+            Some(pod) => {
+                if self.cluster.pod_node(pod) != Some(sample.node) {
+                    self.stats.unknown_pod += 1;
+                    return;
+                }
+                let Some(state) = self.pods.get_mut(pod.index()).and_then(Option::as_mut) else {
+                    self.stats.unknown_pod += 1;
+                    return;
+                };
+                state.last_ts = Some(state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
+                let tracked = &self.tracked;
+                let values = sample
+                    .values
+                    .iter()
+                    .copied()
+                    .filter(|(m, _)| tracked[m.index()] & POD_TRACKED != 0);
+                record(
+                    &mut state.series,
+                    &mut state.tracks,
+                    values,
+                    sample.ts,
+                    make,
+                    condition,
+                    stale,
+                );
+            }
+        }
+        self.stats.applied += 1;
+    }
+}

@@ -1,0 +1,53 @@
+//! Fulcrum's engine: pure, event-time detection of interference, attribution to a culprit,
+//! and safe planning of actions.
+//!
+//! Samples (with their own timestamps) and a cluster index go in; [`Event`]s (detections,
+//! [`Decision`]s, recoveries) come out. No I/O, no clock, no async: replay, simulation,
+//! property tests and the operator drive the same code. The crate cannot name tokio, a
+//! Kafka or Kubernetes client, or an HTTP stack: the test command fails if one of them ever
+//! appears in its dependency tree. `docs/engine.md` explains the state, the maths and the
+//! guards.
+//!
+//! ```text
+//! offer(sample) ─► reorder buffer ─► advance(watermark) ─► apply in (ts, node, pod) order
+//!                                                           └► evaluate (node, ts):
+//!                                                              triggers → episode → attribution → plan
+//! ```
+//!
+//! - [`sample`]: the `fulcrum.metrics/v1` event schema and its decoder.
+//! - [`cluster`]: the engine's index of nodes, pods, namespaces and PodDisruptionBudgets.
+//! - [`Engine`]: state, triggers, episodes, attribution, guards, limits and placement.
+//! - [`decision`]: what the engine emits, with its explanation.
+
+#![warn(missing_docs)]
+
+mod attribution;
+pub mod cluster;
+mod cluster_updates;
+pub mod config;
+pub mod decision;
+mod engine;
+mod evaluate;
+mod guards;
+mod ingest;
+pub mod limits;
+mod placement;
+mod planner;
+mod policy_set;
+mod reorder;
+mod restore;
+pub mod sample;
+pub mod series;
+mod state;
+mod stats;
+
+pub use cluster::{ClusterIndex, ClusterUpdate, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
+pub use config::EngineConfig;
+pub use decision::{Decision, Event, Explanation, Outcome};
+pub use engine::Engine;
+pub use guards::SYSTEM_CRITICAL_PRIORITY;
+pub use ingest::Offered;
+pub use stats::{EngineStats, PolicyStats};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,446 @@
+//! Planning one safe action for a firing policy on a node: attribution's culprits, every
+//! guard and limit applied in a fixed order, and the decision with its explanation.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use fulcrum_policies::compile::Condition;
+use fulcrum_policies::spec::{Action, Mode, TriggerScope};
+
+use crate::attribution::Scored;
+use crate::cluster::{NodeId, PodId};
+use crate::decision::{
+    BaselineEvidence, Decision, Event, Evidence, Explanation, MetricScore, Outcome,
+};
+use crate::engine::Engine;
+use crate::evaluate::Firing;
+use crate::limits::{ActionRecord, fmt_ms};
+use crate::series::Series;
+use crate::state::Role;
+
+impl Engine {
+    /// Plans an action for policy `p` on `node`; returns true when one was decided.
+    pub(crate) fn plan(
+        &mut self,
+        p: u16,
+        node: NodeId,
+        t: i64,
+        episode: u64,
+        firing: &Firing,
+        out: &mut Vec<Event>,
+    ) -> bool {
+        let signal = self.trigger_signal(p, node, firing);
+        let scored = self.score_candidates(p, node, t, signal);
+        // The main culprit: the first blamed candidate in policy order, excluded or not.
+        let Some(main) = scored.iter().find(|s| s.qualifies) else {
+            self.stats.unattributed += 1;
+            return false;
+        };
+        let culprits: Vec<&Scored> = scored
+            .iter()
+            .filter(|s| s.qualifies && s.excluded.is_none())
+            .collect();
+        let spec = &self.policies[p as usize].policy.spec;
+        let explanation = Explanation {
+            episode,
+            evidence: self.evidence(p, firing, t),
+            method: format!("{:?}", spec.attribution.method),
+            scores: self.render_scores(p, &scored),
+            guard: String::new(),
+        };
+        let ctx = Context {
+            p,
+            node,
+            t,
+            episode,
+            firing,
+            explanation: &explanation,
+        };
+        if self.episode_cooling_down(&ctx) {
+            return false;
+        }
+        // A main culprit that cannot be acted on *yet* (too young, not running, without
+        // recent samples): wait for it rather than act on a lesser contributor that is not the
+        // cause. One excluded for good (protected, DaemonSet, ...) lets comparable
+        // contributors (see `min_relative_score`) be tried.
+        if let Some(exclusion) = main.excluded.as_ref().filter(|e| e.temporary) {
+            let reason = format!("waiting: the main culprit is {}", exclusion.reason);
+            self.blocked(&ctx, main.pod, "main-culprit-waits", reason, out);
+            return false;
+        }
+        let Some(first) = culprits.first() else {
+            self.stats.unattributed += 1;
+            return false;
+        };
+        // Policy-wide guards: the top culprit carries the blocked decision.
+        if let Some((kind, reason)) = self.policy_guard(&ctx) {
+            self.blocked(&ctx, first.pod, kind, reason, out);
+            return false;
+        }
+        self.act_on_first_allowed(&ctx, &culprits, out)
+    }
+
+    /// The series whose trigger fired: the victim's for a victim-scope trigger, the
+    /// node's otherwise.
+    fn trigger_signal(&self, p: u16, node: NodeId, firing: &Firing) -> Option<&Series> {
+        let trigger = &self.policies[p as usize].policy.spec.triggers[firing.trigger as usize];
+        match (trigger.scope, firing.victim) {
+            (TriggerScope::Victim, Some(v)) => self
+                .pods
+                .get(v.index())
+                .and_then(Option::as_ref)
+                .and_then(|s| s.series(trigger.metric)),
+            _ => self
+                .nodes
+                .get(node.index())
+                .and_then(Option::as_ref)
+                .and_then(|s| s.series(trigger.metric)),
+        }
+    }
+
+    /// An episode that already acted waits out its cooldown quietly.
+    fn episode_cooling_down(&self, ctx: &Context<'_>) -> bool {
+        let cooldown = self.policies[ctx.p as usize].policy.spec.limits.cooldown_ms as i64;
+        let node_state = self.nodes[ctx.node.index()].as_ref();
+        let episode_acted = node_state
+            .and_then(|n| n.episodes.iter().find(|e| e.id == ctx.episode))
+            .is_some_and(|e| e.acted);
+        episode_acted
+            && node_state
+                .and_then(|n| n.last_action)
+                .is_some_and(|last| ctx.t - last < cooldown)
+    }
+
+    /// A guard that blocks every action of the policy on this node now: a breaker, the
+    /// node's cooldown, or a per-node or total limit. Returns the guard's kind and reason.
+    fn policy_guard(&self, ctx: &Context<'_>) -> Option<(&'static str, String)> {
+        let (t, node) = (ctx.t, ctx.node);
+        if let Some(reason) = self.breaker(t) {
+            return Some(("breaker", reason));
+        }
+        let limits = self.policies[ctx.p as usize].policy.spec.limits;
+        if let Some(last) = self.nodes[node.index()]
+            .as_ref()
+            .and_then(|n| n.last_action)
+            && t - last < limits.cooldown_ms as i64
+        {
+            let reason = format!(
+                "cooldown: the last action on this node was {} ago (cooldown {})",
+                fmt_ms((t - last) as u64),
+                fmt_ms(limits.cooldown_ms)
+            );
+            return Some(("cooldown", reason));
+        }
+        let ledger = &self.policies[ctx.p as usize].ledger;
+        let (hit, used, limit) = ledger.node_or_total_hit(t, node, &limits)?;
+        let reason = format!(
+            "{}: {used} of {} actions already in the last {}",
+            hit.field(),
+            limit.count,
+            fmt_ms(limit.window_ms)
+        );
+        Some((hit.field(), reason))
+    }
+
+    /// A guard that blocks acting on `pod`: a per-workload or per-namespace limit, or a
+    /// PodDisruptionBudget that allows no disruption. Returns the guard's kind and reason.
+    fn target_guard(&self, ctx: &Context<'_>, pod: PodId) -> Option<(&'static str, String)> {
+        let info = self.cluster.pod_info(pod)?;
+        let limits = self.policies[ctx.p as usize].policy.spec.limits;
+        let ledger = &self.policies[ctx.p as usize].ledger;
+        if let Some((hit, used, limit)) =
+            ledger.target_hit(ctx.t, &info.workload, &info.namespace, &limits)
+        {
+            let reason = format!(
+                "{}: {used} of {} actions already in the last {}",
+                hit.field(),
+                limit.count,
+                fmt_ms(limit.window_ms)
+            );
+            return Some((hit.field(), reason));
+        }
+        self.cluster
+            .pdbs_for(info)
+            .find(|pdb| pdb.disruptions_allowed.is_some_and(|d| d <= 0))
+            .map(|pdb| {
+                let reason = format!(
+                    "PodDisruptionBudget {}/{} allows no disruption now",
+                    pdb.namespace, pdb.name
+                );
+                ("pdb", reason)
+            })
+    }
+
+    /// Acts on the first culprit that no target guard or placement blocks, reporting each
+    /// one that is blocked. Returns true when an action was decided.
+    fn act_on_first_allowed(
+        &mut self,
+        ctx: &Context<'_>,
+        culprits: &[&Scored],
+        out: &mut Vec<Event>,
+    ) -> bool {
+        for culprit in culprits {
+            let pod = culprit.pod;
+            if self.cluster.pod_info(pod).is_none() {
+                continue;
+            }
+            if let Some((kind, reason)) = self.target_guard(ctx, pod) {
+                self.blocked(ctx, pod, kind, reason, out);
+                continue;
+            }
+            let action =
+                self.policies[ctx.p as usize].policy.spec.candidates[culprit.class as usize].action;
+            let destination = match action {
+                Action::Evict => None,
+                Action::Migrate => match self.destination(pod, ctx.node, ctx.t) {
+                    Ok(dest) => Some(dest),
+                    Err(reason) => {
+                        self.blocked(ctx, pod, "placement", reason, out);
+                        continue;
+                    }
+                },
+            };
+            self.act(ctx, culprit, action, destination, out);
+            return true;
+        }
+        false
+    }
+
+    fn evidence(&self, p: u16, firing: &Firing, t: i64) -> Evidence {
+        let spec = &self.policies[p as usize].policy.spec;
+        let trigger = &spec.triggers[firing.trigger as usize];
+        let baseline = match trigger.condition {
+            Condition::Outlier { sigma, .. } => firing.baseline.map(|b| BaselineEvidence {
+                mean: b.mean,
+                std: b.std,
+                sigma,
+                samples: b.count,
+            }),
+            Condition::Above(_) => None,
+        };
+        Evidence {
+            scope: trigger.scope,
+            metric: self.registry.name(trigger.metric).to_owned(),
+            value: firing.value,
+            threshold: firing.threshold,
+            baseline,
+            since: firing.since,
+            held_ms: t - firing.since,
+            window_ms: spec.attribution.window_ms,
+        }
+    }
+
+    fn decision(&self, ctx: &Context<'_>, pod: PodId, verdict: Verdict) -> Decision {
+        let slot = &self.policies[ctx.p as usize];
+        let spec = &slot.policy.spec;
+        let mut explanation = ctx.explanation.clone();
+        explanation.guard = verdict.guard;
+        Decision {
+            at: ctx.t,
+            policy: slot.policy.name.clone(),
+            node: self.node_name(ctx.node),
+            trigger: spec.triggers[ctx.firing.trigger as usize].name.clone(),
+            victim: ctx
+                .firing
+                .victim
+                .and_then(|v| self.cluster.pod_info(v))
+                .map(|i| i.key()),
+            target: self
+                .cluster
+                .pod_info(pod)
+                .map(|i| i.key())
+                .unwrap_or_default(),
+            action: verdict.action,
+            mode: spec.mode,
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+            destination: verdict.destination,
+            explanation,
+        }
+    }
+
+    fn blocked(
+        &mut self,
+        ctx: &Context<'_>,
+        pod: PodId,
+        kind: &str,
+        reason: String,
+        out: &mut Vec<Event>,
+    ) {
+        let mut h = DefaultHasher::new();
+        (self.cluster.pod_info(pod).map(|i| i.key()), kind).hash(&mut h);
+        let key = h.finish();
+        let Some(episode) = self.nodes[ctx.node.index()]
+            .as_mut()
+            .and_then(|n| n.episodes.iter_mut().find(|e| e.id == ctx.episode))
+        else {
+            return;
+        };
+        if episode.reported.contains(&key) {
+            return;
+        }
+        episode.reported.push(key);
+        let spec = &self.policies[ctx.p as usize].policy.spec;
+        let class = self
+            .pods
+            .get(pod.index())
+            .and_then(Option::as_ref)
+            .and_then(|s| match s.role(ctx.p) {
+                Some(Role::Candidate(c)) => Some(c),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let action = spec.candidates[class as usize].action;
+        let decision = self.decision(
+            ctx,
+            pod,
+            Verdict {
+                action,
+                outcome: Outcome::Blocked,
+                guard: format!("blocked by {kind}: {reason}"),
+                reason,
+                destination: None,
+            },
+        );
+        self.stats.blocked += 1;
+        self.policies[ctx.p as usize].stats.blocked += 1;
+        out.push(Event::Decision(Box::new(decision)));
+    }
+
+    /// Decides to act on `culprit`: the decision (executed or dry-run) with its reason,
+    /// recorded against the limits and the cooldown.
+    fn act(
+        &mut self,
+        ctx: &Context<'_>,
+        culprit: &Scored,
+        action: Action,
+        destination: Option<String>,
+        out: &mut Vec<Event>,
+    ) {
+        let pod = culprit.pod;
+        let Some(info) = self.cluster.pod_info(pod) else {
+            return;
+        };
+        let spec = &self.policies[ctx.p as usize].policy.spec;
+        let limits = spec.limits;
+        let ledger = &self.policies[ctx.p as usize].ledger;
+        let guard = format!(
+            "allowed: limits used before this action: {}",
+            ledger.usage(ctx.t, ctx.node, &info.workload, &info.namespace, &limits)
+        );
+        let reason = self.action_reason(ctx, culprit, &info.key());
+        let record = ActionRecord {
+            at: ctx.t,
+            node: ctx.node,
+            workload: info.workload.clone(),
+            namespace: info.namespace.clone(),
+            target: info.key(),
+        };
+        let outcome = match spec.mode {
+            Mode::DryRun => Outcome::DryRun,
+            Mode::Enforce => Outcome::Executed,
+        };
+        let verdict = Verdict {
+            action,
+            outcome,
+            reason,
+            destination,
+            guard,
+        };
+        let decision = self.decision(ctx, pod, verdict);
+        self.record_action(ctx, pod, record, outcome, action);
+        out.push(Event::Decision(Box::new(decision)));
+    }
+
+    /// The one-line reason of an action: the trigger's evidence and the culprit's score on
+    /// the metric behind it (its best correlated share, or share for `Usage`).
+    fn action_reason(&self, ctx: &Context<'_>, culprit: &Scored, target: &str) -> String {
+        let spec = &self.policies[ctx.p as usize].policy.spec;
+        let trigger = &spec.triggers[ctx.firing.trigger as usize];
+        let weight = |m: &MetricScore| match m.correlation {
+            Some(r) => r.max(0.0) * m.share.unwrap_or(0.0),
+            None => m.share.unwrap_or(0.0),
+        };
+        let best_metric = culprit
+            .metrics
+            .iter()
+            .filter(|m| m.ignored.is_none())
+            .max_by(|a, b| weight(a).total_cmp(&weight(b)))
+            .map(|m| m.metric.clone())
+            .unwrap_or_default();
+        format!(
+            "{} {} = {:.3} above {:.3} for {}; {} scores {:.2} on {} ({:?})",
+            trigger.name,
+            self.registry.name(trigger.metric),
+            ctx.firing.value,
+            ctx.firing.threshold,
+            fmt_ms((ctx.t - ctx.firing.since) as u64),
+            target,
+            culprit.score.unwrap_or(0.0),
+            best_metric,
+            spec.attribution.method,
+        )
+    }
+
+    /// Counts an action: the policy's ledger and counters, the pod (never again), the
+    /// node's cooldown and the episode (acted).
+    fn record_action(
+        &mut self,
+        ctx: &Context<'_>,
+        pod: PodId,
+        record: ActionRecord,
+        outcome: Outcome,
+        action: Action,
+    ) {
+        let slot = &mut self.policies[ctx.p as usize];
+        let limits = slot.policy.spec.limits;
+        slot.ledger.prune(ctx.t, &limits);
+        slot.ledger.record(record);
+        match (outcome, action) {
+            (Outcome::DryRun, _) => {
+                slot.stats.dry_run += 1;
+                self.stats.dry_run += 1;
+            }
+            (_, Action::Evict) => {
+                slot.stats.evicted += 1;
+                self.stats.executed += 1;
+            }
+            (_, Action::Migrate) => {
+                slot.stats.migrated += 1;
+                self.stats.executed += 1;
+            }
+        }
+        if let Some(state) = self.pods.get_mut(pod.index()).and_then(Option::as_mut) {
+            state.acted = true;
+        }
+        if let Some(state) = self
+            .nodes
+            .get_mut(ctx.node.index())
+            .and_then(Option::as_mut)
+        {
+            state.last_action = Some(ctx.t);
+            if let Some(episode) = state.episodes.iter_mut().find(|e| e.id == ctx.episode) {
+                episode.acted = true;
+            }
+        }
+    }
+}
+
+/// What a decision concludes.
+struct Verdict {
+    action: Action,
+    outcome: Outcome,
+    reason: String,
+    destination: Option<String>,
+    guard: String,
+}
+
+/// What every decision of one planning pass shares.
+struct Context<'a> {
+    p: u16,
+    node: NodeId,
+    t: i64,
+    episode: u64,
+    firing: &'a Firing,
+    explanation: &'a Explanation,
+}

@@ -1,0 +1,200 @@
+//! The policy set: compiling and ordering policies, which policies cover each node, the
+//! role each pod plays under them (victim or candidate class), and the trigger tracks
+//! those roles need.
+
+use std::collections::BTreeMap;
+
+use fulcrum_policies::spec::TriggerScope;
+use fulcrum_policies::{CompiledPolicy, FieldError, InterferencePolicy};
+
+use crate::cluster::{self, NodeId, PodId};
+use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED, PolicySlot};
+use crate::state::{NodeState, PodState, Role, Track, Tracks};
+
+impl Engine {
+    /// Replaces the policies. Invalid ones are returned with their errors and never act.
+    ///
+    /// Trigger and episode state is rebuilt (warm-up starts again); action ledgers of
+    /// policies that keep their name are kept, so limits hold across policy edits.
+    pub fn set_policies(
+        &mut self,
+        policies: &[InterferencePolicy],
+    ) -> Vec<(String, Vec<FieldError>)> {
+        let mut invalid = Vec::new();
+        let mut compiled = Vec::new();
+        for p in policies {
+            match CompiledPolicy::compile(p, &mut self.registry) {
+                Ok(c) => compiled.push(c),
+                Err(errors) => invalid.push((p.metadata.name.clone().unwrap_or_default(), errors)),
+            }
+        }
+        compiled.sort_by(|a, b| {
+            b.spec
+                .priority
+                .cmp(&a.spec.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let mut old: BTreeMap<String, PolicySlot> = self
+            .policies
+            .drain(..)
+            .map(|s| (s.policy.name.clone(), s))
+            .collect();
+        self.policies = compiled
+            .into_iter()
+            .map(|policy| {
+                let kept = old.remove(&policy.name);
+                PolicySlot {
+                    ledger: kept.as_ref().map(|k| k.ledger.clone()).unwrap_or_default(),
+                    stats: kept.map(|k| k.stats).unwrap_or_default(),
+                    policy,
+                }
+            })
+            .collect();
+        let old_span = self.series_span_ms;
+        self.tracked = vec![0; self.registry.len()];
+        self.series_span_ms = 0;
+        for slot in &self.policies {
+            let spec = &slot.policy.spec;
+            for m in &spec.attribution.metrics {
+                self.tracked[m.index()] |= POD_TRACKED;
+            }
+            for t in &spec.triggers {
+                self.tracked[t.metric.index()] |= match t.scope {
+                    TriggerScope::Victim => POD_TRACKED,
+                    TriggerScope::Node => NODE_TRACKED,
+                };
+            }
+            self.series_span_ms = self.series_span_ms.max(spec.attribution.window_ms);
+        }
+        // Series rings are sized for the longest attribution window: resize by starting over.
+        let resized = old_span != self.series_span_ms;
+        // Indices may have moved: rebuild coverage, roles and tracks from scratch.
+        for state in self.nodes.iter_mut().flatten() {
+            if resized {
+                state.series.clear();
+            }
+            state.covering.clear();
+            state.episodes.clear();
+            state.tracks.clear();
+        }
+        for state in self.pods.iter_mut().flatten() {
+            if resized {
+                state.series.clear();
+            }
+            state.roles.clear();
+            state.tracks.clear();
+        }
+        let nodes: Vec<NodeId> = self.cluster.node_ids().collect();
+        for node in nodes {
+            self.refresh_node(node);
+        }
+        invalid
+    }
+    /// Recomputes which policies cover a node, and the roles of its pods.
+    pub(crate) fn refresh_node(&mut self, node: NodeId) {
+        let Some(info) = self.cluster.node_info(node) else {
+            return;
+        };
+        let covering: smallvec::SmallVec<[u16; 4]> = self
+            .policies
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.policy.spec.nodes.matches(&info.labels))
+            .map(|(i, _)| i as u16)
+            .collect();
+        if self.nodes.len() <= node.index() {
+            self.nodes.resize_with(node.index() + 1, || None);
+        }
+        let state = self.nodes[node.index()].get_or_insert_with(NodeState::default);
+        if state.covering != covering {
+            state.covering = covering;
+            state
+                .episodes
+                .retain(|e| state.covering.contains(&e.policy));
+            state.tracks = build_tracks(
+                &self.policies,
+                state.covering.iter().copied(),
+                TriggerScope::Node,
+                &mut Tracks::new(),
+            );
+        }
+        let pods: Vec<PodId> = self.cluster.node_pods(node).to_vec();
+        for pod in pods {
+            self.refresh_pod(pod);
+        }
+    }
+    /// Recomputes a pod's roles (and trigger tracks) under the policies covering its node.
+    pub(crate) fn refresh_pod(&mut self, pod: PodId) {
+        let Some(info) = self.cluster.pod_info(pod) else {
+            return;
+        };
+        let empty = cluster::LabelMap::new();
+        let ns_labels = self
+            .cluster
+            .namespace_labels(&info.namespace)
+            .unwrap_or(&empty);
+        let covering = self
+            .cluster
+            .pod_node(pod)
+            .and_then(|n| self.nodes.get(n.index()))
+            .and_then(Option::as_ref)
+            .map(|n| n.covering.clone())
+            .unwrap_or_default();
+        let mut roles = smallvec::SmallVec::<[(u16, Role); 4]>::new();
+        for &p in &covering {
+            let spec = &self.policies[p as usize].policy.spec;
+            if spec.victims.matches(&info.labels, ns_labels) {
+                roles.push((p, Role::Victim));
+            } else if let Some(class) = spec
+                .candidates
+                .iter()
+                .position(|c| c.matcher.matches(&info.labels, ns_labels))
+            {
+                roles.push((p, Role::Candidate(class as u16)));
+            }
+        }
+        if self.pods.len() <= pod.index() {
+            self.pods.resize_with(pod.index() + 1, || None);
+        }
+        let state = self.pods[pod.index()].get_or_insert_with(PodState::default);
+        if state.roles != roles {
+            let victim_of = roles
+                .iter()
+                .filter(|(_, role)| *role == Role::Victim)
+                .map(|(p, _)| *p);
+            state.tracks = build_tracks(
+                &self.policies,
+                victim_of,
+                TriggerScope::Victim,
+                &mut state.tracks,
+            );
+            state.roles = roles;
+        }
+    }
+}
+
+/// Trigger tracks of `policies` evaluated at `scope`, keeping the learned state of any
+/// track in `existing` for the same (policy, trigger).
+fn build_tracks(
+    slots: &[PolicySlot],
+    policies: impl Iterator<Item = u16>,
+    scope: TriggerScope,
+    existing: &mut Tracks,
+) -> Tracks {
+    let mut tracks = Tracks::new();
+    for p in policies {
+        let triggers = &slots[p as usize].policy.spec.triggers;
+        for (ti, t) in triggers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.scope == scope)
+        {
+            let kept = existing
+                .iter()
+                .position(|k| k.policy == p && k.trigger == ti as u16)
+                .map(|i| existing.swap_remove(i));
+            tracks.push(kept.unwrap_or_else(|| Track::new(p, ti as u16, t)));
+        }
+    }
+    tracks
+}

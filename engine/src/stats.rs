@@ -1,0 +1,52 @@
+//! Counters of what the engine saw and did, in total and per policy.
+
+use serde::Serialize;
+
+/// Counters of what the engine saw and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EngineStats {
+    /// Samples offered.
+    pub offered: u64,
+    /// Samples applied to state.
+    pub applied: u64,
+    /// Samples older than the watermark when they arrived.
+    pub late: u64,
+    /// Samples with the same (ts, node, pod, container) as an earlier one.
+    pub duplicates: u64,
+    /// Samples for a node the cluster view does not know.
+    pub unknown_node: u64,
+    /// Samples for a pod the cluster view does not know (or another incarnation of it).
+    pub unknown_pod: u64,
+    /// Samples carrying no metric any policy references.
+    pub irrelevant: u64,
+    /// Samples too far ahead of every other sample (a broken clock would otherwise make
+    /// everything else late).
+    pub too_far_ahead: u64,
+    /// Interference episodes started.
+    pub detections: u64,
+    /// Episodes ended.
+    pub recoveries: u64,
+    /// Decisions with outcome Executed.
+    pub executed: u64,
+    /// Decisions with outcome DryRun.
+    pub dry_run: u64,
+    /// Decisions with outcome Blocked.
+    pub blocked: u64,
+    /// Evaluations where a policy fired but no candidate qualified as the culprit.
+    pub unattributed: u64,
+}
+
+/// Per-policy counters, as the policy status reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PolicyStats {
+    /// Episodes detected.
+    pub detections: u64,
+    /// Evict decisions executed.
+    pub evicted: u64,
+    /// Migrate decisions executed.
+    pub migrated: u64,
+    /// DryRun decisions.
+    pub dry_run: u64,
+    /// Blocked decisions.
+    pub blocked: u64,
+}
