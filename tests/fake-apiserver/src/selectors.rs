@@ -254,6 +254,7 @@ impl FieldSelector {
         self.terms
             .push(("metadata.name".to_string(), true, name.to_string()));
     }
+}
 
 #[cfg(test)]
 mod tests {
