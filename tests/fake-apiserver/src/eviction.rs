@@ -100,7 +100,7 @@ pub fn evict(
                 return Err(ApiError::new(
                     429,
                     "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    "Too many requests: Cannot evict pod as it would violate the pod's disruption budget.",
                 )
                 .with_details(json!({"causes": [{
                     "reason": "DisruptionBudget",
