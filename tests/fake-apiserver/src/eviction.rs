@@ -39,7 +39,9 @@ pub fn evict(
     body: &Value,
 ) -> Result<(Value, u16), ApiError> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an Eviction object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an Eviction object",
+        ));
     }
     let body_name = name_of(body);
     if !body_name.is_empty() && body_name != name {

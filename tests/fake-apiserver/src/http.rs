@@ -125,9 +125,9 @@ impl Req {
     }
 
     fn body_or_400(&self) -> Result<Value, ApiError> {
-        self.body
-            .clone()
-            .ok_or_else(|| ApiError::bad_request("the request body is missing or is not valid JSON/YAML"))
+        self.body.clone().ok_or_else(|| {
+            ApiError::bad_request("the request body is missing or is not valid JSON/YAML")
+        })
     }
 }
 
@@ -254,7 +254,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody
 }
 
 fn not_found_path() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, ApiError> {
@@ -286,7 +290,10 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
             let q = ListQuery {
                 selection: selection(r, ns)?,
                 limit: r.param("limit").and_then(|l| l.parse().ok()),
-                continue_token: r.param("continue").filter(|c| !c.is_empty()).map(str::to_string),
+                continue_token: r
+                    .param("continue")
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
                 resource_version: r.param("resourceVersion").map(str::to_string),
                 resource_version_match: r.param("resourceVersionMatch").map(str::to_string),
             };
@@ -298,7 +305,10 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                     meta["remainingItemCount"] = json!(page.remaining);
                 }
             }
-            Ok(json_response(200, &render::list(&rendering, info, page.items, meta)))
+            Ok(json_response(
+                200,
+                &render::list(&rendering, info, page.items, meta),
+            ))
         }
         "watch" => {
             list_watch::validate_watch(
@@ -343,9 +353,8 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         }
         "create" if sub == "eviction" => {
             let body = r.body_or_400()?;
-            let (status, code) = shared.write(|st| {
-                eviction::evict(st, &shared.config, ns, name, &body)
-            })?;
+            let (status, code) =
+                shared.write(|st| eviction::evict(st, &shared.config, ns, name, &body))?;
             Ok(json_response(code, &status))
         }
         "create" if sub.is_empty() => {
@@ -382,7 +391,8 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                     ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
                 })?);
             }
-            let deleted = shared.write(|st| writes::delete(st, &shared.config, res, ns, name, &opts))?;
+            let deleted =
+                shared.write(|st| writes::delete(st, &shared.config, res, ns, name, &opts))?;
             Ok(json_response(200, &writes::delete_response(res, &deleted)))
         }
         "deletecollection" => {
@@ -414,7 +424,12 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
             let rv = shared.lock().rv;
             Ok(json_response(
                 200,
-                &render::list(&Rendering::Full, info, items, json!({"resourceVersion": rv.to_string()})),
+                &render::list(
+                    &Rendering::Full,
+                    info,
+                    items,
+                    json!({"resourceVersion": rv.to_string()}),
+                ),
             ))
         }
         other => Err(ApiError::method_not_allowed(format!(
@@ -466,9 +481,8 @@ fn patch_request(
             })?
             .to_string();
         let force = r.flag("force");
-        let (obj, created) = shared.write(|st| {
-            apply::apply(st, res, ns, name, &body, &manager, force, status_sub)
-        })?;
+        let (obj, created) = shared
+            .write(|st| apply::apply(st, res, ns, name, &body, &manager, force, status_sub))?;
         return Ok(json_response(if created { 201 } else { 200 }, &obj));
     }
     if r.param("force").is_some() {

@@ -34,6 +34,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 mod apply;
 mod controller;
 mod discovery;
@@ -353,6 +355,12 @@ impl FakeApiServer {
     /// Number of watch streams open now.
     pub fn open_watches(&self) -> usize {
         self.shared.read(|st| st.open_watches)
+    }
+
+    /// Number of watch streams started so far (open or ended). Waiting for
+    /// `watches_started() == n && open_watches() == 1` means the n-th watch is the open one.
+    pub fn watches_started(&self) -> usize {
+        self.shared.read(|st| st.watches_started)
     }
 
     /// The current global resourceVersion.

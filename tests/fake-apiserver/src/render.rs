@@ -108,11 +108,16 @@ fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
     obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
+/// Computes one table cell from an object.
+type Cell = fn(&Value) -> String;
+
 /// A minimal server-side `Table`: Name and Age for every kind, plus Status and Node for pods
 /// and Status for nodes. Each row carries the object as `PartialObjectMetadata`.
 fn table(api_version: &str, info: &ResourceInfo, items: &[Value], meta: Value) -> Value {
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
-    let extra: Vec<(&str, fn(&Value) -> String)> = match info.kind {
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
+    ];
+    let extra: Vec<(&str, Cell)> = match info.kind {
         "Pod" => vec![
             ("Status", |o| {
                 if o.pointer("/metadata/deletionTimestamp").is_some() {
@@ -144,7 +149,9 @@ fn table(api_version: &str, info: &ResourceInfo, items: &[Value], meta: Value) -
     for (name, _) in &extra {
         columns.push(json!({"name": name, "type": "string", "format": "", "description": name, "priority": 0}));
     }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}));
+    columns.push(
+        json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}),
+    );
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
@@ -178,7 +185,9 @@ mod tests {
             Rendering::Metadata
         );
         assert_eq!(
-            negotiate("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            negotiate(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Rendering::Table("meta.k8s.io/v1".into())
         );
         assert_eq!(
@@ -186,7 +195,9 @@ mod tests {
             Rendering::Full
         );
         assert_eq!(
-            negotiate("application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io,application/json"),
+            negotiate(
+                "application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io,application/json"
+            ),
             Rendering::Full
         );
     }

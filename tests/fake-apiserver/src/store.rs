@@ -26,7 +26,6 @@ pub enum EventType {
     Deleted,
 }
 
-
 /// One change, as retained for watches.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
@@ -87,6 +86,8 @@ pub struct State {
     pub expire_generation: u64,
     /// Number of watch streams open now.
     pub open_watches: usize,
+    /// Number of watch streams started so far.
+    pub watches_started: usize,
     /// Paginated list snapshots by id: (rv, remaining items).
     pub snapshots: HashMap<u64, (u64, Vec<Value>)>,
     /// Next snapshot id.
@@ -194,7 +195,9 @@ impl State {
             ));
         }
         if info.namespaced && ns.is_empty() {
-            return Err(ApiError::bad_request("the namespace of the object is empty"));
+            return Err(ApiError::bad_request(
+                "the namespace of the object is empty",
+            ));
         }
         let key = (res, ns, name.clone());
         if self.objects.contains_key(&key) {
@@ -222,7 +225,11 @@ impl State {
     /// Replaces a stored object with `new` (metadata already merged by the caller); sets a
     /// new resourceVersion and emits MODIFIED. Returns the stored object.
     pub fn replace(&mut self, res: ResourceId, mut new: Value) -> Value {
-        let key = (res, namespace_of(&new).to_string(), name_of(&new).to_string());
+        let key = (
+            res,
+            namespace_of(&new).to_string(),
+            name_of(&new).to_string(),
+        );
         let rv = self.next_rv();
         if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(rv.to_string()));

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use crate::resources::{RESOURCES, ResourceId, pods};
 use crate::status::{self, ApiError};
-use crate::store::{Config, State, ensure_object, in_seconds, name_of, namespace_of, now, rv_of, uid_of};
+use crate::store::{
+    Config, State, ensure_object, in_seconds, name_of, namespace_of, now, rv_of, uid_of,
+};
 
 /// Options of a delete (query parameters and/or a `DeleteOptions` body).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,7 +88,9 @@ pub fn create(
     mut body: Value,
 ) -> Result<Value, ApiError> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     check_type(res, &body)?;
     settle_namespace(res, path_ns, &mut body)?;
@@ -139,7 +143,9 @@ pub fn commit_update(
     let info = &RESOURCES[res];
     let name = name_of(old).to_string();
     if !new.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     check_type(res, &new)?;
     let new_name = name_of(&new);
@@ -323,8 +329,11 @@ pub fn delete(
             let marked = st.replace(res, marked);
             st.to_replace.push(marked.clone());
             let key = (res, ns.to_string(), name.to_string());
-            st.deferred_removals
-                .push((key, uid_of(&marked).to_string(), cfg.pod_termination_delay));
+            st.deferred_removals.push((
+                key,
+                uid_of(&marked).to_string(),
+                cfg.pod_termination_delay,
+            ));
             return Ok(Deleted::Terminating(marked));
         }
     } else if obj
