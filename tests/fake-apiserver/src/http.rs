@@ -88,7 +88,17 @@ fn json_response(code: u16, body: &Value) -> Response<ResBody> {
 }
 
 fn error_response(e: &ApiError) -> Response<ResBody> {
-    json_response(e.code, &e.to_status())
+    let mut resp = json_response(e.code, &e.to_status());
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_u64)
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<ResBody> {
@@ -321,9 +331,10 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                 list_watch::name_selection(&mut selection, name);
             }
             if let Some(rv) = r.param("resourceVersion").filter(|v| !v.is_empty()) {
-                rv.parse::<u64>().map_err(|_| {
+                let rv = rv.parse::<u64>().map_err(|_| {
                     ApiError::bad_request(format!("invalid resource version: {rv:?}"))
                 })?;
+                wait_for_resource_version(shared, rv).await?;
             }
             let timeout = match r.param("timeoutSeconds") {
                 Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
@@ -435,6 +446,31 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         other => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({other})"
         ))),
+    }
+}
+
+/// A watch from a resourceVersion the server has not reached waits up to 3 s for it, then
+/// fails with 504 `Timeout` ("Too large resource version", retry after 1 s), as the watch
+/// cache does.
+async fn wait_for_resource_version(shared: &Arc<Shared>, rv: u64) -> Result<(), ApiError> {
+    let mut changes = shared.changed.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let current = shared.lock().rv;
+        if rv <= current {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return Err(ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {rv}, current: {current}"),
+            )
+            .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})));
+        }
     }
 }
 

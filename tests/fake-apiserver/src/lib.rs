@@ -139,6 +139,14 @@ impl Builder {
             tokio::net::TcpListener::from_std(std_listener)?
         };
         let shared = Shared::new(self.config, runtime.handle().clone());
+        // The namespaces every cluster has.
+        shared
+            .write(|st| {
+                ["default", "kube-system", "kube-public", "kube-node-lease"]
+                    .into_iter()
+                    .try_for_each(|ns| writes::ensure_namespace(st, ns))
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         runtime.spawn(http::serve(listener, Arc::clone(&shared), shutdown_rx));
         Ok(FakeApiServer {

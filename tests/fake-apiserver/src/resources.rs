@@ -245,6 +245,10 @@ pub fn pods() -> ResourceId {
 pub fn nodes() -> ResourceId {
     1
 }
+/// Core namespaces.
+pub fn namespaces() -> ResourceId {
+    2
+}
 /// policy/v1 PodDisruptionBudgets.
 pub fn pdbs() -> ResourceId {
     6
@@ -301,6 +305,7 @@ mod tests {
         assert_eq!(RESOURCES[pods()].plural, "pods");
         assert_eq!(RESOURCES[nodes()].plural, "nodes");
         assert_eq!(RESOURCES[pdbs()].plural, "poddisruptionbudgets");
+        assert_eq!(RESOURCES[namespaces()].plural, "namespaces");
         assert_eq!(
             by_name("ifp").map(|i| RESOURCES[i].kind),
             Some("InterferencePolicy")

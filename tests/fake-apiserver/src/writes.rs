@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, ResourceId, pods};
+use crate::resources::{RESOURCES, ResourceId, namespaces, pods};
 use crate::status::{self, ApiError};
 use crate::store::{
     Config, State, ensure_object, in_seconds, name_of, namespace_of, now, rv_of, uid_of,
@@ -95,6 +95,12 @@ pub fn create(
     check_type(res, &body)?;
     settle_namespace(res, path_ns, &mut body)?;
     let info = &RESOURCES[res];
+    if info.namespaced {
+        let ns = namespace_of(&body).to_string();
+        if st.get(namespaces(), "", &ns).is_none() {
+            return Err(ApiError::not_found("", "namespaces", &ns));
+        }
+    }
     if name_of(&body).is_empty()
         && let Some(prefix) = body
             .pointer("/metadata/generateName")
@@ -382,6 +388,9 @@ pub fn upsert(st: &mut State, res: ResourceId, mut obj: Value) -> Result<Value, 
     }
     let ns = namespace_of(&obj).to_string();
     let name = name_of(&obj).to_string();
+    if RESOURCES[res].namespaced {
+        ensure_namespace(st, &ns)?;
+    }
     let Some(old) = st.get(res, &ns, &name).cloned() else {
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
@@ -412,4 +421,21 @@ pub fn upsert(st: &mut State, res: ResourceId, mut obj: Value) -> Result<Value, 
         obj["metadata"]["generation"] = json!(generation);
     }
     Ok(st.replace(res, obj))
+}
+
+/// Creates a namespace object (phase Active) unless it exists.
+pub fn ensure_namespace(st: &mut State, ns: &str) -> Result<(), ApiError> {
+    if st.get(namespaces(), "", ns).is_none() {
+        st.insert_new(
+            namespaces(),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            }),
+        )?;
+    }
+    Ok(())
 }

@@ -345,7 +345,8 @@ async fn reflector_sees_adds_modifies_and_deletes() {
         watch.query_param("allowWatchBookmarks").as_deref(),
         Some("true")
     );
-    assert_eq!(watch.query_param("resourceVersion").as_deref(), Some("1"));
+    // The list's resourceVersion (4 namespaces, then the first pod: 5).
+    assert_eq!(watch.query_param("resourceVersion").as_deref(), Some("5"));
 }
 
 #[tokio::test]
@@ -1288,4 +1289,61 @@ async fn standalone_binary_serves_seeds_and_writes_a_kubeconfig() {
     );
     drop(child);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn namespaces_unhealthy_pods_and_too_new_watches() {
+    let api = FakeApiServer::builder().controllers(false).start();
+    // A cluster starts with its usual namespaces; creating in a missing one is a 404.
+    assert!(api.get_object("namespaces", None, "kube-system").is_some());
+    let elsewhere: Api<Pod> = Api::namespaced(client(&api), "nowhere");
+    let pod: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}))
+            .unwrap();
+    let err = elsewhere
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(s) = err else { panic!() };
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (404, "namespaces \"nowhere\" not found")
+    );
+    // Seeding through the library creates the namespace.
+    let mut seeded = running_pod("p", "n1", json!({"app": "web"}), None);
+    seeded["metadata"]["namespace"] = json!("shop");
+    api.apply_object(seeded).unwrap();
+    assert!(api.get_object("namespaces", None, "shop").is_some());
+
+    // Budget with no disruptions left: a Ready pod is refused, an unready one is evicted while
+    // the budget is met (IfHealthyBudget), a Pending one ignores budgets.
+    seed_workload(&api, json!(2));
+    let pods: Api<Pod> = Api::namespaced(client(&api), "default");
+    assert_eq!(
+        status_code(
+            &pods
+                .evict("web-a", &EvictParams::default())
+                .await
+                .unwrap_err()
+        ),
+        Some(429)
+    );
+    let mut unready = running_pod("web-c", "n1", json!({"app": "web"}), None);
+    unready["status"]["conditions"][0]["status"] = json!("False");
+    api.apply_object(unready).unwrap();
+    pods.evict("web-c", &EvictParams::default()).await.unwrap();
+    let mut pending = running_pod("web-d", "n1", json!({"app": "web"}), None);
+    pending["status"] = json!({"phase": "Pending"});
+    api.apply_object(pending).unwrap();
+    pods.evict("web-d", &EvictParams::default()).await.unwrap();
+    let pdb = api.get_object("pdb", Some("default"), "web-pdb").unwrap();
+    assert_eq!(pdb["status"]["currentHealthy"], 2);
+    assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+
+    // A watch from a resourceVersion the server has not reached: 504 with Retry-After.
+    let future = (api.resource_version() + 100).to_string();
+    let Err(err) = pods.watch(&WatchParams::default(), &future).await else {
+        panic!("the watch should fail");
+    };
+    assert_eq!(status_code(&err), Some(504));
 }
