@@ -12,6 +12,9 @@ use crate::record::RecordedRequest;
 use crate::resources::{RESOURCES, ResourceId};
 use crate::status::ApiError;
 
+/// Events retained for watches; older ones are compacted away.
+pub const HISTORY_LIMIT: usize = 100_000;
+
 /// Key of a stored object: resource, namespace ("" for cluster-scoped), name.
 pub type Key = (ResourceId, String, String);
 
@@ -179,6 +182,12 @@ impl State {
             object,
             previous,
         });
+        // Bounded history, like etcd compaction: the oldest events are forgotten.
+        while self.history.len() > HISTORY_LIMIT {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted_rv = old.rv;
+            }
+        }
     }
 
     /// Stores a new object: fills uid, creationTimestamp, resourceVersion, generation and
