@@ -1347,3 +1347,102 @@ async fn namespaces_unhealthy_pods_and_too_new_watches() {
     };
     assert_eq!(status_code(&err), Some(504));
 }
+
+#[tokio::test]
+async fn events_leases_and_collections() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::runtime::events::{Event, EventType, Recorder};
+    let api = FakeApiServer::builder().controllers(false).start();
+    api.apply_object(running_pod("p", "n1", json!({"app": "web"}), None))
+        .unwrap();
+    let client = client(&api);
+
+    // kube's event Recorder: POST an events.k8s.io/v1 Event, then merge-PATCH its series.
+    let recorder = Recorder::new(client.clone(), "fulcrum".into());
+    let pod: Pod = Api::<Pod>::namespaced(client.clone(), "default")
+        .get("p")
+        .await
+        .unwrap();
+    let reference = kube::Resource::object_ref(&pod, &());
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Evicted".into(),
+        note: Some("interference".into()),
+        action: "Evict".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+    let events = api.list_objects("events.k8s.io/v1/Event", Some("default"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["series"]["count"], 2);
+    assert_eq!(events[0]["regarding"]["name"], "p");
+    let verbs: Vec<_> = api
+        .requests()
+        .iter()
+        .filter(|r| r.api_group == "events.k8s.io")
+        .map(|r| (r.verb.clone(), r.content_type.clone()))
+        .collect();
+    assert_eq!(
+        verbs,
+        [
+            ("create".to_string(), "application/json".to_string()),
+            (
+                "patch".to_string(),
+                "application/merge-patch+json".to_string()
+            )
+        ]
+    );
+
+    // Leases: create, get, replace with optimistic concurrency, patch.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let lease: Lease = serde_json::from_value(json!({
+        "metadata": {"name": "fulcrum"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15},
+    }))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut taken = created.clone();
+    taken.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("fulcrum", &PostParams::default(), &taken)
+        .await
+        .unwrap();
+    // The first holder's renewal carries the old resourceVersion: conflict.
+    let err = leases
+        .replace("fulcrum", &PostParams::default(), &created)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), Some(409));
+    let renewed = leases
+        .patch(
+            "fulcrum",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"leaseTransitions": 1}})),
+        )
+        .await
+        .unwrap();
+    let spec = renewed.spec.unwrap();
+    assert_eq!(
+        (spec.holder_identity.as_deref(), spec.lease_transitions),
+        (Some("b"), Some(1))
+    );
+
+    // deletecollection with a label selector.
+    api.apply_object(running_pod("q", "n1", json!({"app": "db"}), None))
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    pods.delete_collection(
+        &DeleteParams::default().grace_period(0),
+        &ListParams::default().labels("app=web"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<_> = api
+        .list_objects("pods", Some("default"))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, ["q"]);
+    assert!(api.requests().iter().any(|r| r.verb == "deletecollection"));
+}
