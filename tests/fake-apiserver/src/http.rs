@@ -288,6 +288,15 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         "eviction" if res == pods() => {}
         _ => return Err(not_found_path()),
     }
+    if info.namespaced
+        && r.info.namespace.is_empty()
+        && !matches!(r.info.verb.as_str(), "list" | "watch")
+    {
+        // Only list and watch exist across all namespaces.
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
     let ns = if info.namespaced {
         r.info.namespace.as_str()
     } else {
@@ -382,13 +391,16 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
             let body = r.body_or_400()?;
             let manager = field_manager(r);
             let status_sub = sub == "status";
-            let updated = shared.write(|st| {
+            let (updated, created) = shared.write(|st| {
                 let old = st.get(res, ns, name).cloned();
                 let mut body = body;
                 apply::record_update(res, old.as_ref(), &mut body, &manager, status_sub);
-                writes::update(st, res, ns, name, body, status_sub)
+                if old.is_none() && !status_sub && writes::allows_create_on_update(res) {
+                    return writes::create(st, res, ns, body).map(|o| (o, true));
+                }
+                writes::update(st, res, ns, name, body, status_sub).map(|o| (o, false))
             })?;
-            Ok(json_response(200, &updated))
+            Ok(json_response(if created { 201 } else { 200 }, &updated))
         }
         "patch" => patch_request(shared, r, res, ns, name),
         "delete" => {

@@ -239,6 +239,11 @@ pub fn commit_update(
     Ok(st.replace(res, result))
 }
 
+/// Whether PUT on a missing object creates it (leases and events, as their strategies allow).
+pub fn allows_create_on_update(res: ResourceId) -> bool {
+    matches!(RESOURCES[res].plural, "leases" | "events")
+}
+
 /// PUT on the object or its status subresource.
 pub fn update(
     st: &mut State,

@@ -1428,6 +1428,33 @@ async fn events_leases_and_collections() {
         (Some("b"), Some(1))
     );
 
+    // PUT creates a missing lease (AllowCreateOnUpdate), unlike most kinds.
+    let mut other = lease.clone();
+    other.metadata.name = Some("other".into());
+    leases
+        .replace("other", &PostParams::default(), &other)
+        .await
+        .unwrap();
+    assert!(
+        api.get_object("leases", Some("kube-system"), "other")
+            .is_some()
+    );
+    let missing: Pod = serde_json::from_value(
+        json!({"metadata": {"name": "zz", "namespace": "default"}, "spec": {"containers": []}}),
+    )
+    .unwrap();
+    let err = Api::<Pod>::namespaced(client.clone(), "default")
+        .replace("zz", &PostParams::default(), &missing)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), Some(404));
+    // Only list and watch exist across all namespaces.
+    let err = Api::<Pod>::all(client.clone())
+        .create(&PostParams::default(), &missing)
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), Some(405));
+
     // deletecollection with a label selector.
     api.apply_object(running_pod("q", "n1", json!({"app": "db"}), None))
         .unwrap();
