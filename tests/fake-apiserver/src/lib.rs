@@ -306,6 +306,13 @@ impl FakeApiServer {
         self.shared.read(|st| st.requests.clone())
     }
 
+    /// How many recorded requests satisfy `predicate` (cheaper than [`Self::requests`] in
+    /// `wait_for` predicates: nothing is cloned).
+    pub fn count_requests(&self, predicate: impl Fn(&RecordedRequest) -> bool) -> usize {
+        self.shared
+            .read(|st| st.requests.iter().filter(|r| predicate(r)).count())
+    }
+
     /// Forgets the request log (and the eviction log).
     pub fn clear_requests(&self) {
         self.shared.write(|st| {

@@ -366,12 +366,7 @@ async fn expired_watch_makes_the_watcher_relist() {
         }
         errors
     });
-    let lists = |a: &FakeApiServer| {
-        a.requests()
-            .iter()
-            .filter(|r| r.verb == "list" && r.resource == "pods")
-            .count()
-    };
+    let lists = |a: &FakeApiServer| a.count_requests(|r| r.verb == "list" && r.resource == "pods");
     // `watches_started() == n && open_watches() == 1`: the n-th watch is the open one.
     let watching =
         |n: usize| move |a: &FakeApiServer| a.watches_started() == n && a.open_watches() == 1;
