@@ -114,6 +114,8 @@ pub fn create(
         let map = ensure_object(&mut body);
         if res == pods() {
             map.insert("status".into(), json!({"phase": "Pending"}));
+        } else if res == namespaces() {
+            map.insert("status".into(), json!({"phase": "Active"}));
         } else {
             map.remove("status");
         }

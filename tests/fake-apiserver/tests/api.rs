@@ -1133,7 +1133,10 @@ fn kubectl_reads_the_fake() {
     let nodes = run(&["get", "nodes"]);
     assert!(nodes.contains("n1") && nodes.contains("Ready"), "{nodes}");
     let ifp = run(&["get", "ifp"]);
-    assert!(ifp.contains("pol"), "{ifp}");
+    assert!(
+        ifp.contains("MODE") && ifp.contains("pol") && ifp.contains("observe"),
+        "{ifp}"
+    );
     let pdb = run(&[
         "get",
         "pdb",
