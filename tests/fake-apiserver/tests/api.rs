@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fulcrum_fake_apiserver::{FakeApiServer, Fault, Matcher};
+use fulcrum_fake_apiserver::{FakeApiServer, Fault, FaultAction, Matcher};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -1070,6 +1070,26 @@ async fn faults_are_scripted() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     let statuses: Vec<u16> = api.requests().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [500, 500, 200, 429, 404]);
+
+    // A request can trigger the end of every open watch.
+    let rv = api.resource_version().to_string();
+    let mut stream = pods
+        .watch(&WatchParams::default().disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(api.wait_for(WAIT, |a| a.open_watches() == 1).await);
+    api.inject(Fault::new(
+        Matcher::resource("nodes").verb("list"),
+        FaultAction::CloseWatches,
+    ));
+    nodes.list(&ListParams::default()).await.unwrap();
+    assert!(
+        tokio::time::timeout(WAIT, stream.next())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // kube 5's default client retries 429 and 503 by itself (not 500).
     api.clear_requests();
