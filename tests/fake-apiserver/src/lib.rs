@@ -26,9 +26,10 @@
 //! api.inject(Fault::status(Matcher::resource("pods").verb("list"), 500).times(2));
 //! // ... start the program under test with KUBECONFIG=kubeconfig ...
 //! let seen = api
-//!     .wait_for(std::time::Duration::from_secs(10), |api| {
-//!         api.requests().iter().any(|r| r.verb == "watch" && r.resource == "pods")
-//!     })
+//!     .wait_for(
+//!         |api| api.count_requests(|r| r.verb == "watch" && r.resource == "pods") > 0,
+//!         std::time::Duration::from_secs(10),
+//!     )
 //!     .await;
 //! assert!(seen);
 //! # }
@@ -388,8 +389,8 @@ impl FakeApiServer {
     /// timers (any flavour).
     pub async fn wait_for(
         &self,
-        timeout: Duration,
         predicate: impl Fn(&FakeApiServer) -> bool,
+        timeout: Duration,
     ) -> bool {
         let mut changes = self.shared.changed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -408,8 +409,8 @@ impl FakeApiServer {
     /// [`Self::wait_for`] for synchronous code (must not be called from async code).
     pub fn wait_for_blocking(
         &self,
-        timeout: Duration,
         predicate: impl Fn(&FakeApiServer) -> bool,
+        timeout: Duration,
     ) -> bool {
         let mut changes = self.shared.changed.subscribe();
         let deadline = std::time::Instant::now() + timeout;

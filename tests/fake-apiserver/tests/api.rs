@@ -301,7 +301,7 @@ async fn reflector_sees_adds_modifies_and_deletes() {
     });
     reader.wait_until_ready().await.unwrap();
     assert_eq!(reader.state().len(), 1);
-    assert!(api.wait_for(WAIT, |a| a.open_watches() == 1).await);
+    assert!(api.wait_for(|a| a.open_watches() == 1, WAIT).await);
     let pods: Api<Pod> = Api::namespaced(client, "default");
     api.apply_object(running_pod("second", "n1", json!({"app": "x"}), None))
         .unwrap();
@@ -370,17 +370,17 @@ async fn expired_watch_makes_the_watcher_relist() {
     // `watches_started() == n && open_watches() == 1`: the n-th watch is the open one.
     let watching =
         |n: usize| move |a: &FakeApiServer| a.watches_started() == n && a.open_watches() == 1;
-    assert!(api.wait_for(WAIT, watching(1)).await);
+    assert!(api.wait_for(watching(1), WAIT).await);
     assert_eq!(lists(&api), 1);
     // Mid-stream: ERROR 410 on the open watch makes the watcher re-list.
     api.expire_watches();
-    assert!(api.wait_for(WAIT, watching(2)).await);
+    assert!(api.wait_for(watching(2), WAIT).await);
     assert_eq!(lists(&api), 2);
     // At the start of a watch: the next watch request gets 200 + ERROR 410 (the stream that
     // carries it is not a started watch), then the watcher re-lists and watches again.
     api.inject(Fault::watch_gone(Matcher::resource("pods")));
     api.close_watches();
-    assert!(api.wait_for(WAIT, watching(3)).await);
+    assert!(api.wait_for(watching(3), WAIT).await);
     assert_eq!(lists(&api), 3);
     assert_eq!(
         api.requests().iter().filter(|r| r.verb == "watch").count(),
@@ -389,7 +389,7 @@ async fn expired_watch_makes_the_watcher_relist() {
     // A plain end of stream re-watches from the last resourceVersion without a list.
     let started = api.watches_started();
     api.close_watches();
-    assert!(api.wait_for(WAIT, watching(started + 1)).await);
+    assert!(api.wait_for(watching(started + 1), WAIT).await);
     assert_eq!(lists(&api), 3);
     handle.abort();
 }
@@ -559,7 +559,7 @@ async fn metadata_watcher_gets_partial_object_metadata() {
             .try_collect::<Vec<_>>()
             .await
     });
-    assert!(api.wait_for(WAIT, |a| a.open_watches() == 1).await);
+    assert!(api.wait_for(|a| a.open_watches() == 1, WAIT).await);
     api.apply_object(json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": "rs2", "namespace": "default"},
@@ -1036,12 +1036,16 @@ async fn graceful_pod_deletion_and_statefulset_replacement() {
     let old_uid = old["metadata"]["uid"].as_str().unwrap().to_string();
     // The StatefulSet replacement reuses the name once the old pod is gone.
     assert!(
-        api.wait_for(WAIT, |a| {
-            a.get_object("pods", Some("default"), "db-0")
-                .is_some_and(|p| {
-                    p["metadata"]["uid"] != old_uid.as_str() && p["status"]["phase"] == "Running"
-                })
-        })
+        api.wait_for(
+            |a| {
+                a.get_object("pods", Some("default"), "db-0")
+                    .is_some_and(|p| {
+                        p["metadata"]["uid"] != old_uid.as_str()
+                            && p["status"]["phase"] == "Running"
+                    })
+            },
+            WAIT
+        )
         .await
     );
 }
@@ -1078,7 +1082,7 @@ async fn faults_are_scripted() {
         .await
         .unwrap()
         .boxed();
-    assert!(api.wait_for(WAIT, |a| a.open_watches() == 1).await);
+    assert!(api.wait_for(|a| a.open_watches() == 1, WAIT).await);
     api.inject(Fault::new(
         Matcher::resource("nodes").verb("list"),
         FaultAction::CloseWatches,
