@@ -29,6 +29,7 @@ use crate::router::{self, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::shared::Shared;
 use crate::status::ApiError;
+use crate::store::State;
 use crate::writes::{self, DeleteOptions};
 
 /// Response body type.
@@ -304,6 +305,7 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
     };
     let name = r.info.name.as_str();
     let rendering = render::negotiate(&r.accept);
+    let dry = dry_run(r)?;
     match r.info.verb.as_str() {
         "list" => {
             let q = ListQuery {
@@ -373,14 +375,15 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         }
         "create" if sub == "eviction" => {
             let body = r.body_or_400()?;
-            let (status, code) =
-                shared.write(|st| eviction::evict(st, &shared.config, ns, name, &body))?;
+            let (status, code) = mutate(shared, dry, |st| {
+                eviction::evict(st, &shared.config, ns, name, &body)
+            })?;
             Ok(json_response(code, &status))
         }
         "create" if sub.is_empty() => {
             let body = r.body_or_400()?;
             let manager = field_manager(r);
-            let created = shared.write(|st| {
+            let created = mutate(shared, dry, |st| {
                 let mut body = body;
                 apply::record_update(res, None, &mut body, &manager, false);
                 writes::create(st, res, ns, body)
@@ -391,7 +394,7 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
             let body = r.body_or_400()?;
             let manager = field_manager(r);
             let status_sub = sub == "status";
-            let (updated, created) = shared.write(|st| {
+            let (updated, created) = mutate(shared, dry, |st| {
                 let old = st.get(res, ns, name).cloned();
                 let mut body = body;
                 apply::record_update(res, old.as_ref(), &mut body, &manager, status_sub);
@@ -414,8 +417,9 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                     ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
                 })?);
             }
-            let deleted =
-                shared.write(|st| writes::delete(st, &shared.config, res, ns, name, &opts))?;
+            let deleted = mutate(shared, dry, |st| {
+                writes::delete(st, &shared.config, res, ns, name, &opts)
+            })?;
             Ok(json_response(200, &writes::delete_response(res, &deleted)))
         }
         "deletecollection" => {
@@ -425,7 +429,7 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                 .as_ref()
                 .map(DeleteOptions::from_body)
                 .unwrap_or_default();
-            let items = shared.write(|st| {
+            let items = mutate(shared, dry, |st| {
                 let targets: Vec<Value> = st
                     .list(res, None)
                     .into_iter()
@@ -486,6 +490,46 @@ async fn wait_for_resource_version(shared: &Arc<Shared>, rv: u64) -> Result<(), 
     }
 }
 
+/// `dryRun=All`: the write is validated and answered but not persisted.
+fn dry_run(r: &Req) -> Result<bool, ApiError> {
+    // DeleteOptions (a delete's body, an eviction's deleteOptions) carry `dryRun: ["All"]`.
+    let options = match r.body.as_ref() {
+        Some(b) if r.info.subresource == "eviction" => b.get("deleteOptions"),
+        Some(b) if r.method == "DELETE" => Some(b),
+        _ => None,
+    };
+    if let Some(values) = options
+        .and_then(|o| o.get("dryRun"))
+        .and_then(Value::as_array)
+        && !values.is_empty()
+    {
+        return if values.iter().all(|v| v == "All") {
+            Ok(true)
+        } else {
+            Err(ApiError::bad_request(
+                "dryRun: Unsupported value: supported values: \"All\"",
+            ))
+        };
+    }
+    match r.param("dryRun") {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+/// Runs a write on the shared state, or on a scratch copy for dry runs (no events, no
+/// reactions, nothing kept).
+fn mutate<R>(shared: &Arc<Shared>, dry: bool, f: impl FnOnce(&mut State) -> R) -> R {
+    if dry {
+        let mut scratch = shared.lock().clone();
+        return f(&mut scratch);
+    }
+    shared.write(f)
+}
+
 fn field_manager(r: &Req) -> String {
     if let Some(m) = r.param("fieldManager").filter(|m| !m.is_empty()) {
         return m.to_string();
@@ -518,6 +562,7 @@ fn patch_request(
         .ok_or_else(|| ApiError::unsupported_media_type(&r.content_type))?;
     let status_sub = r.info.subresource == "status";
     let body = r.body_or_400()?;
+    let dry = dry_run(r)?;
     if kind == PatchType::Apply {
         let manager = r
             .param("fieldManager")
@@ -529,8 +574,9 @@ fn patch_request(
             })?
             .to_string();
         let force = r.flag("force");
-        let (obj, created) = shared
-            .write(|st| apply::apply(st, res, ns, name, &body, &manager, force, status_sub))?;
+        let (obj, created) = mutate(shared, dry, |st| {
+            apply::apply(st, res, ns, name, &body, &manager, force, status_sub)
+        })?;
         return Ok(json_response(if created { 201 } else { 200 }, &obj));
     }
     if r.param("force").is_some() {
@@ -542,7 +588,7 @@ fn patch_request(
         return Err(ApiError::unsupported_media_type(&r.content_type));
     }
     let manager = field_manager(r);
-    let obj = shared.write(|st| {
+    let obj = mutate(shared, dry, |st| {
         let old = st
             .get(res, ns, name)
             .cloned()

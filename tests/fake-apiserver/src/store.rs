@@ -67,7 +67,7 @@ impl Default for Config {
 }
 
 /// Everything the server keeps, behind one mutex.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     /// Current (latest) resourceVersion.
     pub rv: u64,

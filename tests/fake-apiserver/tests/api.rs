@@ -1495,3 +1495,39 @@ async fn events_leases_and_collections() {
     assert_eq!(left, ["q"]);
     assert!(api.requests().iter().any(|r| r.verb == "deletecollection"));
 }
+
+#[tokio::test]
+async fn dry_run_writes_answer_but_keep_nothing() {
+    let api = FakeApiServer::start();
+    seed_workload(&api, json!(1));
+    let rv = api.resource_version();
+    let pods: Api<Pod> = Api::namespaced(client(&api), "default");
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let ep = EvictParams {
+        post_options: dry.clone(),
+        ..EvictParams::default()
+    };
+    assert!(pods.evict("web-a", &ep).await.unwrap().is_success());
+    let pod: Pod =
+        serde_json::from_value(json!({"metadata": {"name": "new"}, "spec": {"containers": []}}))
+            .unwrap();
+    let created = pods.create(&dry, &pod).await.unwrap();
+    assert!(created.metadata.uid.is_some());
+    pods.delete(
+        "solo",
+        &DeleteParams {
+            dry_run: true,
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(api.resource_version(), rv, "nothing was written");
+    assert!(api.get_object("pods", Some("default"), "web-a").is_some());
+    assert!(api.get_object("pods", Some("default"), "new").is_none());
+    assert!(api.get_object("pods", Some("default"), "solo").is_some());
+    assert_eq!(api.evictions()[0].status, 201);
+}
