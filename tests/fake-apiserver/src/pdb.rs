@@ -28,18 +28,20 @@ pub fn pod_healthy(pod: &Value) -> bool {
 /// The PDBs in the pod's namespace whose selector selects it.
 pub fn selecting(st: &State, pod: &Value) -> Vec<Value> {
     let ns = namespace_of(pod);
-    st.list(pdbs(), Some(ns))
-        .into_iter()
+    st.iter(pdbs(), Some(ns))
         .filter(|pdb| selects(pdb, pod))
+        .cloned()
         .collect()
 }
 
+/// The PDB's selector (None selects nothing: a null or invalid selector).
+fn selector(pdb: &Value) -> Option<LabelSelector> {
+    let sel = pdb.pointer("/spec/selector").unwrap_or(&Value::Null);
+    LabelSelector::from_object(sel).ok().flatten()
+}
+
 fn selects(pdb: &Value, pod: &Value) -> bool {
-    let sel = pdb
-        .pointer("/spec/selector")
-        .cloned()
-        .unwrap_or(Value::Null);
-    matches!(LabelSelector::from_object(&sel), Ok(Some(s)) if s.matches_object(pod))
+    selector(pdb).is_some_and(|s| s.matches_object(pod))
 }
 
 /// Scales an int-or-percent against `total`, rounding up.
@@ -57,10 +59,10 @@ fn scaled(v: &Value, total: i64) -> Option<i64> {
 /// The status a PDB should have now.
 pub fn compute_status(st: &State, pdb: &Value) -> Value {
     let ns = namespace_of(pdb);
-    let selected: Vec<Value> = st
-        .list(pods(), Some(ns))
-        .into_iter()
-        .filter(|p| selects(pdb, p))
+    let sel = selector(pdb);
+    let selected: Vec<&Value> = st
+        .iter(pods(), Some(ns))
+        .filter(|p| sel.as_ref().is_some_and(|s| s.matches_object(p)))
         .collect();
     let expected = selected.len() as i64;
     let healthy = selected.iter().filter(|p| pod_healthy(p)).count() as i64;
@@ -120,8 +122,12 @@ pub fn compute_status(st: &State, pdb: &Value) -> Value {
     status
 }
 
-/// Recomputes every PDB's status; writes (one MODIFIED each) only those that changed.
+/// Recomputes every PDB's status when pods or budgets changed; writes (one MODIFIED each)
+/// only those that changed.
 pub fn recompute(st: &mut State) {
+    if !std::mem::take(&mut st.budgets_dirty) {
+        return;
+    }
     for pdb in st.list(pdbs(), None) {
         let status = compute_status(st, &pdb);
         if pdb.get("status") != Some(&status) {
