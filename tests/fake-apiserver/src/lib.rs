@@ -42,6 +42,7 @@ mod controller;
 mod discovery;
 mod eviction;
 mod faults;
+pub mod fixtures;
 mod http;
 mod kubeconfig;
 mod list_watch;
