@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{pdbs, pods};
+use crate::resources::{by_plural, pdbs, pods};
 use crate::selectors::LabelSelector;
 use crate::store::{State, name_of, namespace_of};
 
@@ -56,6 +56,57 @@ fn scaled(v: &Value, total: i64) -> Option<i64> {
     }
 }
 
+fn controller_of(obj: &Value) -> Option<(String, String)> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|r| {
+            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            (field("kind"), field("name"))
+        })
+}
+
+/// `spec.replicas` of a stored workload (default 1), following a ReplicaSet up to its
+/// Deployment.
+fn scale_of(st: &State, ns: &str, kind: &str, name: &str) -> Option<(String, i64)> {
+    let plural = match kind {
+        "ReplicaSet" => "replicasets",
+        "Deployment" => "deployments",
+        _ => return None,
+    };
+    let res = by_plural("apps", "v1", plural)?;
+    let obj = st.get(res, ns, name)?;
+    if kind == "ReplicaSet"
+        && let Some((owner_kind, owner_name)) = controller_of(obj)
+        && let Some(up) = scale_of(st, ns, &owner_kind, &owner_name)
+    {
+        return Some(up);
+    }
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    Some((format!("{kind}/{name}"), replicas))
+}
+
+/// Expected pods: the summed scale of the distinct stored controllers of the selected pods,
+/// plus one for each selected pod whose controller is not stored (or has no scale here).
+fn expected_from_controllers(st: &State, selected: &[&Value]) -> i64 {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut loose = 0;
+    for pod in selected {
+        let ns = namespace_of(pod);
+        match controller_of(pod).and_then(|(k, n)| scale_of(st, ns, &k, &n)) {
+            Some((key, replicas)) => {
+                seen.insert(key, replicas);
+            }
+            None => loose += 1,
+        }
+    }
+    seen.values().sum::<i64>() + loose
+}
+
 /// The status a PDB should have now.
 pub fn compute_status(st: &State, pdb: &Value) -> Value {
     let ns = namespace_of(pdb);
@@ -64,7 +115,16 @@ pub fn compute_status(st: &State, pdb: &Value) -> Value {
         .iter(pods(), Some(ns))
         .filter(|p| sel.as_ref().is_some_and(|s| s.matches_object(p)))
         .collect();
-    let expected = selected.len() as i64;
+    // An integer minAvailable counts the selected pods; percentages and maxUnavailable use
+    // the scale of the pods' controllers, as the disruption controller does.
+    let int_min = pdb
+        .pointer("/spec/minAvailable")
+        .is_some_and(Value::is_number);
+    let expected = if int_min {
+        selected.len() as i64
+    } else {
+        expected_from_controllers(st, &selected)
+    };
     let healthy = selected.iter().filter(|p| pod_healthy(p)).count() as i64;
     let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
         scaled(min, expected).unwrap_or(0)

@@ -103,7 +103,7 @@ pub struct State {
     pub to_replace: Vec<Value>,
     /// Pods or nodes changed since the scheduler last ran.
     pub scheduling_dirty: bool,
-    /// Pods or budgets changed since PDB statuses were last computed.
+    /// Pods, budgets or workloads changed since PDB statuses were last computed.
     pub budgets_dirty: bool,
     /// Pods to remove later: (key, uid, delay).
     pub deferred_removals: Vec<(Key, String, Duration)>,
@@ -192,7 +192,10 @@ impl State {
         if RESOURCES[res].group.is_empty() && matches!(plural, "pods" | "nodes") {
             self.scheduling_dirty = true;
         }
-        if plural == "pods" || plural == "poddisruptionbudgets" {
+        if matches!(
+            plural,
+            "pods" | "poddisruptionbudgets" | "replicasets" | "deployments"
+        ) {
             self.budgets_dirty = true;
         }
         self.history.push_back(StoredEvent {
