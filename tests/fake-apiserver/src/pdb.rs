@@ -1,8 +1,9 @@
 //! PodDisruptionBudget status, as the disruption controller maintains it: healthy pods are
 //! Running, Ready and not terminating; `minAvailable`/`maxUnavailable` (int or percent,
 //! rounded up) give `desiredHealthy`; `disruptionsAllowed = max(0, currentHealthy -
-//! desiredHealthy)`. `expectedPods` is the number of selected pods (the real controller asks
-//! the owning controller's scale; the fake counts the pods).
+//! desiredHealthy)`. `expectedPods` is the number of selected pods for an integer
+//! `minAvailable`, otherwise the scale of their controllers (`spec.replicas` of stored
+//! ReplicaSets/Deployments; pods without a stored controller count themselves).
 
 use serde_json::{Value, json};
 
