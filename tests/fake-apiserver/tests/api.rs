@@ -1597,3 +1597,74 @@ async fn percent_budgets_with_fixtures() {
     // Without the controller nothing replaces them.
     assert_eq!(api.list_objects("pods", Some("shop")).len(), 2);
 }
+
+#[tokio::test]
+async fn real_crd_and_typed_policy_round_trip() {
+    use fulcrum_policies::{InterferencePolicy, InterferencePolicyStatus};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use kube::CustomResourceExt;
+    use kube::runtime::{conditions, wait::await_condition};
+
+    let api = FakeApiServer::start();
+    let client = client(&api);
+    // The operator's CRD, applied server-side, becomes Established.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = InterferencePolicy::crd();
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply("fulcrum").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let established = tokio::time::timeout(
+        WAIT,
+        await_condition(crds.clone(), &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(established.is_some());
+
+    // A shipped example policy round-trips through the typed API.
+    let manifest = include_str!("../../../deploy/examples/online-vs-ai-evict.yaml");
+    let policy: InterferencePolicy = serde_yaml_ng::from_str(manifest).unwrap();
+    let policies: Api<InterferencePolicy> = Api::all(client.clone());
+    let created = policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    assert_eq!(created.spec, policy.spec);
+    let status = InterferencePolicyStatus {
+        observed_generation: created.metadata.generation,
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Valid".into(),
+            message: "policy is active".into(),
+            observed_generation: created.metadata.generation,
+            last_transition_time: Time(jiff::Timestamp::now()),
+        }],
+        detections: 3,
+        ..InterferencePolicyStatus::default()
+    };
+    let body = json!({
+        "apiVersion": "fulcrum.dev/v1alpha1",
+        "kind": "InterferencePolicy",
+        "status": status,
+    });
+    let applied = policies
+        .patch_status(
+            &created.metadata.name.clone().unwrap(),
+            &PatchParams::apply("fulcrum").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+    let got = applied.status.unwrap();
+    assert_eq!(got.detections, 3);
+    assert_eq!(got.conditions[0].reason, "Valid");
+    assert_eq!(applied.metadata.generation, created.metadata.generation);
+}
