@@ -13,11 +13,19 @@ impl Engine {
     }
     /// Removes a node and frees its state.
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(id) = self.cluster.remove_node(name)
-            && let Some(slot) = self.nodes.get_mut(id.index())
-        {
-            *slot = None;
+        if let Some(id) = self.cluster.remove_node(name) {
+            if let Some(slot) = self.nodes.get_mut(id.index()) {
+                *slot = None;
+            }
+            self.forget_queued(id);
         }
+    }
+    /// Drops the samples of `node` (and its pods) still in the reorder buffer or held.
+    fn forget_queued(&mut self, node: NodeId) {
+        let held = self.held.len();
+        self.held.retain(|p| p.node != node);
+        let dropped = self.buffer.forget_node(node) + (held - self.held.len());
+        self.stats.forgotten += dropped as u64;
     }
     /// Adds or updates a pod. A new UID under the same name starts fresh state.
     pub fn upsert_pod(&mut self, info: PodInfo) {
@@ -26,7 +34,7 @@ impl Engine {
             && let Some(slot) = self.pods.get_mut(id.index())
         {
             *slot = None;
-            self.buffer.forget_pod(id);
+            self.stats.forgotten += self.buffer.forget_pod(id) as u64;
         }
         self.refresh_pod(id);
     }
@@ -36,7 +44,7 @@ impl Engine {
             if let Some(slot) = self.pods.get_mut(id.index()) {
                 *slot = None;
             }
-            self.buffer.forget_pod(id);
+            self.stats.forgotten += self.buffer.forget_pod(id) as u64;
         }
     }
     /// Sets a namespace's labels (namespace selectors depend on them).
@@ -116,8 +124,9 @@ impl Engine {
                     ..PodState::default()
                 });
             }
-            self.buffer.forget_pod(pod);
         }
+        // Node-level samples and those of pods that left the node go too.
+        self.forget_queued(node);
         self.refresh_node(node);
     }
 }

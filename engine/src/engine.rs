@@ -35,6 +35,10 @@ pub struct Engine {
     pub(crate) buffer: ReorderBuffer,
     pub(crate) watermark: i64,
     pub(crate) max_ts: i64,
+    /// Samples too far ahead of the stream, waiting for confirmation (see [`crate::jump`]).
+    pub(crate) held: Vec<crate::reorder::Pending>,
+    /// Per node id: the newest time of a queued sample.
+    pub(crate) node_seen: Vec<i64>,
     pub(crate) last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
     pub(crate) group: Option<(i64, NodeId)>,
     pub(crate) next_episode: u64,
@@ -53,6 +57,7 @@ impl std::fmt::Debug for Engine {
             .field("pods", &self.cluster.pod_count())
             .field("watermark", &self.watermark)
             .field("buffered", &self.buffer.len())
+            .field("held", &self.held.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -76,6 +81,8 @@ impl Engine {
             buffer: ReorderBuffer::default(),
             watermark: i64::MIN,
             max_ts: i64::MIN,
+            held: Vec::new(),
+            node_seen: Vec::new(),
             last_key: None,
             group: None,
             next_episode: 1,

@@ -17,8 +17,9 @@ pub enum Offered {
     Queued,
     /// Older than the watermark: dropped.
     Late,
-    /// More than `max_forward_jump_ms` ahead of the newest sample so far: dropped.
-    TooFarAhead,
+    /// More than `max_forward_jump_ms` ahead of the newest queued sample (or the engine's
+    /// first sample): held until another sample confirms the jump (see [`crate::jump`]).
+    Held,
     /// The node is not in the cluster view: dropped.
     UnknownNode,
     /// The pod is not in the cluster view, is on another node, or has another UID: dropped.
@@ -76,30 +77,19 @@ impl Engine {
             self.stats.irrelevant += 1;
             return Offered::Irrelevant;
         }
-        if self.max_ts != i64::MIN
-            && sample.ts_ms
-                > self
-                    .max_ts
-                    .saturating_add(self.config.max_forward_jump_ms as i64)
-        {
-            self.stats.too_far_ahead += 1;
-            return Offered::TooFarAhead;
-        }
         let container = sample.container.as_deref().map_or(0, |c| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             c.hash(&mut h);
             h.finish() | 1
         });
-        self.max_ts = self.max_ts.max(sample.ts_ms);
-        self.buffer.push(Pending {
+        self.queue_or_hold(Pending {
             ts: sample.ts_ms,
             node,
             pod,
             container,
             seq: 0,
             values,
-        });
-        Offered::Queued
+        })
     }
     /// Advances the watermark to `max_ts - lateness` and processes what it passes.
     pub fn advance_auto(&mut self, out: &mut Vec<Event>) {
@@ -109,6 +99,7 @@ impl Engine {
     }
     /// Processes every buffered sample (end of a replay). Later samples will be late.
     pub fn flush(&mut self, out: &mut Vec<Event>) {
+        self.drop_held();
         if self.max_ts != i64::MIN {
             self.advance(self.max_ts, out);
         }

@@ -30,6 +30,7 @@ mod engine;
 mod evaluate;
 mod guards;
 mod ingest;
+pub mod jump;
 pub mod limits;
 mod placement;
 mod planner;
@@ -51,3 +52,5 @@ pub use stats::{EngineStats, PolicyStats};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_time;
