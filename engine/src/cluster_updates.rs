@@ -113,14 +113,18 @@ impl Engine {
             // action is kept so the cooldown still holds if the node comes back.
             *state = NodeState {
                 last_action: state.last_action,
+                last_dry_action: state.last_dry_action,
                 ..NodeState::default()
             };
         }
         for pod in self.cluster.node_pods(node).to_vec() {
             if let Some(slot) = self.pods.get_mut(pod.index()) {
-                let acted = slot.as_ref().is_some_and(|s| s.acted);
-                *slot = acted.then(|| PodState {
+                let (acted, dry_acted) = slot
+                    .as_ref()
+                    .map_or((false, false), |s| (s.acted, s.dry_acted));
+                *slot = (acted || dry_acted).then(|| PodState {
                     acted,
+                    dry_acted,
                     ..PodState::default()
                 });
             }

@@ -65,7 +65,8 @@ impl Engine {
             never("using emptyDir storage (see eviction.evictLocalStoragePods)")
         } else if info.terminating || !info.running {
             for_now("not running")
-        } else if state.acted || self.acted_targets.contains(&(policy.clone(), info.key())) {
+        } else if state.acted_for(spec.mode) || self.restored_acted(policy, &info.key(), spec.mode)
+        {
             // Not again; if interference persists, comparable contributors may be next.
             never("already acted on")
         } else if info

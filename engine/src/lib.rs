@@ -53,4 +53,6 @@ pub use stats::{EngineStats, PolicyStats};
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_modes;
+#[cfg(test)]
 mod tests_time;

@@ -3,8 +3,10 @@
 
 use fulcrum_policies::MetricId;
 use fulcrum_policies::compile::{CompiledTrigger, Condition};
+use fulcrum_policies::spec::Mode;
 use smallvec::SmallVec;
 
+use super::decision::Outcome;
 use super::series::{Baseline, Moments, Series};
 
 /// A trigger evaluated on one series (a victim pod's or a node's).
@@ -125,8 +127,11 @@ pub struct PodState {
     pub tracks: Tracks,
     /// Time of the last sample.
     pub last_ts: Option<i64>,
-    /// An action (executed or dry-run) was decided on this pod; it is not targeted again.
+    /// An executed action was decided on this pod; it is not targeted again.
     pub acted: bool,
+    /// A dry-run action was decided on this pod: DryRun policies do not target it again,
+    /// Enforce policies ignore it (a dry run consumes nothing Enforce needs).
+    pub dry_acted: bool,
 }
 
 impl PodState {
@@ -136,6 +141,19 @@ impl PodState {
             .iter()
             .find(|(m, _)| *m == metric)
             .map(|(_, s)| s)
+    }
+
+    /// Marks the pod as acted on by a decision with `outcome`.
+    pub fn mark_acted(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::DryRun => self.dry_acted = true,
+            _ => self.acted = true,
+        }
+    }
+
+    /// True when a policy in `mode` must not target the pod again.
+    pub fn acted_for(&self, mode: Mode) -> bool {
+        self.acted || (mode == Mode::DryRun && self.dry_acted)
     }
 
     /// True when the pod is a victim of any policy.
@@ -183,11 +201,31 @@ pub struct NodeState {
     pub episodes: SmallVec<[Episode; 1]>,
     /// Time of the last sample about the node or one of its pods.
     pub last_ts: Option<i64>,
-    /// Time of the last action on one of its pods.
+    /// Time of the last executed action on one of its pods.
     pub last_action: Option<i64>,
+    /// Time of the last dry-run action on one of its pods (cooldown of DryRun policies).
+    pub last_dry_action: Option<i64>,
 }
 
 impl NodeState {
+    /// The last action that starts the cooldown of a policy in `mode`: executed actions for
+    /// Enforce, executed or dry-run actions for DryRun.
+    pub fn last_action_for(&self, mode: Mode) -> Option<i64> {
+        match mode {
+            Mode::Enforce => self.last_action,
+            Mode::DryRun => self.last_action.max(self.last_dry_action),
+        }
+    }
+
+    /// Starts the cooldown after an action decided at `at` with `outcome`.
+    pub fn note_action(&mut self, at: i64, outcome: Outcome) {
+        let slot = match outcome {
+            Outcome::DryRun => &mut self.last_dry_action,
+            _ => &mut self.last_action,
+        };
+        *slot = Some(slot.map_or(at, |t| t.max(at)));
+    }
+
     /// The series for `metric`, if it has data.
     pub fn series(&self, metric: MetricId) -> Option<&Series> {
         self.series

@@ -15,8 +15,8 @@ use super::decision::{Decision, Event, Outcome};
 use super::{Engine, EngineConfig, Offered};
 use crate::sample::{Metric, PodRef, Sample};
 
-const T0: i64 = 1_764_151_200_000;
-const S: i64 = 1_000;
+pub(super) const T0: i64 = 1_764_151_200_000;
+pub(super) const S: i64 = 1_000;
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -61,7 +61,7 @@ fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
 }
 
 /// A policy protecting `class: online` from `class: batch` (Migrate) and `class: ai` (Evict).
-fn policy(extra: &str) -> InterferencePolicy {
+pub(super) fn policy(extra: &str) -> InterferencePolicy {
     let text = format!(
         r#"
 apiVersion: fulcrum.dev/v1alpha1
@@ -84,7 +84,7 @@ spec:
     fulcrum_policies::document::check_document(&value).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn with_spec(
+pub(super) fn with_spec(
     mut p: InterferencePolicy,
     f: impl FnOnce(&mut fulcrum_policies::InterferencePolicySpec),
 ) -> InterferencePolicy {
@@ -92,7 +92,7 @@ fn with_spec(
     p
 }
 
-fn sample<'a>(
+pub(super) fn sample<'a>(
     ts: i64,
     node: &'a str,
     pod: Option<(&'a str, &'a str)>,
@@ -126,15 +126,15 @@ fn noise(i: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-struct World {
-    engine: Engine,
-    events: Vec<Event>,
+pub(super) struct World {
+    pub(super) engine: Engine,
+    pub(super) events: Vec<Event>,
 }
 
 impl World {
     /// Node n1 with victim shop/web, antagonist spark/hog, decoy spark/busy, AI ai/train;
     /// node n2 empty (a migration destination).
-    fn new(policies: &[InterferencePolicy]) -> Self {
+    pub(super) fn new(policies: &[InterferencePolicy]) -> Self {
         let mut engine = Engine::new(EngineConfig::default());
         engine.upsert_node(node("n1"));
         engine.upsert_node(node("n2"));
@@ -150,13 +150,13 @@ impl World {
         }
     }
 
-    fn offer(&mut self, s: &Sample<'_>) -> Offered {
+    pub(super) fn offer(&mut self, s: &Sample<'_>) -> Offered {
         self.engine.offer(s)
     }
 
     /// One 10 s tick: the hog's memory bandwidth follows `hog`, the victim's latency
     /// follows the hog, the decoy is busy but flat-ish and uncorrelated, and n2 reports.
-    fn tick(&mut self, i: i64, hog: f64) {
+    pub(super) fn tick(&mut self, i: i64, hog: f64) {
         let ts = T0 + i * 10 * S;
         let wobble = noise(i as u64);
         let latency = 40.0 + 30.0 * hog;
@@ -194,7 +194,7 @@ impl World {
     }
 
     /// Quiet for `quiet` ticks, then the hog oscillates strongly for `busy` ticks.
-    fn run(&mut self, quiet: i64, busy: i64) {
+    pub(super) fn run(&mut self, quiet: i64, busy: i64) {
         for i in 0..quiet {
             self.tick(i, 1.0 + ((i % 3) as f64) * 0.1);
         }
@@ -205,7 +205,7 @@ impl World {
         self.engine.flush(&mut self.events);
     }
 
-    fn decisions(&self) -> Vec<&Decision> {
+    pub(super) fn decisions(&self) -> Vec<&Decision> {
         self.events
             .iter()
             .filter_map(|e| match e {
