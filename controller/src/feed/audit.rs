@@ -172,6 +172,9 @@ pub fn restore_actions(
     Ok(restored)
 }
 
+/// Per partition still to read: (next offset, end offset).
+type Ranges = BTreeMap<i32, (i64, i64)>;
+
 /// Assigns every partition of `topic` from its first offset produced at or after
 /// `since_ms`. Returns, per partition still to read, (next offset, end offset), or `None`
 /// when the topic does not exist.
@@ -180,7 +183,7 @@ fn seek_since(
     topic: &str,
     since_ms: i64,
     timeout: Duration,
-) -> Result<Option<BTreeMap<i32, (i64, i64)>>, KafkaError> {
+) -> Result<Option<Ranges>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let Some(meta) = metadata.topics().first() else {
         return Ok(None);
