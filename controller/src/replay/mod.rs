@@ -96,7 +96,6 @@ pub fn replay_lines(
         }
     });
     let (out, errors) = replay_numbered(engine, &mut numbered, now_ms)?;
-    drop(numbered);
     Ok((out, errors, lines))
 }
 
