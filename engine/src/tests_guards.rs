@@ -146,7 +146,11 @@ fn policy_edits_on_a_running_engine_take_effect_and_keep_the_ledger() {
     // edits); a renamed policy starts from an empty one.
     let ledger = |w: &World| w.engine.policies[0].ledger.records().count();
     let eager = with_spec(policy(""), |s| s.limits.cooldown = "0s".into());
-    assert!(w.engine.set_policies(std::slice::from_ref(&eager)).is_empty());
+    assert!(
+        w.engine
+            .set_policies(std::slice::from_ref(&eager))
+            .is_empty()
+    );
     assert_eq!(ledger(&w), 1);
     let mut renamed = eager;
     renamed.metadata.name = Some("renamed".into());
