@@ -4,13 +4,15 @@
 //! [`crate::restore`] (actions taken before it started), [`crate::evaluate`] and
 //! [`crate::planner`] (detection and decisions).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use fulcrum_policies::{CompiledPolicy, MetricRegistry};
 
 use crate::cluster::{ClusterIndex, NodeId, PodId};
 use crate::config::EngineConfig;
+use crate::explain::Streak;
 use crate::limits::Ledger;
+use crate::onset::OnsetStep;
 use crate::reorder::ReorderBuffer;
 use crate::state::{NodeState, PodState};
 use crate::stats::{EngineStats, PolicyStats};
@@ -43,6 +45,24 @@ pub struct Engine {
     /// Decisions about evidence older than this are blocked (a feed catching up).
     pub(crate) horizon: i64,
     pub(crate) stats: EngineStats,
+    /// Per episode: the main explanation over its recent evaluations.
+    pub(crate) streaks: HashMap<u64, Streak>,
+    /// Per episode: the steps at the onset first found (steady hogs).
+    pub(crate) onset_memo: HashMap<u64, Vec<OnsetStep>>,
+    /// Migrations decided: workload → (when, source node, predicted destination).
+    pub(crate) migrations: HashMap<String, Migration>,
+    /// Disruptions decided per PodDisruptionBudget `(namespace, name)` since its status
+    /// was last updated: one budget is not spent twice before the cluster view catches up.
+    pub(crate) pdb_spent: HashMap<(String, String), i32>,
+}
+
+/// A migration the engine decided.
+#[derive(Clone, Debug)]
+pub(crate) struct Migration {
+    pub(crate) at: i64,
+    pub(crate) source: NodeId,
+    pub(crate) destination: Option<NodeId>,
+    pub(crate) requests: crate::cluster::Resources,
 }
 
 impl std::fmt::Debug for Engine {
@@ -82,6 +102,10 @@ impl Engine {
             acted_targets: HashSet::new(),
             horizon: i64::MIN,
             stats: EngineStats::default(),
+            streaks: HashMap::new(),
+            onset_memo: HashMap::new(),
+            migrations: HashMap::new(),
+            pdb_spent: HashMap::new(),
         }
     }
     /// The compiled policies, in evaluation order (priority, then name).

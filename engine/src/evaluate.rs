@@ -145,6 +145,8 @@ impl Engine {
             return;
         }
         let episode = state.episodes.remove(i);
+        self.streaks.remove(&episode.id);
+        self.onset_memo.remove(&episode.id);
         self.stats.recoveries += 1;
         out.push(Event::Recovered {
             at: t,

@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod align;
 mod attribution;
 pub mod cluster;
 mod cluster_updates;
@@ -28,9 +29,11 @@ pub mod config;
 pub mod decision;
 mod engine;
 mod evaluate;
+mod explain;
 mod guards;
 mod ingest;
 pub mod limits;
+mod onset;
 mod placement;
 mod planner;
 mod policy_set;
@@ -38,6 +41,7 @@ mod reorder;
 mod restore;
 pub mod sample;
 pub mod series;
+mod significance;
 mod state;
 mod stats;
 

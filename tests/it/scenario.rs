@@ -272,6 +272,12 @@ fn a_memory_bandwidth_antagonist_among_busy_decoys_is_found() {
     assert_eq!(first.outcome, Outcome::Executed);
     assert!(first.destination.as_deref().is_some_and(|n| n != "node-0"));
     assert!(first.at >= T0 + 60 * 10_000, "no action before the onset");
+    // Caution costs no speed: found within sustainedFor (30 s) plus one sample period.
+    assert!(
+        first.at <= T0 + 60 * 10_000 + 30_000 + 10_000,
+        "{}",
+        first.at - T0 - 600_000
+    );
     // Busy decoys on the same node were considered and not blamed.
     let decoy = first
         .explanation
@@ -311,10 +317,18 @@ fn a_protected_antagonist_is_never_touched() {
     let mut scenario = Scenario::new(4, Some(60));
     scenario.antagonist_protected = true;
     let report = replay(&scenario, "Enforce", "protected");
+    let d = decisions(&report);
+    // The antagonist explains the degradation and is protected: one Blocked decision says
+    // so, and no busy decoy is acted on in its place.
+    assert!(d.iter().all(|d| d.outcome == Outcome::Blocked), "{d:#?}");
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].target, "spark/sort-exec-0");
     assert!(
-        decisions(&report)
-            .iter()
-            .all(|d| d.target != "spark/sort-exec-0")
+        d[0].reason.contains("explains")
+            && d[0].reason.contains("annotated fulcrum.dev/protect")
+            && d[0].reason.contains("no other pod explains it"),
+        "{}",
+        d[0].reason
     );
 }
 
