@@ -6,8 +6,10 @@
 //!
 //! - `Correlation`: for each attribution metric, the victim's signal (the trigger's
 //!   metric) and the pod's usage are aligned on a common grid (see [`crate::align`]) and
-//!   correlated. A metric *counts* when the pod's usage varies, holds a meaningful share of
-//!   the node's usage (additive metrics only), reaches `minCorrelation`, has enough points,
+//!   correlated. A metric *counts* when it is additive (a ratio such as `llc_miss_rate` or
+//!   `cpi` rises on every pod of a contended node: it is shown, never evidence), the pod's
+//!   usage varies, holds a meaningful share of the node's usage, reaches `minCorrelation`,
+//!   has enough points,
 //!   and is significant: its one-sided p-value over the effective number of points (lag-1
 //!   autocorrelation discounted) is below the level of [`Attribution::level`], which
 //!   corrects for the pods × metrics tested and spends the false-blame rate over the
@@ -137,7 +139,7 @@ impl Engine {
                         .is_none()
                         .then(|| Exclusion::never("not a candidate of this policy"))
                 });
-                let mut s = self.score_pod(inputs, pod, state, &totals, level, pods.len());
+                let mut s = self.score_pod(inputs, pod, state, &totals, level);
                 s.class = class;
                 s.excluded = excluded;
                 if let Some(step) = steps.iter().find(|s| s.pod == pod) {
@@ -186,7 +188,6 @@ impl Engine {
         state: &PodState,
         totals: &[f64],
         level: f64,
-        explainers: usize,
     ) -> Scored {
         let spec = &self.policies[inputs.p as usize].policy.spec;
         let mut metrics = Vec::with_capacity(spec.attribution.metrics.len());
@@ -199,7 +200,12 @@ impl Engine {
                 (AttributionMethod::Usage, _) => shares.extend(share),
                 (AttributionMethod::Correlation, Some(r)) if evidence.ignored.is_none() => {
                     let p = evidence.p_value.unwrap_or(1.0);
-                    if r < min_r {
+                    if share.is_none() {
+                        evidence.ignored = Some(
+                            "a ratio: every pod's symptoms move with contention; shown, not evidence of cause"
+                                .into(),
+                        );
+                    } else if r < min_r {
                         evidence.ignored =
                             Some(format!("r = {r:.2} is below minCorrelation {min_r:.2}"));
                     } else if p > level {
@@ -209,8 +215,7 @@ impl Engine {
                         ));
                     } else {
                         evidence.significant = true;
-                        // A ratio has no share of the node: an equal share stands in.
-                        let weight = r * share.unwrap_or(1.0 / explainers.max(1) as f64);
+                        let weight = r * share.unwrap_or(0.0);
                         score = Some(score.map_or(weight, |s: f64| s.max(weight)));
                         if best.is_none_or(|(_, b)| r > b) {
                             best = Some((m, r));

@@ -3,7 +3,8 @@
 //!
 //! The onset is when the firing trigger's condition started to hold (`since`). For each
 //! additive attribution metric, each pod's bucket values in the window before the onset
-//! are compared with its values since the onset (a pod created after the start of the
+//! (leaving out its last quarter, where an antagonist ramps up before the victim's
+//! condition holds) are compared with its values since the onset (a pod created after the start of the
 //! before-window and without samples there counts as zero before). A pod *counts* when
 //! (1) the victim's signal itself stepped up by at least `onset_sigma` (so a degradation
 //! that was there before the window, or a victim's own slow drift, is not pinned on a
@@ -83,11 +84,15 @@ impl Engine {
         let Inputs { p, t, since, .. } = inputs;
         let window = self.policies[p as usize].policy.spec.attribution.window_ms;
         let after_ms = (t - since).max(0) as u64;
+        // An antagonist ramps up before the victim's condition holds: the last quarter
+        // window before the onset is left out of the comparison.
+        let before_end = since - (window / 4) as i64;
+        let before_ms = window - window / 4;
         let sigma = self.config.onset_sigma;
         // The degradation itself must have begun at the onset.
         let victim_step = inputs
             .signal
-            .and_then(|s| step(&values(s, since, window), &values(s, t, after_ms)));
+            .and_then(|s| step(&values(s, before_end, before_ms), &values(s, t, after_ms)));
         if after_ms == 0 || victim_step.is_none_or(|s| s.z < sigma) {
             return Vec::new();
         }
@@ -100,7 +105,7 @@ impl Engine {
                 .iter()
                 .filter_map(|&pod| {
                     let series = self.pods.get(pod.index())?.as_ref()?.series(m)?;
-                    let mut before = values(series, since, window);
+                    let mut before = values(series, before_end, before_ms);
                     let created = self.cluster.pod_info(pod)?.created_ms;
                     if before.len() < 3 && created.is_some_and(|c| c > since - window as i64) {
                         before = vec![0.0; 3];
