@@ -74,7 +74,6 @@ pub(crate) struct Inputs<'a> {
     pub(crate) since: i64,
     pub(crate) victim: Option<PodId>,
     pub(crate) signal: Option<&'a Series>,
-    pub(crate) episode: u64,
 }
 
 /// True for metrics whose values are ratios or utilisations, not additive usage: their

@@ -54,7 +54,7 @@ impl Default for EngineConfig {
             min_usage_variation: 0.05,
             min_usage_share: 0.1,
             false_blame_rate: 0.002,
-            onset_sigma: 4.0,
+            onset_sigma: 6.0,
             onset_dominance: 0.5,
             stable_evaluations: 2,
             storm_fraction: 0.3,

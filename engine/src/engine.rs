@@ -45,10 +45,11 @@ pub struct Engine {
     /// Decisions about evidence older than this are blocked (a feed catching up).
     pub(crate) horizon: i64,
     pub(crate) stats: EngineStats,
-    /// Per episode: the main explanation over its recent evaluations.
-    pub(crate) streaks: HashMap<u64, Streak>,
-    /// Per episode: the steps at the onset first found (steady hogs).
-    pub(crate) onset_memo: HashMap<u64, Vec<OnsetStep>>,
+    /// Per policy and node: the main explanation over the recent evaluations of the
+    /// current run of a trigger condition (its run-up included).
+    pub(crate) streaks: HashMap<(u16, NodeId), Streak>,
+    /// Per policy, node and onset: the steps found at the onset (steady hogs).
+    pub(crate) onset_memo: HashMap<(u16, NodeId, i64), Vec<OnsetStep>>,
     /// Migrations decided: workload → (when, source node, predicted destination).
     pub(crate) migrations: HashMap<String, Migration>,
     /// Disruptions decided per PodDisruptionBudget `(namespace, name)` since its status

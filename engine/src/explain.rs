@@ -4,8 +4,8 @@
 //! episode in which nobody is blamed is reported once, with why.
 
 use crate::align::aligned;
-use crate::attribution::{Attribution, Scored};
-use crate::cluster::PodId;
+use crate::attribution::{Attribution, Inputs, Scored};
+use crate::cluster::{NodeId, PodId};
 use crate::decision::{Event, Explanation, Unexplained};
 use crate::engine::Engine;
 use crate::evaluate::Firing;
@@ -17,6 +17,8 @@ use crate::significance::{p_positive, partial, pearson};
 pub(crate) struct Streak {
     /// The main explanation (`None`: nobody).
     pub(crate) pod: Option<PodId>,
+    /// The onset of the trigger condition's run these evaluations belong to.
+    pub(crate) since: i64,
     /// Evaluations in a row that named it, counted at most once per bucket.
     pub(crate) count: u32,
     /// Time of the last counted evaluation.
@@ -24,15 +26,23 @@ pub(crate) struct Streak {
 }
 
 impl Engine {
-    /// Records that `pod` (or nobody) is the main explanation of `episode` at `t`; true
-    /// once the same answer has held for `stable_evaluations` evaluations at least one
-    /// bucket apart.
-    pub(crate) fn stable(&mut self, episode: u64, pod: Option<PodId>, t: i64) -> bool {
+    /// Records that `pod` (or nobody) is the main explanation for policy and node `key`
+    /// at `t`, in the run of a trigger condition that began at `since`; true once the same
+    /// answer has held for `stable_evaluations` evaluations at least one bucket apart
+    /// (the run-up before `sustainedFor` included).
+    pub(crate) fn stable(
+        &mut self,
+        key: (u16, NodeId),
+        since: i64,
+        pod: Option<PodId>,
+        t: i64,
+    ) -> bool {
         let width = self.config.bucket_ms as i64;
-        let streak = self.streaks.entry(episode).or_default();
-        if streak.count == 0 || streak.pod != pod {
+        let streak = self.streaks.entry(key).or_default();
+        if streak.count == 0 || streak.pod != pod || streak.since != since {
             *streak = Streak {
                 pod,
+                since,
                 count: 1,
                 last: t,
             };
@@ -41,6 +51,22 @@ impl Engine {
             streak.last = t;
         }
         streak.count >= self.config.stable_evaluations.max(1)
+    }
+
+    /// Attribution during the run-up of a trigger condition (held, not yet sustained):
+    /// only the stability of the main explanation is recorded; nothing is decided.
+    pub(crate) fn observe(&mut self, p: u16, node: NodeId, t: i64, pending: &Firing) {
+        let signal = self.trigger_signal(p, node, pending).cloned();
+        let attribution = self.attribute(Inputs {
+            p,
+            node,
+            t,
+            since: pending.since,
+            victim: pending.victim,
+            signal: signal.as_ref(),
+        });
+        let main = attribution.scored.first().filter(|s| s.qualifies);
+        self.stable((p, node), pending.since, main.map(|m| m.pod), t);
     }
 
     /// The correlation of `q` with the signal after accounting for `main`, when it is
@@ -210,7 +236,7 @@ impl Engine {
 /// Who an unexplained report is about.
 pub(crate) struct UnexplainedHead<'a> {
     pub(crate) p: u16,
-    pub(crate) node: crate::cluster::NodeId,
+    pub(crate) node: NodeId,
     pub(crate) t: i64,
     pub(crate) episode: u64,
     pub(crate) firing: &'a Firing,

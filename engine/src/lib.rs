@@ -55,3 +55,5 @@ pub use stats::{EngineStats, PolicyStats};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_attribution;

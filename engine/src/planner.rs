@@ -38,7 +38,6 @@ impl Engine {
             since: firing.since,
             victim: firing.victim,
             signal: signal.as_ref(),
-            episode,
         });
         let explanation = self.explanation(p, firing, t, episode, &attribution);
         let ctx = Context {
@@ -55,7 +54,7 @@ impl Engine {
         // The main explanation: the best-scoring pod that explains the degradation
         // significantly, candidate or not. It must hold across evaluations.
         let main = attribution.scored.first().filter(|s| s.qualifies);
-        let stable = self.stable(episode, main.map(|m| m.pod), t);
+        let stable = self.stable((p, node), firing.since, main.map(|m| m.pod), t);
         let Some(main) = main else {
             self.stats.unattributed += 1;
             if stable {
@@ -179,7 +178,7 @@ impl Engine {
 
     /// The series whose trigger fired: the victim's for a victim-scope trigger, the
     /// node's otherwise.
-    fn trigger_signal(&self, p: u16, node: NodeId, firing: &Firing) -> Option<&Series> {
+    pub(crate) fn trigger_signal(&self, p: u16, node: NodeId, firing: &Firing) -> Option<&Series> {
         let trigger = &self.policies[p as usize].policy.spec.triggers[firing.trigger as usize];
         match (trigger.scope, firing.victim) {
             (TriggerScope::Victim, Some(v)) => self

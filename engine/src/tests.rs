@@ -15,17 +15,17 @@ use super::decision::{Decision, Event, Outcome};
 use super::{Engine, EngineConfig, Offered};
 use crate::sample::{Metric, PodRef, Sample};
 
-const T0: i64 = 1_764_151_200_000;
-const S: i64 = 1_000;
+pub(crate) const T0: i64 = 1_764_151_200_000;
+pub(crate) const S: i64 = 1_000;
 
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn node(name: &str) -> NodeInfo {
+pub(crate) fn node(name: &str) -> NodeInfo {
     NodeInfo {
         name: name.into(),
         labels: labels(&[("pool", "colocated")]),
@@ -38,7 +38,7 @@ fn node(name: &str) -> NodeInfo {
     }
 }
 
-fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
+pub(crate) fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
     PodInfo {
         namespace: ns.into(),
         name: name.into(),
@@ -61,7 +61,7 @@ fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
 }
 
 /// A policy protecting `class: online` from `class: batch` (Migrate) and `class: ai` (Evict).
-fn policy(extra: &str) -> InterferencePolicy {
+pub(crate) fn policy(extra: &str) -> InterferencePolicy {
     let text = format!(
         r#"
 apiVersion: fulcrum.dev/v1alpha1
@@ -84,7 +84,7 @@ spec:
     fulcrum_policies::document::check_document(&value).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn with_spec(
+pub(crate) fn with_spec(
     mut p: InterferencePolicy,
     f: impl FnOnce(&mut fulcrum_policies::InterferencePolicySpec),
 ) -> InterferencePolicy {
@@ -92,7 +92,7 @@ fn with_spec(
     p
 }
 
-fn sample<'a>(
+pub(crate) fn sample<'a>(
     ts: i64,
     node: &'a str,
     pod: Option<(&'a str, &'a str)>,
@@ -118,7 +118,7 @@ fn sample<'a>(
 }
 
 /// Deterministic noise in [0, 1), independent of any pattern in `i`.
-fn noise(i: u64) -> f64 {
+pub(crate) fn noise(i: u64) -> f64 {
     let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     x ^= x >> 31;
     x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
