@@ -1,8 +1,8 @@
 //! Attribution: which co-located pod explains the victim's degradation.
 //!
 //! Every pod on the node is scored, candidate or not, actionable or not (only the victims
-//! of the policy itself and pods already acted on, whose departure is awaited, are left
-//! out); whether the best explanation may be acted on is asked afterwards, by the planner.
+//! of the policy itself are left out: they suffer the same contention); whether the best
+//! explanation may be acted on is asked afterwards, by the planner.
 //!
 //! - `Correlation`: for each attribution metric, the victim's signal (the trigger's
 //!   metric) and the pod's usage are aligned on a common grid (see [`crate::align`]) and
@@ -88,24 +88,19 @@ pub(crate) fn is_ratio(name: &str) -> bool {
 
 impl Engine {
     /// The pods that may explain a degradation on `node` for policy `p`: every pod on the
-    /// node except the victim, the policy's own victims and pods already acted on.
+    /// node except the victim and the policy's own victims. A pod already acted on stays
+    /// while its samples say it is there: what it causes is not pinned on another pod.
     fn explainers(&self, p: u16, node: NodeId, victim: Option<PodId>) -> Vec<PodId> {
-        let policy = &self.policies[p as usize].policy.name;
         self.cluster
             .node_pods(node)
             .iter()
             .copied()
             .filter(|&pod| Some(pod) != victim)
             .filter(|pod| {
-                let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
-                    return false;
-                };
-                let acted = state.acted
-                    || self
-                        .cluster
-                        .pod_info(*pod)
-                        .is_some_and(|i| self.acted_targets.contains(&(policy.clone(), i.key())));
-                state.role(p) != Some(Role::Victim) && !acted
+                self.pods
+                    .get(pod.index())
+                    .and_then(Option::as_ref)
+                    .is_some_and(|state| state.role(p) != Some(Role::Victim))
             })
             .collect()
     }
@@ -141,7 +136,11 @@ impl Engine {
                 let mut s = self.score_pod(inputs, pod, state, &totals, level);
                 s.class = class;
                 s.excluded = excluded;
-                if let Some(step) = steps.iter().find(|s| s.pod == pod) {
+                // A step at the onset counts while the pod is still there (fresh samples).
+                let present = state
+                    .last_ts
+                    .is_some_and(|l| t - l <= self.config.stale_after_ms as i64);
+                if let Some(step) = steps.iter().find(|s| s.pod == pod).filter(|_| present) {
                     step.apply(&mut s, self.registry.name(step.metric));
                 }
                 Some(s)

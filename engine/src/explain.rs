@@ -135,6 +135,11 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let (cause, reason) = self.why_nobody(attribution, head.min_points);
+        // Too few points at the start of a run is transient: said only once a whole
+        // window has gone by.
+        if cause == "too-few-points" && !head.window_passed {
+            return;
+        }
         let Some(episode) = self.nodes[head.node.index()]
             .as_mut()
             .and_then(|n| n.episodes.iter_mut().find(|e| e.id == head.episode))
@@ -241,4 +246,6 @@ pub(crate) struct UnexplainedHead<'a> {
     pub(crate) episode: u64,
     pub(crate) firing: &'a Firing,
     pub(crate) min_points: usize,
+    /// A whole attribution window has passed since the onset.
+    pub(crate) window_passed: bool,
 }

@@ -65,6 +65,8 @@ impl Engine {
                     episode,
                     firing,
                     min_points: self.config.min_correlation_points,
+                    window_passed: t - firing.since
+                        >= self.policies[p as usize].policy.spec.attribution.window_ms as i64,
                 };
                 self.unexplained(head, &attribution, &explanation, out);
             }

@@ -542,18 +542,28 @@ fn cooldown_and_node_limit_hold_between_actions() {
             Some(("shop", "web")),
             &[("latency_p99_ms", 40.0 + 30.0 * hog)],
         ));
-        w.offer(&sample(
-            ts,
-            "n1",
-            Some(("spark", "hog")),
-            &[("mem_bw", hog)],
-        ));
-        w.offer(&sample(
-            ts,
-            "n1",
-            Some(("spark", "hog2")),
-            &[("mem_bw", hog * 0.9)],
-        ));
+        // Once migrated, a hog has left n1 and reports no more from it.
+        let migrated = |w: &World, target: &str| {
+            w.decisions()
+                .iter()
+                .any(|d| d.target == target && d.outcome == Outcome::Executed)
+        };
+        if !migrated(&w, "spark/hog") {
+            w.offer(&sample(
+                ts,
+                "n1",
+                Some(("spark", "hog")),
+                &[("mem_bw", hog)],
+            ));
+        }
+        if !migrated(&w, "spark/hog2") {
+            w.offer(&sample(
+                ts,
+                "n1",
+                Some(("spark", "hog2")),
+                &[("mem_bw", hog * 0.9)],
+            ));
+        }
         w.offer(&sample(ts, "n2", None, &[("mem_bw", 1.0)]));
         w.offer(&sample(ts, "n2", Some(("infra", "agent")), &[("cpu", 0.1)]));
         w.engine.advance_auto(&mut w.events);
