@@ -29,7 +29,8 @@ impl Engine {
     /// Records that `pod` (or nobody) is the main explanation for policy and node `key`
     /// at `t`, in the run of a trigger condition that began at `since`; true once the same
     /// answer has held for `stable_evaluations` evaluations at least one bucket apart
-    /// (the run-up before `sustainedFor` included).
+    /// (the run-up before `sustainedFor` included, and overlapping runs of several
+    /// victims' conditions together).
     pub(crate) fn stable(
         &mut self,
         key: (u16, NodeId),
@@ -39,7 +40,10 @@ impl Engine {
     ) -> bool {
         let width = self.config.bucket_ms as i64;
         let streak = self.streaks.entry(key).or_default();
-        if streak.count == 0 || streak.pod != pod || streak.since != since {
+        // A new run of the condition after a pause starts over; another victim's run
+        // overlapping this one (several victims on the node) does not.
+        let paused = t - streak.last > self.config.stale_after_ms as i64;
+        if streak.count == 0 || streak.pod != pod || (streak.since != since && paused) {
             *streak = Streak {
                 pod,
                 since,
