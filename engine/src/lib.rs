@@ -57,3 +57,5 @@ pub use stats::{EngineStats, PolicyStats};
 mod tests;
 #[cfg(test)]
 mod tests_attribution;
+#[cfg(test)]
+mod tests_placement;
