@@ -53,7 +53,8 @@ pub struct Explanation {
     pub evidence: Evidence,
     /// Attribution method used.
     pub method: String,
-    /// Every candidate considered, best first within policy order.
+    /// Every co-located pod scored (candidate or not; the policy's own victims are left
+    /// out), the main explanation first.
     pub scores: Vec<CandidateScore>,
     /// The limits and guards checked, and which one allowed or blocked the action.
     pub guard: String,
@@ -110,12 +111,12 @@ pub struct BaselineEvidence {
     pub samples: u64,
 }
 
-/// How one candidate scored.
+/// How one co-located pod scored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     /// `namespace/name`.
     pub pod: String,
-    /// The candidate class it matched.
+    /// The candidate class it matched (empty when it is not a candidate).
     pub class: String,
     /// The score used for ranking (correlation, or usage share), when it has one.
     pub score: Option<f64>,
