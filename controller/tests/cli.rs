@@ -83,25 +83,28 @@ fn check_policy_exit_codes() {
 }
 
 /// Writes a small recorded world: node a with a victim and an antagonist whose memory
-/// bandwidth drives the victim's latency from tick 20 on; node b idle.
+/// bandwidth drives the victim's latency from tick 20 on; node b idle but reporting through
+/// its agent (a node never heard from is never a Migrate destination).
 fn write_replay_inputs(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let pod = |name: &str, class: &str| {
+    let pod_on = |name: &str, class: &str, node: &str| {
         format!(
-            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"ns","uid":"u-{name}","labels":{{"class":"{class}"}},"ownerReferences":[{{"apiVersion":"apps/v1","kind":"StatefulSet","name":"{name}","uid":"s","controller":true}}]}},"spec":{{"nodeName":"a","containers":[{{"name":"c"}}]}},"status":{{"phase":"Running"}}}}"#
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","namespace":"ns","uid":"u-{name}","labels":{{"class":"{class}"}},"ownerReferences":[{{"apiVersion":"apps/v1","kind":"StatefulSet","name":"{name}","uid":"s","controller":true}}]}},"spec":{{"nodeName":"{node}","containers":[{{"name":"c"}}]}},"status":{{"phase":"Running"}}}}"#
         )
     };
+    let pod = |name: &str, class: &str| pod_on(name, class, "a");
     let node = |name: &str| {
         format!(
             r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}"}},"status":{{"allocatable":{{"cpu":"8","memory":"16Gi"}}}}}}"#
         )
     };
     let cluster = format!(
-        r#"{{"apiVersion":"v1","kind":"List","items":[{},{},{},{}]}}"#,
+        r#"{{"apiVersion":"v1","kind":"List","items":[{},{},{},{},{}]}}"#,
         node("a"),
         node("b"),
         pod("web", "online"),
-        pod("hog", "batch")
+        pod("hog", "batch"),
+        pod_on("agent", "infra", "b")
     );
     std::fs::write(dir.join("cluster.json"), cluster).unwrap();
     std::fs::write(
@@ -114,7 +117,7 @@ fn write_replay_inputs(dir: &std::path::Path) {
         let ts = 1_764_151_200_000 + i * 10_000;
         let hog = if i < 20 { 1.0 } else { 4.0 + (i % 5) as f64 };
         events.push_str(&format!(
-            "{{\"schema\":\"fulcrum.metrics/v1\",\"samples\":[{{\"ts\":{ts},\"node\":\"a\",\"pod\":{{\"namespace\":\"ns\",\"name\":\"web\"}},\"metrics\":{{\"latency_p99_ms\":{}}}}},{{\"ts\":{ts},\"node\":\"a\",\"pod\":{{\"namespace\":\"ns\",\"name\":\"hog\"}},\"metrics\":{{\"mem_bw\":{hog}}}}}]}}\n",
+            "{{\"schema\":\"fulcrum.metrics/v1\",\"samples\":[{{\"ts\":{ts},\"node\":\"a\",\"pod\":{{\"namespace\":\"ns\",\"name\":\"web\"}},\"metrics\":{{\"latency_p99_ms\":{}}}}},{{\"ts\":{ts},\"node\":\"a\",\"pod\":{{\"namespace\":\"ns\",\"name\":\"hog\"}},\"metrics\":{{\"mem_bw\":{hog}}}}},{{\"ts\":{ts},\"node\":\"b\",\"pod\":{{\"namespace\":\"ns\",\"name\":\"agent\"}},\"metrics\":{{\"mem_bw\":0.1}}}}]}}\n",
             30.0 * hog
         ));
         if i == 5 {

@@ -1,92 +1,165 @@
-//! Attribution: which candidate on the node causes the interference.
+//! Attribution: which co-located pod explains the victim's degradation.
 //!
-//! - `Correlation` (CPI2-style): Pearson correlation, over `attribution.window`, between the
-//!   victim's degradation signal (the trigger's metric) and each candidate's usage of each
-//!   listed metric, on time buckets both series hold. A metric only counts when the
-//!   candidate's usage really varies (coefficient of variation >= `min_usage_variation`)
-//!   and is a meaningful share of the node's usage (>= `min_usage_share`), and there are at
-//!   least `min_correlation_points` buckets. A candidate is blamed when its best counting
-//!   correlation reaches `minCorrelation`; blamed candidates are ranked by their
-//!   *correlated share*, max over metrics of `max(r, 0) * share`, so a big consumer whose
-//!   usage moves with the degradation ranks above a small one whose symptoms merely move
-//!   with it (everyone's LLC misses rise on a contended node).
-//! - `Usage`: the candidate's share of the node's usage, averaged over the listed metrics;
-//!   blamed when the share reaches `min_usage_share`.
+//! Every pod on the node is scored, candidate or not, actionable or not (only the victims
+//! of the policy itself are left out: they suffer the same contention); whether the best
+//! explanation may be acted on is asked afterwards, by the planner.
+//!
+//! - `Correlation`: for each attribution metric, the victim's signal (the trigger's
+//!   metric) and the pod's usage are aligned on a common grid (see [`crate::align`]) and
+//!   correlated. A metric *counts* when it is additive (a ratio such as `llc_miss_rate` or
+//!   `cpi` rises on every pod of a contended node: it is shown, never evidence), the pod's
+//!   usage varies, holds a meaningful share of the node's usage, reaches `minCorrelation`,
+//!   has enough points,
+//!   and is significant: its one-sided p-value over the effective number of points (lag-1
+//!   autocorrelation discounted) is below the level of [`Attribution::level`], which
+//!   corrects for the pods × metrics tested and spends the false-blame rate over the
+//!   episode's windows. A pod whose usage of an additive metric stepped up at the
+//!   degradation's onset and accounts for most of the node's increase counts too (steady
+//!   hogs, see [`crate::onset`]). Pods are ranked by their best counting evidence: the
+//!   correlated share `r * share`, or the share after the onset.
+//! - `Usage`: the pod's share of the node's usage, averaged over the listed metrics;
+//!   counts when the share reaches `min_usage_share`.
 
 use fulcrum_policies::MetricId;
 use fulcrum_policies::spec::AttributionMethod;
 
+use crate::align::aligned;
 use crate::cluster::{NodeId, PodId};
 use crate::decision::{CandidateScore, MetricScore};
 use crate::engine::Engine;
 use crate::guards::Exclusion;
-use crate::series::{Series, correlate};
+use crate::series::Series;
+use crate::significance::{p_positive, pearson};
 use crate::state::{PodState, Role};
 
-/// A candidate with its score and, if it cannot be acted on, why.
+/// A co-located pod with its score and, if it cannot be acted on, why.
 #[derive(Clone, Debug)]
 pub(crate) struct Scored {
     pub(crate) pod: PodId,
-    pub(crate) class: u16,
+    /// Its candidate class in the policy; `None` when it is not a candidate.
+    pub(crate) class: Option<u16>,
     pub(crate) score: Option<f64>,
+    /// It explains the degradation significantly.
     pub(crate) qualifies: bool,
     pub(crate) metrics: Vec<MetricScore>,
     pub(crate) excluded: Option<Exclusion>,
+    /// The counting metric with the highest correlation, and `r`.
+    pub(crate) best: Option<(MetricId, f64)>,
+    /// The metric on which it stepped up at the onset, when that counts.
+    pub(crate) onset: Option<MetricId>,
+    /// How much of the degradation it explains: `r²` of its best correlation, or its
+    /// fraction of the node's increase at the onset.
+    pub(crate) explains: Option<f64>,
 }
 
-/// What one metric contributes to a candidate's score.
-enum Counted {
-    /// Nothing (see the metric's `ignored` reason).
-    No,
-    /// A share of the node's usage (`Usage`).
-    Share(f64),
-    /// A counting correlation `r` and the correlated share `max(r, 0) * share`.
-    Correlated { r: f64, weighted: f64 },
+/// The attribution of one evaluation: every scored pod and the significance level used.
+#[derive(Clone, Debug)]
+pub(crate) struct Attribution {
+    pub(crate) scored: Vec<Scored>,
+    /// The per-test significance level (`false_blame_rate` spent over the episode's
+    /// windows, divided by the number of tests).
+    pub(crate) level: f64,
+    /// Tests made: pods × metrics.
+    pub(crate) tests: usize,
+    /// Which attribution window of the episode this evaluation falls in (1 = the first).
+    pub(crate) window_index: u64,
+}
+
+/// What the planner needs to score pods: the signal, its onset and the window.
+#[derive(Clone, Copy)]
+pub(crate) struct Inputs<'a> {
+    pub(crate) p: u16,
+    pub(crate) node: NodeId,
+    pub(crate) t: i64,
+    pub(crate) since: i64,
+    pub(crate) victim: Option<PodId>,
+    pub(crate) signal: Option<&'a Series>,
+}
+
+/// True for metrics whose values are ratios or utilisations, not additive usage: their
+/// share of the node is not meaningful.
+pub(crate) fn is_ratio(name: &str) -> bool {
+    name == "cpi"
+        || name.starts_with("psi_")
+        || ["_rate", "_ratio", "_util", "_percent"]
+            .iter()
+            .any(|s| name.ends_with(s))
 }
 
 impl Engine {
-    /// Scores every candidate of policy `p` on `node` at time `t`. `signal` is the victim's
-    /// (or node's) series of the trigger metric. Sorted: policy class order, blamed first,
-    /// higher score first, then by name. A blamed candidate scoring below
-    /// `min_relative_score` of the best score on the node is demoted to "not blamed": when
-    /// the main culprit cannot be acted on, a minor contributor is not acted on instead.
-    pub(crate) fn score_candidates(
-        &self,
-        p: u16,
-        node: NodeId,
-        t: i64,
-        signal: Option<&Series>,
-    ) -> Vec<Scored> {
-        let totals = self.node_usage_totals(p, node, t);
-        let mut scored = Vec::new();
-        for &pod in self.cluster.node_pods(node) {
-            let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
-                continue;
-            };
-            let Some(Role::Candidate(class)) = state.role(p) else {
-                continue;
-            };
-            let (score, qualifies, metrics) = self.score_pod(p, state, &totals, t, signal);
-            scored.push(Scored {
-                pod,
-                class,
-                score,
-                qualifies,
-                metrics,
-                excluded: self.exclusion(p, pod, t),
-            });
-        }
-        self.demote_minor_contributors(&mut scored);
-        self.sort_scored(&mut scored);
-        scored
+    /// The pods that may explain a degradation on `node` for policy `p`: every pod on the
+    /// node except the victim and the policy's own victims. A pod already acted on stays
+    /// while its samples say it is there: what it causes is not pinned on another pod.
+    fn explainers(&self, p: u16, node: NodeId, victim: Option<PodId>) -> Vec<PodId> {
+        self.cluster
+            .node_pods(node)
+            .iter()
+            .copied()
+            .filter(|&pod| Some(pod) != victim)
+            .filter(|pod| {
+                self.pods
+                    .get(pod.index())
+                    .and_then(Option::as_ref)
+                    .is_some_and(|state| state.role(p) != Some(Role::Victim))
+            })
+            .collect()
     }
 
-    /// The node's usage of each attribution metric of policy `p`: the sum of every pod's
-    /// mean over the window.
-    fn node_usage_totals(&self, p: u16, node: NodeId, t: i64) -> Vec<f64> {
+    /// Scores every pod that may explain the degradation (see the module documentation).
+    pub(crate) fn attribute(&mut self, inputs: Inputs<'_>) -> Attribution {
+        let Inputs { p, node, t, .. } = inputs;
+        let pods = self.explainers(p, node, inputs.victim);
+        let steps = match self.policies[p as usize].policy.spec.attribution.method {
+            AttributionMethod::Correlation => self.onset_steps(inputs, &pods),
+            AttributionMethod::Usage => Vec::new(),
+        };
+        let spec = &self.policies[p as usize].policy.spec;
+        let totals = self.node_usage_totals(p, &pods, t);
+        let tests = (pods.len() * spec.attribution.metrics.len()).max(1);
+        let window = spec.attribution.window_ms.max(1);
+        let window_index = 1 + (t - inputs.since).max(0) as u64 / window;
+        let k = window_index as f64;
+        let level = self.config.false_blame_rate / (k * (k + 1.0)) / tests as f64;
+        let mut scored: Vec<Scored> = pods
+            .iter()
+            .filter_map(|&pod| {
+                let state = self.pods.get(pod.index())?.as_ref()?;
+                let class = match state.role(p) {
+                    Some(Role::Candidate(c)) => Some(c),
+                    _ => None,
+                };
+                let excluded = self.exclusion(p, pod, t).or_else(|| {
+                    class
+                        .is_none()
+                        .then(|| Exclusion::never("not a candidate of this policy"))
+                });
+                let mut s = self.score_pod(inputs, pod, state, &totals, level);
+                s.class = class;
+                s.excluded = excluded;
+                // A step at the onset counts while the pod is still there (fresh samples).
+                let present = state
+                    .last_ts
+                    .is_some_and(|l| t - l <= self.config.stale_after_ms as i64);
+                if let Some(step) = steps.iter().find(|s| s.pod == pod).filter(|_| present) {
+                    step.apply(&mut s, self.registry.name(step.metric));
+                }
+                Some(s)
+            })
+            .collect();
+        self.sort_scored(&mut scored);
+        Attribution {
+            scored,
+            level,
+            tests,
+            window_index,
+        }
+    }
+
+    /// The node's usage of each attribution metric of policy `p`: the sum of the means
+    /// over the window of the pods that may explain it.
+    fn node_usage_totals(&self, p: u16, pods: &[PodId], t: i64) -> Vec<f64> {
         let spec = &self.policies[p as usize].policy.spec;
         let window = spec.attribution.window_ms;
-        let pods = self.cluster.node_pods(node);
         spec.attribution
             .metrics
             .iter()
@@ -105,117 +178,136 @@ impl Engine {
             .collect()
     }
 
-    /// One candidate's score, whether it is blamed, and the per-metric evidence.
+    /// One pod's score, whether it counts, and the per-metric evidence.
     fn score_pod(
         &self,
-        p: u16,
+        inputs: Inputs<'_>,
+        pod: PodId,
         state: &PodState,
         totals: &[f64],
-        t: i64,
-        signal: Option<&Series>,
-    ) -> (Option<f64>, bool, Vec<MetricScore>) {
-        let spec = &self.policies[p as usize].policy.spec;
+        level: f64,
+    ) -> Scored {
+        let spec = &self.policies[inputs.p as usize].policy.spec;
         let mut metrics = Vec::with_capacity(spec.attribution.metrics.len());
-        let mut best: Option<f64> = None;
-        let mut best_r: Option<f64> = None;
+        let (mut score, mut best) = (None::<f64>, None::<(MetricId, f64)>);
         let mut shares = Vec::new();
+        let min_r = spec.attribution.min_correlation;
         for (i, &m) in spec.attribution.metrics.iter().enumerate() {
-            let (score, counted) = self.score_metric(p, state, m, totals[i], t, signal);
-            match counted {
-                Counted::Share(s) => shares.push(s),
-                Counted::Correlated { r, weighted } => {
-                    best_r = Some(best_r.map_or(r, |b: f64| b.max(r)));
-                    best = Some(best.map_or(weighted, |b: f64| b.max(weighted)));
+            let (mut evidence, share) = self.metric_evidence(inputs, state, m, totals[i]);
+            match (spec.attribution.method, evidence.correlation) {
+                (AttributionMethod::Usage, _) => shares.extend(share),
+                (AttributionMethod::Correlation, Some(r)) if evidence.ignored.is_none() => {
+                    let p = evidence.p_value.unwrap_or(1.0);
+                    if share.is_none() {
+                        evidence.ignored = Some(
+                            "a ratio: every pod's symptoms move with contention; shown, not evidence of cause"
+                                .into(),
+                        );
+                    } else if r < min_r {
+                        evidence.ignored =
+                            Some(format!("r = {r:.2} is below minCorrelation {min_r:.2}"));
+                    } else if p > level {
+                        evidence.ignored = Some(format!(
+                            "not significant: p = {p:.1e} over {:.1} effective points, needs <= {level:.1e}",
+                            evidence.effective_points.unwrap_or(0.0)
+                        ));
+                    } else {
+                        evidence.significant = true;
+                        let weight = r * share.unwrap_or(0.0);
+                        score = Some(score.map_or(weight, |s: f64| s.max(weight)));
+                        if best.is_none_or(|(_, b)| r > b) {
+                            best = Some((m, r));
+                        }
+                    }
                 }
-                Counted::No => {}
+                _ => {}
             }
-            metrics.push(score);
+            metrics.push(evidence);
         }
-        let (score, qualifies) = match spec.attribution.method {
-            AttributionMethod::Correlation => (
-                best,
-                best_r.is_some_and(|r| r >= spec.attribution.min_correlation),
-            ),
+        let qualifies = match spec.attribution.method {
+            AttributionMethod::Correlation => best.is_some(),
             AttributionMethod::Usage => {
                 let s =
                     (!shares.is_empty()).then(|| shares.iter().sum::<f64>() / shares.len() as f64);
-                (s, s.is_some_and(|s| s >= self.config.min_usage_share))
+                score = s;
+                s.is_some_and(|s| s >= self.config.min_usage_share)
             }
         };
-        (score, qualifies, metrics)
+        Scored {
+            pod,
+            class: None,
+            score,
+            qualifies,
+            metrics,
+            excluded: None,
+            best,
+            onset: None,
+            explains: best.map(|(_, r)| r * r),
+        }
     }
 
-    /// The evidence of one metric of one candidate, and what it contributes to the score.
-    fn score_metric(
+    /// The evidence of one metric of one pod, and its share of the node (additive
+    /// metrics only).
+    fn metric_evidence(
         &self,
-        p: u16,
+        inputs: Inputs<'_>,
         state: &PodState,
         m: MetricId,
         total: f64,
-        t: i64,
-        signal: Option<&Series>,
-    ) -> (MetricScore, Counted) {
-        let spec = &self.policies[p as usize].policy.spec;
+    ) -> (MetricScore, Option<f64>) {
+        let spec = &self.policies[inputs.p as usize].policy.spec;
         let window = spec.attribution.window_ms;
+        let name = self.registry.name(m);
         let series = state.series(m);
-        let mean = series.and_then(|s| s.mean(t, window));
-        let share = mean.and_then(|(mean, _)| (total > 0.0).then(|| mean.max(0.0) / total));
+        let mean = series.and_then(|s| s.mean(inputs.t, window));
+        let share = mean
+            .filter(|_| !is_ratio(name))
+            .and_then(|(mean, _)| (total > 0.0).then(|| mean.max(0.0) / total));
         let mut score = MetricScore {
-            metric: self.registry.name(m).to_owned(),
+            metric: name.to_owned(),
             correlation: None,
             share,
             points: mean.map_or(0, |(_, n)| n),
             ignored: None,
+            p_value: None,
+            effective_points: None,
+            significant: false,
+            onset_step: None,
         };
-        let counted = match spec.attribution.method {
-            AttributionMethod::Usage => match share {
-                Some(s) => Counted::Share(s),
-                None if mean.is_none() => {
-                    score.ignored = Some("no samples in the window".into());
-                    Counted::No
-                }
-                None => {
-                    score.ignored = Some("the node's usage of this metric is zero".into());
-                    Counted::No
-                }
-            },
-            AttributionMethod::Correlation => {
-                let c = match (signal, series) {
-                    (Some(sig), Some(series)) => correlate(sig, series, t, window),
-                    _ => None,
-                };
-                match c {
-                    None => {
-                        score.ignored = Some("no varying overlap with the victim signal".into());
-                        Counted::No
-                    }
-                    Some(c) => {
-                        score.correlation = Some(c.r);
-                        score.points = c.points;
-                        score.ignored = self.correlation_ignored(c.points, c.cv_b, share);
-                        if score.ignored.is_none() {
-                            // Correlated share: how much of the contended resource the
-                            // candidate holds, if it moves with the degradation at all.
-                            let weighted = c.r.max(0.0) * share.unwrap_or(0.0);
-                            Counted::Correlated { r: c.r, weighted }
-                        } else {
-                            Counted::No
-                        }
-                    }
-                }
+        if spec.attribution.method == AttributionMethod::Usage {
+            if mean.is_none() {
+                score.ignored = Some("no samples in the window".into());
+            } else if share.is_none() {
+                score.ignored = Some("not additive, or the node's usage is zero".into());
             }
+            return (score, share);
+        }
+        let (Some(sig), Some(series)) = (inputs.signal, series) else {
+            score.ignored = Some("no samples in the window".into());
+            return (score, share);
         };
-        (score, counted)
+        let cols = aligned(&[sig, series], inputs.t, window);
+        score.points = cols[0].len();
+        let Some(c) = pearson(&cols[0], &cols[1]) else {
+            score.ignored = Some("no varying overlap with the victim signal".into());
+            return (score, share);
+        };
+        let p = p_positive(c.r, c.n_eff);
+        score.correlation = Some(c.r);
+        score.p_value = Some(p);
+        score.effective_points = Some(c.n_eff);
+        score.ignored = self.correlation_ignored(c.n, c.cv_b, share);
+        (score, share)
     }
 
-    /// Why a correlation does not count, if it does not: too few shared buckets, usage too
+    /// Why a correlation cannot count, if it cannot: too few shared points, usage too
     /// flat, or too small a share of the node's usage.
     fn correlation_ignored(&self, points: usize, cv_b: f64, share: Option<f64>) -> Option<String> {
         if points < self.config.min_correlation_points {
-            Some(format!("only {points} shared buckets"))
+            Some(format!("only {points} shared points"))
         } else if cv_b < self.config.min_usage_variation {
             Some(format!("usage too flat (variation {cv_b:.3})"))
-        } else if share.is_none_or(|s| s < self.config.min_usage_share) {
+        } else if share.is_some_and(|s| s < self.config.min_usage_share) {
             Some(format!(
                 "share of node usage {:.1}% is below {:.0}%",
                 share.unwrap_or(0.0) * 100.0,
@@ -226,21 +318,7 @@ impl Engine {
         }
     }
 
-    /// Blamed candidates scoring below `min_relative_score` of the best are not blamed.
-    fn demote_minor_contributors(&self, scored: &mut [Scored]) {
-        let top = scored
-            .iter()
-            .filter(|s| s.qualifies)
-            .filter_map(|s| s.score)
-            .fold(0.0, f64::max);
-        for s in scored {
-            if s.qualifies && s.score.unwrap_or(0.0) < self.config.min_relative_score * top {
-                s.qualifies = false;
-            }
-        }
-    }
-
-    /// Policy class order, blamed first, higher score first, then by name.
+    /// Counting pods first, higher score first, then policy class order, then by name.
     fn sort_scored(&self, scored: &mut [Scored]) {
         let key = |s: &Scored| {
             self.cluster
@@ -248,13 +326,17 @@ impl Engine {
                 .map(|i| (i.namespace.clone(), i.name.clone()))
         };
         scored.sort_by(|a, b| {
-            a.class
-                .cmp(&b.class)
-                .then(b.qualifies.cmp(&a.qualifies))
+            b.qualifies
+                .cmp(&a.qualifies)
                 .then(
                     b.score
                         .unwrap_or(f64::MIN)
                         .total_cmp(&a.score.unwrap_or(f64::MIN)),
+                )
+                .then(
+                    a.class
+                        .unwrap_or(u16::MAX)
+                        .cmp(&b.class.unwrap_or(u16::MAX)),
                 )
                 .then_with(|| key(a).cmp(&key(b)))
         });
@@ -271,14 +353,18 @@ impl Engine {
                     .pod_info(s.pod)
                     .map(|i| i.key())
                     .unwrap_or_default(),
-                class: spec.candidates[s.class as usize].name.clone(),
+                class: s
+                    .class
+                    .map(|c| spec.candidates[c as usize].name.clone())
+                    .unwrap_or_default(),
                 score: s.score,
                 metrics: s.metrics.clone(),
-                excluded: s
-                    .excluded
-                    .as_ref()
-                    .map(|e| e.reason.clone())
-                    .or_else(|| (!s.qualifies).then(|| "below the blame threshold".to_owned())),
+                explains: s.explains,
+                candidate: s.class.is_some(),
+                excluded: s.excluded.as_ref().map(|e| e.reason.clone()).or_else(|| {
+                    (!s.qualifies)
+                        .then(|| "does not explain the degradation significantly".to_owned())
+                }),
             })
             .collect()
     }

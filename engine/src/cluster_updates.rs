@@ -68,6 +68,9 @@ impl Engine {
     }
     /// Adds or replaces a PodDisruptionBudget.
     pub fn upsert_pdb(&mut self, pdb: PdbInfo) {
+        // A fresh status counts the disruptions decided so far.
+        self.pdb_spent
+            .remove(&(pdb.namespace.clone(), pdb.name.clone()));
         self.cluster.upsert_pdb(pdb);
     }
     /// Removes a PodDisruptionBudget.

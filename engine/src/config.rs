@@ -22,9 +22,19 @@ pub struct EngineConfig {
     /// Least share of the node's usage of a metric a candidate needs for that metric to
     /// count (tiny consumers cannot be the cause).
     pub min_usage_share: f64,
-    /// A blamed candidate whose score is below this fraction of the best score on the node
-    /// is not acted on (the main culprit may be excluded; a minor one is not the cause).
-    pub min_relative_score: f64,
+    /// The false-blame rate allowed per episode: spent over the episode's attribution
+    /// windows (`rate / (k (k + 1))` in window `k`) and divided by the pods × metrics
+    /// tested, it is the level a correlation's p-value must reach.
+    pub false_blame_rate: f64,
+    /// A step at the onset counts when it is at least this many standard deviations of
+    /// the values before it (for the victim's signal and for the pod).
+    pub onset_sigma: f64,
+    /// A pod's step at the onset counts when it is at least this fraction of the node's
+    /// total increase of the metric.
+    pub onset_dominance: f64,
+    /// Evaluations in a row (at least one bucket apart) that must name the same main
+    /// explanation before anything is acted on or reported blocked.
+    pub stable_evaluations: u32,
     /// Storm breaker: when more than this fraction of the live nodes have interference at
     /// once, nothing is acted on (a systemic cause is likelier).
     pub storm_fraction: f64,
@@ -48,7 +58,10 @@ impl Default for EngineConfig {
             min_correlation_points: 6,
             min_usage_variation: 0.05,
             min_usage_share: 0.1,
-            min_relative_score: 0.6,
+            false_blame_rate: 0.002,
+            onset_sigma: 6.0,
+            onset_dominance: 0.5,
+            stable_evaluations: 2,
             storm_fraction: 0.3,
             storm_min_nodes: 3,
             stale_fraction: 0.5,

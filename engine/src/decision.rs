@@ -53,10 +53,28 @@ pub struct Explanation {
     pub evidence: Evidence,
     /// Attribution method used.
     pub method: String,
-    /// Every candidate considered, best first within policy order.
+    /// Every co-located pod scored (candidate or not; the policy's own victims are left
+    /// out), the main explanation first.
     pub scores: Vec<CandidateScore>,
     /// The limits and guards checked, and which one allowed or blocked the action.
     pub guard: String,
+    /// The significance level the scores were tested at (Correlation method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub significance: Option<Significance>,
+}
+
+/// How strict the evaluation behind a decision was.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Significance {
+    /// The engine's false-blame rate per episode (`EngineConfig::false_blame_rate`).
+    pub false_blame_rate: f64,
+    /// Which attribution window of the episode the evaluation fell in (1 = the first):
+    /// window `k` spends `false_blame_rate / (k (k + 1))`.
+    pub window_index: u64,
+    /// Tests made: pods × attribution metrics.
+    pub tests: usize,
+    /// The per-test level a p-value had to reach.
+    pub level: f64,
 }
 
 /// Why a trigger holds.
@@ -93,12 +111,12 @@ pub struct BaselineEvidence {
     pub samples: u64,
 }
 
-/// How one candidate scored.
+/// How one co-located pod scored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     /// `namespace/name`.
     pub pod: String,
-    /// The candidate class it matched.
+    /// The candidate class it matched (empty when it is not a candidate).
     pub class: String,
     /// The score used for ranking (correlation, or usage share), when it has one.
     pub score: Option<f64>,
@@ -106,6 +124,18 @@ pub struct CandidateScore {
     pub metrics: Vec<MetricScore>,
     /// Why the pod was passed over, if it was.
     pub excluded: Option<String>,
+    /// How much of the degradation it explains, when it does significantly: `r²` of its
+    /// best correlation, or its fraction of the node's increase at the onset.
+    #[serde(default)]
+    pub explains: Option<f64>,
+    /// True when the pod matches a candidate class of the policy (others are scored too,
+    /// and never acted on).
+    #[serde(default = "yes")]
+    pub candidate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One attribution metric's contribution for one candidate.
@@ -121,6 +151,18 @@ pub struct MetricScore {
     pub points: usize,
     /// Why this metric did not count, if it did not.
     pub ignored: Option<String>,
+    /// One-sided p-value of the correlation over the effective points.
+    #[serde(default)]
+    pub p_value: Option<f64>,
+    /// Effective number of independent points (autocorrelation discounted).
+    #[serde(default)]
+    pub effective_points: Option<f64>,
+    /// True when this metric counts as evidence (significant correlation or onset step).
+    #[serde(default)]
+    pub significant: bool,
+    /// The pod's step up at the degradation's onset, in standard deviations, when it counts.
+    #[serde(default)]
+    pub onset_step: Option<f64>,
 }
 
 /// Something the engine noticed, for timelines and counters.
@@ -144,6 +186,8 @@ pub enum Event {
     },
     /// A decision.
     Decision(Box<Decision>),
+    /// A firing episode in which nobody was blamed, reported once per episode with why.
+    Unexplained(Box<Unexplained>),
     /// An episode ended after `recovery.clearFor` without any trigger holding.
     Recovered {
         /// Event time (ms).
@@ -157,4 +201,28 @@ pub enum Event {
         /// How long the episode lasted (ms).
         lasted_ms: i64,
     },
+}
+
+/// Why nobody was blamed in an episode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unexplained {
+    /// Event time (ms).
+    pub at: i64,
+    /// Policy.
+    pub policy: String,
+    /// Node.
+    pub node: String,
+    /// Trigger that fired.
+    pub trigger: String,
+    /// Victim, for victim-scope triggers.
+    pub victim: Option<String>,
+    /// Episode id.
+    pub episode: u64,
+    /// Which case: `no-samples`, `too-few-points`, `not-significant`, `unstable` or
+    /// `all-excluded`.
+    pub cause: String,
+    /// Why, in one line.
+    pub reason: String,
+    /// The evidence: every pod scored, and the level used.
+    pub explanation: Explanation,
 }

@@ -10,7 +10,9 @@ use fulcrum_policies::{CompiledPolicy, MetricRegistry};
 
 use crate::cluster::{ClusterIndex, NodeId, PodId};
 use crate::config::EngineConfig;
+use crate::explain::Streak;
 use crate::limits::Ledger;
+use crate::onset::OnsetStep;
 use crate::reorder::ReorderBuffer;
 use crate::state::{NodeState, PodState};
 use crate::stats::{EngineStats, PolicyStats};
@@ -54,6 +56,25 @@ pub struct Engine {
     /// Decisions about evidence older than this are blocked (a feed catching up).
     pub(crate) horizon: i64,
     pub(crate) stats: EngineStats,
+    /// Per policy and node: the main explanation over the recent evaluations of the
+    /// current run of a trigger condition (its run-up included).
+    pub(crate) streaks: HashMap<(u16, NodeId), Streak>,
+    /// Per policy, node and onset: the steps found at the onset (steady hogs).
+    pub(crate) onset_memo: HashMap<(u16, NodeId, i64), Vec<OnsetStep>>,
+    /// Migrations decided: workload → (when, source node, predicted destination).
+    pub(crate) migrations: HashMap<String, Migration>,
+    /// Disruptions decided per PodDisruptionBudget `(namespace, name)` since its status
+    /// was last updated: one budget is not spent twice before the cluster view catches up.
+    pub(crate) pdb_spent: HashMap<(String, String), i32>,
+}
+
+/// A migration the engine decided.
+#[derive(Clone, Debug)]
+pub(crate) struct Migration {
+    pub(crate) at: i64,
+    pub(crate) source: NodeId,
+    pub(crate) destination: Option<NodeId>,
+    pub(crate) requests: crate::cluster::Resources,
 }
 
 impl std::fmt::Debug for Engine {
@@ -97,6 +118,10 @@ impl Engine {
             dry_acted_targets: HashMap::new(),
             horizon: i64::MIN,
             stats: EngineStats::default(),
+            streaks: HashMap::new(),
+            onset_memo: HashMap::new(),
+            migrations: HashMap::new(),
+            pdb_spent: HashMap::new(),
         }
     }
     /// The compiled policies, in evaluation order (priority, then name).

@@ -31,16 +31,21 @@ impl Engine {
         else {
             return;
         };
-        let firings: SmallVec<[(u16, Option<Firing>, bool); 4]> = covering
+        let firings: SmallVec<[(u16, Firings); 4]> = covering
             .iter()
-            .map(|&p| {
-                let (firing, holding) = self.firing(p, node, t);
-                (p, firing, holding)
-            })
+            .map(|&p| (p, self.firing(p, node, t)))
             .collect();
         let mut open: SmallVec<[(u16, u64, Firing); 2]> = SmallVec::new();
-        for (p, firing, holding) in firings {
-            if let Some((episode, firing)) = self.update_episode(node, p, firing, holding, t, out) {
+        for (p, f) in firings {
+            if f.fired.is_none()
+                && let Some(pending) = &f.pending
+            {
+                // The run-up of a sustained trigger: attribution must be stable across it.
+                self.observe(p, node, t, pending);
+            }
+            if let Some((episode, firing)) =
+                self.update_episode(node, p, f.fired, f.holding, t, out)
+            {
                 open.push((p, episode, firing));
             }
         }
@@ -145,6 +150,8 @@ impl Engine {
             return;
         }
         let episode = state.episodes.remove(i);
+        self.streaks.remove(&(p, node));
+        self.onset_memo.retain(|k, _| (k.0, k.1) != (p, node));
         self.stats.recoveries += 1;
         out.push(Event::Recovered {
             at: t,
@@ -162,28 +169,32 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The trigger of policy `p` that fires on `node` at `t` (earliest run first), and
-    /// whether any of its trigger conditions holds at all (sustained or not).
-    fn firing(&self, p: u16, node: NodeId, t: i64) -> (Option<Firing>, bool) {
+    /// The trigger of policy `p` that fires on `node` at `t` (earliest run first), the one
+    /// that holds without being sustained yet, and whether any of its trigger conditions
+    /// holds at all (sustained or not).
+    fn firing(&self, p: u16, node: NodeId, t: i64) -> Firings {
         let spec = &self.policies[p as usize].policy.spec;
         let stale = self.config.staleness();
         let mut best: Option<Firing> = None;
+        let mut pending: Option<Firing> = None;
         let mut holding = false;
         let mut consider = |track: &Track, victim: Option<PodId>| {
-            if track.policy != p {
+            if track.policy != p || !track.holding(t, stale) {
                 return;
             }
-            holding |= track.holding(t, stale);
+            holding = true;
             let trigger = &spec.triggers[track.trigger as usize];
-            if !track.fired(t, trigger.sustained_for_ms, stale) {
-                return;
-            }
+            let slot = if track.fired(t, trigger.sustained_for_ms, stale) {
+                &mut best
+            } else {
+                &mut pending
+            };
             let since = track.since.unwrap_or(t);
-            if best
+            if slot
                 .as_ref()
                 .is_none_or(|b| (since, track.trigger) < (b.since, b.trigger))
             {
-                best = Some(Firing {
+                *slot = Some(Firing {
                     trigger: track.trigger,
                     victim,
                     since,
@@ -194,7 +205,7 @@ impl Engine {
             }
         };
         let Some(node_state) = self.nodes.get(node.index()).and_then(Option::as_ref) else {
-            return (None, false);
+            return Firings::default();
         };
         for track in &node_state.tracks {
             consider(track, None);
@@ -209,6 +220,21 @@ impl Engine {
                 }
             }
         }
-        (best, holding)
+        Firings {
+            fired: best,
+            pending,
+            holding,
+        }
     }
+}
+
+/// What holds for one policy on a node at one evaluation.
+#[derive(Default)]
+struct Firings {
+    /// The trigger that fires (held for its `sustainedFor`), earliest run first.
+    fired: Option<Firing>,
+    /// A trigger whose condition holds but is not sustained yet, earliest run first.
+    pending: Option<Firing>,
+    /// Some trigger condition holds, sustained or not.
+    holding: bool,
 }

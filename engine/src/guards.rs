@@ -19,7 +19,7 @@ pub(crate) struct Exclusion {
 }
 
 impl Exclusion {
-    fn never(reason: &str) -> Self {
+    pub(crate) fn never(reason: &str) -> Self {
         Self {
             reason: reason.to_owned(),
             temporary: false,

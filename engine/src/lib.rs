@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+mod align;
 mod attribution;
 pub mod cadence;
 pub mod cluster;
@@ -29,10 +30,12 @@ pub mod config;
 pub mod decision;
 mod engine;
 mod evaluate;
+mod explain;
 mod guards;
 mod ingest;
 pub mod jump;
 pub mod limits;
+mod onset;
 mod placement;
 mod planner;
 mod policy_set;
@@ -40,6 +43,7 @@ mod reorder;
 mod restore;
 pub mod sample;
 pub mod series;
+mod significance;
 mod state;
 mod stats;
 
@@ -55,8 +59,12 @@ pub use stats::{EngineStats, PolicyStats};
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_attribution;
+#[cfg(test)]
 mod tests_guards;
 #[cfg(test)]
 mod tests_modes;
+#[cfg(test)]
+mod tests_placement;
 #[cfg(test)]
 mod tests_time;

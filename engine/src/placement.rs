@@ -1,20 +1,62 @@
 //! Placement: the node a migrated pod's replacement would land on, predicted the way the
-//! scheduler filters nodes (readiness, selectors, taints, requests), preferring nodes known
-//! to be free of interference.
+//! scheduler filters and scores nodes, and kept away from trouble.
+//!
+//! Filters: ready and schedulable; node selector, required node affinity and
+//! `NoSchedule`/`NoExecute` taints; requests (CPU, memory) fit in what is left after the
+//! pods bound there *and* the replacements of Migrates decided in the last
+//! [`PENDING_MS`] (the scheduler has not placed them yet); the node has reported samples
+//! (a node never heard from cannot be known to be free of interference), they are fresh,
+//! and no trigger condition of any policy holds there now. Preference, in order: nodes
+//! without an untolerated `PreferNoSchedule` taint (including Fulcrum's steering taint
+//! `fulcrum.dev/steer-away`), then the most CPU headroom after placement, then the name.
 
-use crate::cluster::{NodeId, PodId, Resources};
+use crate::cluster::{NodeId, NodeInfo, PodId, PodInfo, Resources};
 use crate::engine::Engine;
 
+/// How long a decided Migrate's replacement counts against its predicted destination.
+pub const PENDING_MS: i64 = 300_000;
+
+/// Why nodes were passed over.
+#[derive(Default)]
+struct Rejections {
+    cordoned: usize,
+    unmatched: usize,
+    full: usize,
+    busy: usize,
+    silent: usize,
+}
+
+/// True when `pod` does not tolerate a `PreferNoSchedule` taint of `node`.
+fn repelled(pod: &PodInfo, node: &NodeInfo) -> bool {
+    node.taints
+        .iter()
+        .filter(|t| t.effect == "PreferNoSchedule")
+        .any(|t| !pod.tolerations.iter().any(|tol| tol.tolerates(t)))
+}
+
 impl Engine {
+    /// Requests of replacements predicted to land on `id` and not yet visible.
+    fn pending_on(&self, id: NodeId, t: i64) -> Resources {
+        self.migrations
+            .values()
+            .filter(|m| m.destination == Some(id) && t - m.at < PENDING_MS && m.at <= t)
+            .fold(Resources::default(), |acc, m| acc.plus(m.requests))
+    }
+
     /// The node a migrated pod's replacement would fit on, or why there is none.
-    pub(crate) fn destination(&self, pod: PodId, source: NodeId, t: i64) -> Result<String, String> {
+    pub(crate) fn destination(
+        &self,
+        pod: PodId,
+        source: NodeId,
+        t: i64,
+    ) -> Result<(NodeId, String), String> {
         let Some(info) = self.cluster.pod_info(pod) else {
             return Err("pod vanished".into());
         };
-        let (mut cordoned, mut unmatched, mut full, mut busy) = (0, 0, 0, 0);
-        // Best first: nodes with fresh samples (known not to be under interference), then
-        // the most CPU headroom, then the name.
-        let mut best: Option<((bool, f64), String)> = None;
+        let mut no = Rejections::default();
+        // Best first: not repelled by a PreferNoSchedule taint, then the most CPU
+        // headroom, then the name.
+        let mut best: Option<((bool, f64), NodeId, String)> = None;
         for id in self.cluster.node_ids() {
             if id == source {
                 continue;
@@ -22,41 +64,11 @@ impl Engine {
             let Some(node) = self.cluster.node_info(id) else {
                 continue;
             };
-            if node.unschedulable || !node.ready {
-                cordoned += 1;
+            let Some(headroom) = self.fits(info, id, node, t, &mut no) else {
                 continue;
-            }
-            if !info.tolerates_and_selects(node) {
-                unmatched += 1;
-                continue;
-            }
-            let used = self.cluster.requested_on(id);
-            let free = Resources {
-                cpu_millis: node.allocatable.cpu_millis - used.cpu_millis,
-                memory_bytes: node.allocatable.memory_bytes - used.memory_bytes,
             };
-            if !info.requests.fits_in(free) {
-                full += 1;
-                continue;
-            }
-            let last = self
-                .nodes
-                .get(id.index())
-                .and_then(Option::as_ref)
-                .and_then(|s| s.last_ts);
-            let stale = last.is_some_and(|l| t - l > self.config.stale_after_ms as i64);
-            if stale || self.under_pressure(id, t) {
-                busy += 1;
-                continue;
-            }
-            let headroom = if node.allocatable.cpu_millis > 0 {
-                (free.cpu_millis - info.requests.cpu_millis) as f64
-                    / node.allocatable.cpu_millis as f64
-            } else {
-                0.0
-            };
-            let rank = (last.is_some(), headroom);
-            let better = |(r, name): &((bool, f64), String)| {
+            let rank = (!repelled(info, node), headroom);
+            let better = |(r, _, name): &((bool, f64), NodeId, String)| {
                 rank.0
                     .cmp(&r.0)
                     .then(rank.1.total_cmp(&r.1))
@@ -64,13 +76,127 @@ impl Engine {
                     .is_gt()
             };
             if best.as_ref().is_none_or(better) {
-                best = Some((rank, node.name.clone()));
+                best = Some((rank, id, node.name.clone()));
             }
         }
-        best.map(|(_, name)| name).ok_or_else(|| {
+        best.map(|(_, id, name)| (id, name)).ok_or_else(|| {
             format!(
-                "no other node fits: {full} lack CPU or memory, {unmatched} fail selectors or taints, {busy} have interference or stale data, {cordoned} are cordoned or not ready"
+                "no other node fits: {} lack CPU or memory, {} fail selectors or taints, {} have interference or stale data, {} have never reported samples, {} are cordoned or not ready",
+                no.full, no.unmatched, no.busy, no.silent, no.cordoned
             )
         })
+    }
+
+    /// The CPU headroom left on `node` after placing `info` there, if it may go there.
+    fn fits(
+        &self,
+        info: &PodInfo,
+        id: NodeId,
+        node: &NodeInfo,
+        t: i64,
+        no: &mut Rejections,
+    ) -> Option<f64> {
+        if node.unschedulable || !node.ready {
+            no.cordoned += 1;
+            return None;
+        }
+        if !info.tolerates_and_selects(node) {
+            no.unmatched += 1;
+            return None;
+        }
+        let used = self.cluster.requested_on(id).plus(self.pending_on(id, t));
+        let free = Resources {
+            cpu_millis: node.allocatable.cpu_millis - used.cpu_millis,
+            memory_bytes: node.allocatable.memory_bytes - used.memory_bytes,
+        };
+        if !info.requests.fits_in(free) {
+            no.full += 1;
+            return None;
+        }
+        let last = self
+            .nodes
+            .get(id.index())
+            .and_then(Option::as_ref)
+            .and_then(|s| s.last_ts);
+        let Some(last) = last else {
+            no.silent += 1;
+            return None;
+        };
+        if t - last > self.config.stale_after_ms as i64 || self.under_pressure(id, t) {
+            no.busy += 1;
+            return None;
+        }
+        Some(if node.allocatable.cpu_millis > 0 {
+            (free.cpu_millis - info.requests.cpu_millis) as f64 / node.allocatable.cpu_millis as f64
+        } else {
+            0.0
+        })
+    }
+}
+
+impl Engine {
+    /// Why `pod` may not be migrated again: its workload was migrated within the
+    /// policy's workload window and interferes again on its new node.
+    pub(crate) fn ping_pong_reason(
+        &self,
+        pod: PodId,
+        source: NodeId,
+        t: i64,
+        window_ms: u64,
+    ) -> Option<String> {
+        let info = self.cluster.pod_info(pod)?;
+        let last = self.migrations.get(&info.workload)?;
+        (t - last.at < window_ms as i64).then(|| {
+            format!(
+                "{} was migrated away from {} {} ago and interferes again on {}: not migrated twice within the maxActionsPerWorkload window ({})",
+                info.workload,
+                self.cluster
+                    .node_info(last.source)
+                    .map(|n| n.name.as_str())
+                    .unwrap_or("?"),
+                crate::limits::fmt_ms((t - last.at).max(0) as u64),
+                self.cluster
+                    .node_info(source)
+                    .map(|n| n.name.as_str())
+                    .unwrap_or("?"),
+                crate::limits::fmt_ms(window_ms)
+            )
+        })
+    }
+
+    /// Counts an executed action against the PodDisruptionBudgets covering `pod` (until
+    /// their status is next updated) and, for a Migrate, remembers where its replacement
+    /// is expected.
+    pub(crate) fn spend_budget(
+        &mut self,
+        pod: PodId,
+        source: NodeId,
+        t: i64,
+        migrate_to: Option<Option<NodeId>>,
+    ) {
+        let Some(info) = self.cluster.pod_info(pod) else {
+            return;
+        };
+        let pdbs: Vec<(String, String)> = self
+            .cluster
+            .pdbs_for(info)
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        let (workload, requests) = (info.workload.clone(), info.requests);
+        for key in pdbs {
+            *self.pdb_spent.entry(key).or_default() += 1;
+        }
+        if let Some(destination) = migrate_to {
+            self.migrations.retain(|_, m| t - m.at < 86_400_000);
+            self.migrations.insert(
+                workload,
+                crate::engine::Migration {
+                    at: t,
+                    source,
+                    destination,
+                    requests,
+                },
+            );
+        }
     }
 }

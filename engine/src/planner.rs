@@ -5,15 +5,16 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use fulcrum_policies::compile::Condition;
-use fulcrum_policies::spec::{Action, Mode, TriggerScope};
+use fulcrum_policies::spec::{Action, AttributionMethod, Mode, TriggerScope};
 
-use crate::attribution::Scored;
+use crate::attribution::{Attribution, Inputs, Scored};
 use crate::cluster::{NodeId, PodId};
 use crate::decision::{
-    BaselineEvidence, Decision, Event, Evidence, Explanation, MetricScore, Outcome,
+    BaselineEvidence, Decision, Event, Evidence, Explanation, MetricScore, Outcome, Significance,
 };
 use crate::engine::Engine;
 use crate::evaluate::Firing;
+use crate::explain::UnexplainedHead;
 use crate::limits::{ActionRecord, fmt_ms};
 use crate::series::Series;
 use crate::state::Role;
@@ -29,25 +30,16 @@ impl Engine {
         firing: &Firing,
         out: &mut Vec<Event>,
     ) -> bool {
-        let signal = self.trigger_signal(p, node, firing);
-        let scored = self.score_candidates(p, node, t, signal);
-        // The main culprit: the first blamed candidate in policy order, excluded or not.
-        let Some(main) = scored.iter().find(|s| s.qualifies) else {
-            self.stats.unattributed += 1;
-            return false;
-        };
-        let culprits: Vec<&Scored> = scored
-            .iter()
-            .filter(|s| s.qualifies && s.excluded.is_none())
-            .collect();
-        let spec = &self.policies[p as usize].policy.spec;
-        let explanation = Explanation {
-            episode,
-            evidence: self.evidence(p, firing, t),
-            method: format!("{:?}", spec.attribution.method),
-            scores: self.render_scores(p, &scored),
-            guard: String::new(),
-        };
+        let signal = self.trigger_signal(p, node, firing).cloned();
+        let attribution = self.attribute(Inputs {
+            p,
+            node,
+            t,
+            since: firing.since,
+            victim: firing.victim,
+            signal: signal.as_ref(),
+        });
+        let explanation = self.explanation(p, firing, t, episode, &attribution);
         let ctx = Context {
             p,
             node,
@@ -59,15 +51,38 @@ impl Engine {
         if self.episode_cooling_down(&ctx) {
             return false;
         }
-        // A main culprit that cannot be acted on *yet* (too young, not running, without
-        // recent samples): wait for it rather than act on a lesser contributor that is not the
-        // cause. One excluded for good (protected, DaemonSet, ...) lets comparable
-        // contributors (see `min_relative_score`) be tried.
+        // The main explanation: the best-scoring pod that explains the degradation
+        // significantly, candidate or not. It must hold across evaluations.
+        let main = attribution.scored.first().filter(|s| s.qualifies);
+        let stable = self.stable((p, node), firing.since, main.map(|m| m.pod), t);
+        let Some(main) = main else {
+            self.stats.unattributed += 1;
+            if stable {
+                let head = UnexplainedHead {
+                    p,
+                    node,
+                    t,
+                    episode,
+                    firing,
+                    min_points: self.config.min_correlation_points,
+                    window_passed: t - firing.since
+                        >= self.policies[p as usize].policy.spec.attribution.window_ms as i64,
+                };
+                self.unexplained(head, &attribution, &explanation, out);
+            }
+            return false;
+        };
+        if !stable {
+            return false;
+        }
+        // A main explanation that cannot be acted on *yet* (too young, not running, without
+        // recent samples): wait for it rather than act on a pod that is not the cause.
         if let Some(exclusion) = main.excluded.as_ref().filter(|e| e.temporary) {
             let reason = format!("waiting: the main culprit is {}", exclusion.reason);
             self.blocked(&ctx, main.pod, "main-culprit-waits", reason, out);
             return false;
         }
+        let culprits = self.culprits(&ctx, &attribution, signal.as_ref(), out);
         let Some(first) = culprits.first() else {
             self.stats.unattributed += 1;
             return false;
@@ -80,9 +95,92 @@ impl Engine {
         self.act_on_first_allowed(&ctx, &culprits, out)
     }
 
+    /// The explanation every decision of this evaluation shares.
+    fn explanation(
+        &self,
+        p: u16,
+        firing: &Firing,
+        t: i64,
+        episode: u64,
+        attribution: &Attribution,
+    ) -> Explanation {
+        let spec = &self.policies[p as usize].policy.spec;
+        let correlation = spec.attribution.method == AttributionMethod::Correlation;
+        Explanation {
+            episode,
+            evidence: self.evidence(p, firing, t),
+            method: format!("{:?}", spec.attribution.method),
+            scores: self.render_scores(p, &attribution.scored),
+            guard: String::new(),
+            significance: correlation.then_some(Significance {
+                false_blame_rate: self.config.false_blame_rate,
+                window_index: attribution.window_index,
+                tests: attribution.tests,
+                level: attribution.level,
+            }),
+        }
+    }
+
+    /// The pods that may be acted on, best first: the main explanation if it may be acted
+    /// on (otherwise a Blocked decision says why not), then candidates that still explain
+    /// the degradation significantly after accounting for it.
+    fn culprits(
+        &mut self,
+        ctx: &Context<'_>,
+        attribution: &Attribution,
+        signal: Option<&Series>,
+        out: &mut Vec<Event>,
+    ) -> Vec<Scored> {
+        let Some(main) = attribution.scored.first() else {
+            return Vec::new();
+        };
+        let mut culprits = Vec::new();
+        let mut others = Vec::new();
+        for q in attribution.scored.iter().skip(1) {
+            if !q.qualifies || q.excluded.is_some() {
+                continue;
+            }
+            let after = signal
+                .and_then(|sig| self.still_explains(ctx.p, ctx.t, sig, main, q, attribution.level));
+            if after.is_some() {
+                others.push(q.clone());
+            }
+        }
+        match &main.excluded {
+            None => culprits.push(main.clone()),
+            Some(exclusion) => {
+                let next = match others.first() {
+                    Some(q) => format!(
+                        "; {} still explains it after accounting for it",
+                        self.cluster
+                            .pod_info(q.pod)
+                            .map(|i| i.key())
+                            .unwrap_or_default()
+                    ),
+                    None => "; no other pod explains it significantly after accounting for it"
+                        .to_owned(),
+                };
+                let reason = format!(
+                    "{} and is {}{next}",
+                    self.how_it_explains(main),
+                    exclusion.reason
+                );
+                self.blocked(
+                    ctx,
+                    main.pod,
+                    "main-explanation-not-actionable",
+                    reason,
+                    out,
+                );
+            }
+        }
+        culprits.extend(others);
+        culprits
+    }
+
     /// The series whose trigger fired: the victim's for a victim-scope trigger, the
     /// node's otherwise.
-    fn trigger_signal(&self, p: u16, node: NodeId, firing: &Firing) -> Option<&Series> {
+    pub(crate) fn trigger_signal(&self, p: u16, node: NodeId, firing: &Firing) -> Option<&Series> {
         let trigger = &self.policies[p as usize].policy.spec.triggers[firing.trigger as usize];
         match (trigger.scope, firing.victim) {
             (TriggerScope::Victim, Some(v)) => self
@@ -161,7 +259,14 @@ impl Engine {
         }
         self.cluster
             .pdbs_for(info)
-            .find(|pdb| pdb.disruptions_allowed.is_some_and(|d| d <= 0))
+            .find(|pdb| {
+                let spent = self
+                    .pdb_spent
+                    .get(&(pdb.namespace.clone(), pdb.name.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                pdb.disruptions_allowed.is_some_and(|d| d - spent <= 0)
+            })
             .map(|pdb| {
                 let reason = format!(
                     "PodDisruptionBudget {}/{} allows no disruption now",
@@ -176,7 +281,7 @@ impl Engine {
     fn act_on_first_allowed(
         &mut self,
         ctx: &Context<'_>,
-        culprits: &[&Scored],
+        culprits: &[Scored],
         out: &mut Vec<Event>,
     ) -> bool {
         for culprit in culprits {
@@ -188,17 +293,32 @@ impl Engine {
                 self.blocked(ctx, pod, kind, reason, out);
                 continue;
             }
+            let Some(class) = culprit.class else {
+                continue;
+            };
             let action =
-                self.policies[ctx.p as usize].policy.spec.candidates[culprit.class as usize].action;
+                self.policies[ctx.p as usize].policy.spec.candidates[class as usize].action;
             let destination = match action {
                 Action::Evict => None,
-                Action::Migrate => match self.destination(pod, ctx.node, ctx.t) {
-                    Ok(dest) => Some(dest),
-                    Err(reason) => {
-                        self.blocked(ctx, pod, "placement", reason, out);
+                Action::Migrate => {
+                    let window = self.policies[ctx.p as usize]
+                        .policy
+                        .spec
+                        .limits
+                        .per_workload
+                        .window_ms;
+                    if let Some(reason) = self.ping_pong_reason(pod, ctx.node, ctx.t, window) {
+                        self.blocked(ctx, pod, "ping-pong", reason, out);
                         continue;
                     }
-                },
+                    match self.destination(pod, ctx.node, ctx.t) {
+                        Ok(dest) => Some(dest),
+                        Err(reason) => {
+                            self.blocked(ctx, pod, "placement", reason, out);
+                            continue;
+                        }
+                    }
+                }
             };
             self.act(ctx, culprit, action, destination, out);
             return true;
@@ -314,7 +434,7 @@ impl Engine {
         ctx: &Context<'_>,
         culprit: &Scored,
         action: Action,
-        destination: Option<String>,
+        destination: Option<(NodeId, String)>,
         out: &mut Vec<Event>,
     ) {
         let pod = culprit.pod;
@@ -344,10 +464,14 @@ impl Engine {
             action,
             outcome,
             reason,
-            destination,
+            destination: destination.as_ref().map(|(_, name)| name.clone()),
             guard,
         };
         let decision = self.decision(ctx, pod, verdict);
+        if outcome == Outcome::Executed {
+            let migrate_to = (action == Action::Migrate).then(|| destination.map(|(id, _)| id));
+            self.spend_budget(pod, ctx.node, ctx.t, migrate_to);
+        }
         self.record_action(ctx, pod, record, outcome, action);
         out.push(Event::Decision(Box::new(decision)));
     }

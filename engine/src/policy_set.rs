@@ -71,7 +71,8 @@ impl Engine {
                     TriggerScope::Node => NODE_TRACKED,
                 };
             }
-            self.series_span_ms = self.series_span_ms.max(spec.attribution.window_ms);
+            // Twice the window: the onset comparison needs a window before the onset.
+            self.series_span_ms = self.series_span_ms.max(2 * spec.attribution.window_ms);
         }
         // Series rings are sized for the longest attribution window: resize by starting over.
         let resized = old_span != self.series_span_ms;

@@ -36,8 +36,13 @@ pub struct EngineStats {
     pub dry_run: u64,
     /// Decisions with outcome Blocked.
     pub blocked: u64,
-    /// Evaluations where a policy fired but no candidate qualified as the culprit.
+    /// Evaluations where a policy fired but no pod that may be acted on explained it.
     pub unattributed: u64,
+    /// Episodes reported as unexplained (nobody blamed), once each.
+    pub unexplained: u64,
+    /// Unexplained episodes by cause (`no-samples`, `too-few-points`, `not-significant`,
+    /// `all-excluded`).
+    pub unexplained_by_cause: std::collections::BTreeMap<String, u64>,
 }
 
 /// Per-policy counters, as the policy status reports them.

@@ -42,6 +42,40 @@ pub struct Scenario {
     pub antagonist_protected: bool,
     /// Event time of the first tick.
     pub t0: i64,
+    /// Variations on the antagonist, the decoys and the victim.
+    pub variant: Variant,
+}
+
+/// Variations of the scenario for the attribution tests.
+pub struct Variant {
+    /// The antagonist's controller kind (`ReplicaSet`, or `DaemonSet`).
+    pub antagonist_owner: &'static str,
+    /// The antagonist's class label (`batch`; empty: no label, not a candidate).
+    pub antagonist_class: &'static str,
+    /// The antagonist holds a flat level after its onset instead of bursting.
+    pub steady: bool,
+    /// The antagonist pod is created at its onset (young: minPodAge makes the engine wait).
+    pub created_at_onset: bool,
+    /// node-0's busy decoy follows the antagonist's bursts in part (correlated-looking).
+    pub decoy_follows: bool,
+    /// node-0's victim degrades on its own from the first tick; no antagonist.
+    pub victim_alone: bool,
+    /// Every pod on every node follows one cluster-wide daily load curve plus noise.
+    pub daily_curve: bool,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Self {
+            antagonist_owner: "ReplicaSet",
+            antagonist_class: "batch",
+            steady: false,
+            created_at_onset: false,
+            decoy_follows: false,
+            victim_alone: false,
+            daily_curve: false,
+        }
+    }
 }
 
 impl Scenario {
@@ -94,6 +128,7 @@ impl Scenario {
             seed: 7,
             antagonist_protected: false,
             t0: T0,
+            variant: Variant::default(),
         }
     }
 
@@ -111,19 +146,43 @@ impl Scenario {
             items.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
         for p in &self.pods {
-            let protected = p.protected || (self.antagonist_protected && p.name == "sort-exec-0");
+            let antagonist = p.name == "sort-exec-0";
+            let protected = p.protected || (self.antagonist_protected && antagonist);
             let mut annotations = serde_json::Map::new();
             if protected {
                 annotations.insert("fulcrum.dev/protect".into(), json!("true"));
             }
+            let v = &self.variant;
+            let (owner, class) = if antagonist {
+                (v.antagonist_owner, v.antagonist_class)
+            } else {
+                ("ReplicaSet", p.class)
+            };
+            let mut labels = json!({"pod-template-hash": "abc12"});
+            if !class.is_empty() {
+                labels["fulcrum.dev/class"] = json!(class);
+            }
+            let created = match self.onset {
+                Some(o) if antagonist && v.created_at_onset => {
+                    // T0 is 10:00:00Z on 2025-11-26; the onset is within that day.
+                    let s = ((self.t0 - T0) + o * self.period_ms - 5_000) / 1000;
+                    format!(
+                        "2025-11-26T{:02}:{:02}:{:02}Z",
+                        10 + s / 3600,
+                        s / 60 % 60,
+                        s % 60
+                    )
+                }
+                _ => "2025-11-26T08:00:00Z".to_owned(),
+            };
             items.push(json!({
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {
                     "name": p.name, "namespace": p.namespace, "uid": format!("uid-{}", p.name),
-                    "creationTimestamp": "2025-11-26T08:00:00Z",
-                    "labels": {"fulcrum.dev/class": p.class, "pod-template-hash": "abc12"},
+                    "creationTimestamp": created,
+                    "labels": labels,
                     "annotations": annotations,
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner,
                                          "name": format!("{}-abc12", p.name), "uid": "rs", "controller": true}]
                 },
                 "spec": {"nodeName": p.node,
@@ -148,12 +207,22 @@ impl Scenario {
         let mut out = Vec::new();
         for i in 0..self.ticks {
             let ts = self.t0 + i * self.period_ms;
+            let v = &self.variant;
             let active = self.onset.is_some_and(|o| i >= o);
-            // The antagonist bursts memory bandwidth in an irregular pattern once active.
-            let burst = if active {
-                6.0 + 6.0 * noise(self.seed, i as u64 * 3)
+            // The antagonist bursts memory bandwidth in an irregular pattern once active
+            // (or holds a flat level, `steady`).
+            let burst = match (active, v.steady) {
+                (true, false) => 6.0 + 6.0 * noise(self.seed, i as u64 * 3),
+                (true, true) => 9.0 + 0.1 * noise(self.seed, i as u64 * 3),
+                (false, _) => 0.5 + 0.2 * noise(self.seed, i as u64),
+            };
+            // One cluster-wide daily curve: two hours of a rising morning.
+            let day = if v.daily_curve {
+                0.5 - 0.5
+                    * (std::f64::consts::PI * (8.0 + (i * self.period_ms) as f64 / 3.6e6) / 12.0)
+                        .cos()
             } else {
-                0.5 + 0.2 * noise(self.seed, i as u64)
+                0.0
             };
             for n in 0..self.nodes {
                 let node = format!("node-{n}");
@@ -161,11 +230,35 @@ impl Scenario {
                 for (k, p) in self.pods.iter().enumerate().filter(|(_, p)| p.node == node) {
                     let r = noise(self.seed + k as u64, i as u64);
                     let metrics = match (p.class, p.name.as_str()) {
+                        ("online", _) if v.victim_alone && n == 0 => {
+                            json!({"latency_p99_ms": 300.0 + 40.0 * r, "cpi": 1.0 + 0.05 * r,
+                                   "qps": 800.0 + 50.0 * r, "cpu_usage_cores": 1.5 + 0.3 * r})
+                        }
+                        ("online", _) if v.daily_curve => {
+                            json!({"latency_p99_ms": 150.0 + 200.0 * day + 25.0 * r, "cpi": 0.9 + 0.2 * day,
+                                   "qps": 400.0 + 800.0 * day + 50.0 * r, "cpu_usage_cores": 0.5 + 2.0 * day + 0.2 * r})
+                        }
+                        (_, name) if v.daily_curve && p.class != "ai" && name != "log-agent-0" => {
+                            json!({"mem_bw_bytes_per_sec": 1e9 + 4e9 * day + 5e8 * r,
+                                   "cpu_usage_cores": 2.0 + 6.0 * day + 0.8 * r, "llc_miss_rate": 0.2 + 0.1 * day})
+                        }
+                        (_, "etl-exec-0") if v.decoy_follows => {
+                            json!({"mem_bw_bytes_per_sec": 3e9 + 2e9 * r,
+                                   "cpu_usage_cores": 4.0 + 0.4 * burst + 1.5 * r, "llc_miss_rate": 0.3 + 0.1 * r})
+                        }
                         ("online", _) => {
-                            let pressure = if n == 0 { burst } else { 0.5 };
+                            let pressure = if n == 0 && !v.victim_alone {
+                                burst
+                            } else {
+                                0.5
+                            };
                             json!({"latency_p99_ms": 120.0 + 30.0 * pressure + 20.0 * r,
                                    "cpi": 0.9 + 0.08 * pressure + 0.05 * r, "qps": 800.0 + 50.0 * r,
                                    "cpu_usage_cores": 1.5 + 0.3 * r})
+                        }
+                        (_, "sort-exec-0") if v.victim_alone => {
+                            json!({"mem_bw_bytes_per_sec": 5e8 + 1e8 * r,
+                                                     "cpu_usage_cores": 3.0 + 0.2 * r, "llc_miss_rate": 0.2})
                         }
                         (_, "sort-exec-0") => json!({"mem_bw_bytes_per_sec": burst * 1e9 + 1e8 * r,
                                                      "cpu_usage_cores": 3.0 + burst / 4.0, "llc_miss_rate": 0.2 + burst / 40.0}),
@@ -183,7 +276,12 @@ impl Scenario {
                                         "pod": {"namespace": p.namespace, "name": p.name, "uid": format!("uid-{}", p.name)},
                                         "container": "main", "metrics": metrics}));
                 }
-                samples.push(json!({"ts": ts, "node": node, "metrics": {"mem_bw_util": if n == 0 { 0.3 + burst / 20.0 } else { 0.3 }}}));
+                let util = if n == 0 && !v.victim_alone {
+                    0.3 + burst / 20.0
+                } else {
+                    0.3 + 0.4 * day
+                };
+                samples.push(json!({"ts": ts, "node": node, "metrics": {"mem_bw_util": util}}));
                 if n == 0 {
                     for mut s in samples {
                         s["schema"] = json!("fulcrum.metrics/v1");
@@ -272,6 +370,12 @@ fn a_memory_bandwidth_antagonist_among_busy_decoys_is_found() {
     assert_eq!(first.outcome, Outcome::Executed);
     assert!(first.destination.as_deref().is_some_and(|n| n != "node-0"));
     assert!(first.at >= T0 + 60 * 10_000, "no action before the onset");
+    // Caution costs no speed: found within sustainedFor (30 s) plus one sample period.
+    assert!(
+        first.at <= T0 + 60 * 10_000 + 30_000 + 10_000,
+        "{}",
+        first.at - T0 - 600_000
+    );
     // Busy decoys on the same node were considered and not blamed.
     let decoy = first
         .explanation
@@ -311,10 +415,18 @@ fn a_protected_antagonist_is_never_touched() {
     let mut scenario = Scenario::new(4, Some(60));
     scenario.antagonist_protected = true;
     let report = replay(&scenario, "Enforce", "protected");
+    let d = decisions(&report);
+    // The antagonist explains the degradation and is protected: one Blocked decision says
+    // so, and no busy decoy is acted on in its place.
+    assert!(d.iter().all(|d| d.outcome == Outcome::Blocked), "{d:#?}");
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].target, "spark/sort-exec-0");
     assert!(
-        decisions(&report)
-            .iter()
-            .all(|d| d.target != "spark/sort-exec-0")
+        d[0].reason.contains("explains")
+            && d[0].reason.contains("annotated fulcrum.dev/protect")
+            && d[0].reason.contains("no other pod explains it"),
+        "{}",
+        d[0].reason
     );
 }
 

@@ -46,6 +46,8 @@ pub fn summary_json(report: &ReplayReport) -> Value {
         "detections": stats.detections,
         "recoveries": stats.recoveries,
         "unattributed": stats.unattributed,
+        "unexplained": stats.unexplained,
+        "unexplained_by_cause": stats.unexplained_by_cause,
         "actions": {
             "evicted": evicted,
             "migrated": migrated,
@@ -65,8 +67,14 @@ pub fn summary_json(report: &ReplayReport) -> Value {
 /// The JSON object of the replay contract.
 pub fn render_json(report: &ReplayReport) -> Value {
     let decisions: Vec<&Decision> = report.decisions().collect();
+    let unexplained: Vec<&Event> = report
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Unexplained(_)))
+        .collect();
     json!({
         "decisions": decisions,
+        "unexplained": unexplained,
         "summary": summary_json(report),
     })
 }
@@ -93,6 +101,16 @@ pub fn event_line(event: &Event) -> String {
             let (label, _) = decision_label(d);
             format!("{}  {}", decision_head(d, &format!("{label:<8}")), d.reason)
         }
+        Event::Unexplained(u) => format!(
+            "{}  NOBODY    {}  {}: {} (episode {}): nobody blamed ({}): {}",
+            rfc3339(u.at),
+            u.node,
+            u.policy,
+            u.trigger,
+            u.episode,
+            u.cause,
+            u.reason
+        ),
         Event::Recovered {
             at,
             policy,

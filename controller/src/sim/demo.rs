@@ -242,6 +242,7 @@ impl Recorder {
                 let at = match &event {
                     Event::Detected { at, .. } | Event::Recovered { at, .. } => *at,
                     Event::Decision(d) => d.at,
+                    Event::Unexplained(u) => u.at,
                 };
                 if let Event::Decision(d) = &event {
                     self.decisions.push(d.as_ref().clone());

@@ -127,6 +127,15 @@ fn event_line(event: &Event, clock: &str, style: &Style) -> String {
                 .unwrap_or_default()
         ),
         Event::Decision(d) => decision_lines(d, clock, style),
+        Event::Unexplained(u) => format!(
+            "{}  {}  {}: {}/{}: nobody blamed: {}",
+            clock,
+            style.paint("36", "NOBODY  "),
+            u.node,
+            u.policy,
+            u.trigger,
+            u.reason
+        ),
         Event::Recovered {
             node,
             policy,

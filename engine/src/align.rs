@@ -1,0 +1,132 @@
+//! Aligning series sampled at different instants and cadences onto one grid, so that a
+//! 60 s series and a 10 s series (or two 15 s series offset by 7 s) share points.
+//!
+//! The rule: each series' cadence is the median gap between its non-empty buckets in the
+//! window; the grid step is the largest cadence of the series compared, in whole buckets,
+//! with cells ending at the window's last bucket. A cell's value is the mean of the
+//! series' buckets inside it. An empty cell takes the previous cell's *observed* value
+//! (carry-forward by at most one cell, never across a longer gap). A grid point counts
+//! when every series has a value there and at least one of them was observed in the cell.
+
+use crate::series::Series;
+
+/// The median gap, in buckets, between the non-empty buckets of `s` in the window (1 when
+/// it cannot be told).
+pub fn cadence(s: &Series, end_ms: i64, window_ms: u64) -> i64 {
+    let present: Vec<i64> = s
+        .epochs(end_ms, window_ms)
+        .filter(|&e| s.at(e).is_some())
+        .collect();
+    let mut gaps: Vec<i64> = present.windows(2).map(|w| w[1] - w[0]).collect();
+    if gaps.is_empty() {
+        return 1;
+    }
+    gaps.sort_unstable();
+    gaps[gaps.len() / 2].max(1)
+}
+
+/// Bucket values of `s` in `(end_ms - window_ms, end_ms]`, oldest first.
+pub fn values(s: &Series, end_ms: i64, window_ms: u64) -> Vec<f64> {
+    s.epochs(end_ms, window_ms)
+        .filter_map(|e| s.at(e))
+        .collect()
+}
+
+/// One series on the grid: per cell, its value and whether it was observed there.
+fn on_grid(s: &Series, end_ms: i64, window_ms: u64, step: i64) -> Vec<Option<(f64, bool)>> {
+    let epochs = s.epochs(end_ms, window_ms);
+    let last = *epochs.end();
+    let cells = ((epochs.end() - epochs.start()) / step + 1) as usize;
+    let mut sums = vec![(0.0, 0u32); cells];
+    for e in epochs {
+        if let Some(v) = s.at(e) {
+            // Cell 0 is the oldest; the newest cell ends at the window's last bucket.
+            let from_end = ((last - e) / step) as usize;
+            if let Some(cell) = sums.get_mut(cells - 1 - from_end) {
+                cell.0 += v;
+                cell.1 += 1;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(cells);
+    let mut previous: Option<f64> = None;
+    for (sum, count) in sums {
+        if count > 0 {
+            let v = sum / f64::from(count);
+            out.push(Some((v, true)));
+            previous = Some(v);
+        } else {
+            out.push(previous.take().map(|v| (v, false)));
+        }
+    }
+    out
+}
+
+/// The series on a common grid over `(end_ms - window_ms, end_ms]`: one row per grid
+/// point, one column per series (in the order given), oldest first. See the module rule.
+pub fn aligned(series: &[&Series], end_ms: i64, window_ms: u64) -> Vec<Vec<f64>> {
+    let step = series
+        .iter()
+        .map(|s| cadence(s, end_ms, window_ms))
+        .max()
+        .unwrap_or(1);
+    let grids: Vec<Vec<Option<(f64, bool)>>> = series
+        .iter()
+        .map(|s| on_grid(s, end_ms, window_ms, step))
+        .collect();
+    let cells = grids.iter().map(Vec::len).min().unwrap_or(0);
+    let mut columns = vec![Vec::new(); series.len()];
+    for cell in 0..cells {
+        let row: Option<Vec<(f64, bool)>> = grids.iter().map(|g| g[cell]).collect();
+        let Some(row) = row else { continue };
+        if !row.iter().any(|(_, observed)| *observed) {
+            continue;
+        }
+        for (column, (v, _)) in columns.iter_mut().zip(row) {
+            column.push(v);
+        }
+    }
+    columns
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn different_cadences_and_instants_share_points() {
+        // 10 s buckets; a 60 s series and a 15 s series offset by 7 s, over 10 minutes.
+        let (mut slow, mut fast) = (Series::new(600_000, 10_000), Series::new(600_000, 10_000));
+        for i in 0..10 {
+            slow.push(45_000 + i * 60_000, i as f64);
+        }
+        for i in 0..40 {
+            fast.push(7_000 + i * 15_000, (i / 4) as f64 * 2.0);
+        }
+        let end = 599_999;
+        assert_eq!(cadence(&slow, end, 600_000), 6);
+        let cols = aligned(&[&slow, &fast], end, 600_000);
+        assert!(cols[0].len() >= 9, "{cols:?}");
+        assert_eq!(cols[0].len(), cols[1].len());
+        // Bucket by bucket the two would share only a handful of points.
+        let shared = slow
+            .epochs(end, 600_000)
+            .filter(|&e| slow.at(e).is_some() && fast.at(e).is_some())
+            .count();
+        assert_eq!(shared, 0);
+    }
+
+    #[test]
+    fn carry_forward_is_bounded_to_one_cell() {
+        let (mut a, mut b) = (Series::new(200_000, 10_000), Series::new(200_000, 10_000));
+        for i in 0..20 {
+            a.push(i * 10_000, i as f64);
+            // b stops after 5 buckets: at most one carried point joins a.
+            if i < 5 {
+                b.push(i * 10_000, 1.0 + i as f64);
+            }
+        }
+        let cols = aligned(&[&a, &b], 199_999, 200_000);
+        assert_eq!(cols[0].len(), 6, "{cols:?}");
+    }
+}

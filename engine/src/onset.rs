@@ -1,0 +1,205 @@
+//! Steady hogs: a pod whose usage stepped up when the victim degraded is a suspect even
+//! when its usage is flat inside the attribution window.
+//!
+//! The onset is when the firing trigger's condition started to hold (`since`). For each
+//! additive attribution metric, each pod's bucket values in the window before the onset
+//! (leaving out the last two sample periods of the victim's signal, where an antagonist
+//! ramps up before the victim's condition holds) are compared with its values since the
+//! onset (a pod created after the start of the
+//! before-window and without samples there counts as zero before). A pod *counts* when
+//! (1) the victim's signal itself stepped up by at least `onset_sigma` and was observed
+//! just before the onset (an onset right after a gap in the data is not one; a degradation
+//! that was there before the window, or a victim's own slow drift, is not pinned on a
+//! newcomer), (2) the pod's step is at least `onset_sigma` standard deviations of its
+//! before-values (floored at 5% of their level), (3) it accounts for at least
+//! `onset_dominance` of the node's increase of that metric (the sum of the pods' clear
+//! steps, `onset_sigma` or more; drift is not an increase), and (4) it holds at
+//! least `min_usage_share` of the node's usage after the onset, and (5) it was already up
+//! at the onset (its first value after it is 3 standard deviations above its level
+//! before: a pod that stepped up later is not the cause). It is then ranked by that share. The test is made once per
+//! episode, at its first evaluation with data after the onset, and its answer is kept for
+//! the rest of the episode: repeated at every evaluation, it would get many chances to
+//! find a coincidence.
+
+use fulcrum_policies::MetricId;
+
+use crate::align::{cadence, values};
+use crate::attribution::{Inputs, Scored, is_ratio};
+use crate::cluster::PodId;
+use crate::engine::Engine;
+use crate::significance::{Step, step};
+
+/// One pod's step at the onset on one metric, when it counts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct OnsetStep {
+    pub(crate) pod: PodId,
+    pub(crate) metric: MetricId,
+    /// The step in standard deviations of the before-values.
+    pub(crate) z: f64,
+    /// Its share of the node's usage since the onset.
+    pub(crate) share_after: f64,
+    /// Its fraction of the node's increase.
+    pub(crate) of_increase: f64,
+}
+
+impl OnsetStep {
+    /// Marks `scored` as counting through this step.
+    pub(crate) fn apply(&self, scored: &mut Scored, metric_name: &str) {
+        if let Some(m) = scored.metrics.iter_mut().find(|m| m.metric == metric_name) {
+            m.onset_step = Some(self.z);
+            m.significant = true;
+            m.ignored = None;
+        }
+        scored.qualifies = true;
+        scored.score = Some(
+            scored
+                .score
+                .map_or(self.share_after, |s| s.max(self.share_after)),
+        );
+        scored.onset = Some(self.metric);
+        scored.explains = Some(
+            scored
+                .explains
+                .map_or(self.of_increase, |e| e.max(self.of_increase)),
+        );
+    }
+}
+
+impl Engine {
+    /// The pods of `pods` that stepped up at the onset (see the module documentation).
+    /// Judged once per onset, at its first evaluation with data after the onset: a
+    /// test repeated at every evaluation would get many chances to find a coincidence.
+    pub(crate) fn onset_steps(&mut self, inputs: Inputs<'_>, pods: &[PodId]) -> Vec<OnsetStep> {
+        let key = (inputs.p, inputs.node, inputs.since);
+        if !self.onset_memo.contains_key(&key)
+            && let Some(found) = self.find_onset_steps(inputs, pods)
+        {
+            // One onset per policy and node is remembered at a time.
+            self.onset_memo
+                .retain(|k, _| (k.0, k.1) != (inputs.p, inputs.node));
+            self.onset_memo.insert(key, found);
+        }
+        self.onset_memo
+            .get(&key)
+            .map(|steps| {
+                steps
+                    .iter()
+                    .filter(|s| pods.contains(&s.pod))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn find_onset_steps(&self, inputs: Inputs<'_>, pods: &[PodId]) -> Option<Vec<OnsetStep>> {
+        let Inputs { p, t, since, .. } = inputs;
+        let window = self.policies[p as usize].policy.spec.attribution.window_ms;
+        let after_ms = (t - since).max(0) as u64;
+        let signal = inputs.signal?;
+        // An antagonist ramps up before the victim's condition holds: the last two of the
+        // victim's sample periods before the onset are left out of the comparison.
+        let bucket = self.config.bucket_ms as i64;
+        let ramp = 2 * bucket * cadence(signal, since, window);
+        let before_end = since - ramp;
+        let before_ms = window.saturating_sub(ramp as u64).max(bucket as u64);
+        let sigma = self.config.onset_sigma;
+        // The degradation itself must have begun at the onset, seen as it happened: the
+        // victim was observed just before it (not an onset made by a gap in the data).
+        let seen_before = !values(signal, since - 1, ramp as u64).is_empty();
+        let victim_step = step(
+            &values(signal, before_end, before_ms),
+            &values(signal, t, after_ms),
+        )?;
+        if victim_step.z < sigma || !seen_before {
+            return Some(Vec::new());
+        }
+        let span = Span {
+            t,
+            since,
+            window,
+            after_ms,
+            before_end,
+            before_ms,
+        };
+        let mut out = Vec::new();
+        for &m in &self.policies[p as usize].policy.spec.attribution.metrics {
+            if is_ratio(self.registry.name(m)) {
+                continue;
+            }
+            let steps = self.metric_steps(pods, m, &span)?;
+            // The node's increase: the clear steps (`onset_sigma` or more), not drift.
+            let increase: f64 = steps
+                .iter()
+                .filter(|(_, s, _)| s.z >= sigma)
+                .map(|(_, s, _)| s.after - s.before)
+                .sum();
+            let usage: f64 = steps.iter().map(|(_, s, _)| s.after.max(0.0)).sum();
+            for (pod, s, early) in steps {
+                let of_increase = (s.after - s.before) / increase;
+                let share_after = s.after / usage;
+                if early
+                    && s.z >= sigma
+                    && of_increase >= self.config.onset_dominance
+                    && share_after >= self.config.min_usage_share
+                {
+                    out.push(OnsetStep {
+                        pod,
+                        metric: m,
+                        z: s.z,
+                        share_after,
+                        of_increase,
+                    });
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Each pod's step on metric `m`, and whether it was already up at the onset; `None`
+    /// while some pod has not reported since the onset yet.
+    fn metric_steps(
+        &self,
+        pods: &[PodId],
+        m: MetricId,
+        span: &Span,
+    ) -> Option<Vec<(PodId, Step, bool)>> {
+        let mut steps = Vec::new();
+        for &pod in pods {
+            let Some(series) = self
+                .pods
+                .get(pod.index())
+                .and_then(Option::as_ref)
+                .and_then(|st| st.series(m))
+            else {
+                continue;
+            };
+            let after = values(series, span.t, span.after_ms);
+            let period = self.config.bucket_ms * cadence(series, span.since, span.window) as u64;
+            if after.is_empty() && span.after_ms < 2 * period {
+                return None;
+            }
+            let mut before = values(series, span.before_end, span.before_ms);
+            let created = self.cluster.pod_info(pod).and_then(|i| i.created_ms);
+            if before.len() < 3 && created.is_some_and(|c| c > span.since - span.window as i64) {
+                before = vec![0.0; 3];
+            }
+            let (Some(s), Some(&first)) = (step(&before, &after), after.first()) else {
+                continue;
+            };
+            // Already up at the onset: a pod that stepped up later is not its cause.
+            let early = s.z.abs() > 1e-12 && first >= s.before + 3.0 * (s.after - s.before) / s.z;
+            steps.push((pod, s, early));
+        }
+        Some(steps)
+    }
+}
+
+/// The periods an onset comparison looks at.
+struct Span {
+    t: i64,
+    since: i64,
+    window: u64,
+    after_ms: u64,
+    before_end: i64,
+    before_ms: u64,
+}
