@@ -3,6 +3,7 @@
 //!
 //! - [`runner`]: the run loop joining feed, engine, actuator and audit (`run`, `demo`).
 //! - [`feed`]: Kafka (consume, dead-letter, audit topic, commit).
+//! - [`inputs`]: OTLP and Prometheus samples mapped onto policy metrics.
 //! - [`cluster`]: Kubernetes objects into the engine's cluster view.
 //! - [`actuator`]: how decisions become changes (Eviction API, simulator, shadow).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
@@ -25,6 +26,7 @@ pub mod check;
 pub mod clock;
 pub mod cluster;
 pub mod feed;
+pub mod inputs;
 pub mod load;
 pub mod manifest;
 pub mod render;

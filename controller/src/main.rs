@@ -16,10 +16,11 @@ use fulcrum::feed::config::{
 };
 use fulcrum::feed::reader::read_topic;
 use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats, KafkaSettings, StartPosition};
+use fulcrum::inputs::InputArgs;
 use fulcrum::load::build_engine;
 use fulcrum::manifest::crd_yaml;
 use fulcrum::replay::{
-    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files,
+    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files_as,
 };
 use fulcrum::runner::{Report, RunnerIo};
 use fulcrum_engine::{EngineConfig, Event};
@@ -171,6 +172,8 @@ struct ReplayArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 #[derive(Args)]
@@ -195,6 +198,8 @@ struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 /// Output formats.
@@ -265,7 +270,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let (report, source) = match (&args.events, args.kafka.settings()) {
         (Some(events), _) => (
-            replay_files(&input, events, now_ms)?,
+            replay_files_as(&input, events, now_ms, args.input.spec()?)?,
             events.display().to_string(),
         ),
         (None, Some(settings)) => {
@@ -331,6 +336,7 @@ fn replay_kafka(
     let output = args.output;
     let summary = read_topic(
         settings,
+        args.input.spec()?,
         &mut engine,
         input.config.lateness_ms,
         follow,
@@ -354,6 +360,7 @@ fn replay_kafka(
         lines: summary.messages,
         invalid_policies,
         engine,
+        input: summary.input,
     })
 }
 
@@ -381,6 +388,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     let mut options = FeedOptions::new(settings);
+    options.input = args.input.spec()?;
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
     let rt = runtime()?;

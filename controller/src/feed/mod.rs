@@ -55,6 +55,8 @@ pub struct FeedOptions {
     /// samples before a pause are applied (see `progress::Progress::watermark`). A driver
     /// that keeps producing (the demo) turns it off for run-to-run determinism.
     pub wall_clock_advance: bool,
+    /// The format of the samples topic and its metrics map.
+    pub input: crate::inputs::InputSpec,
 }
 
 impl FeedOptions {
@@ -69,6 +71,7 @@ impl FeedOptions {
             channel_capacity: 1024,
             restore_window_ms: 24 * 3_600_000,
             wall_clock_advance: true,
+            input: crate::inputs::InputSpec::native(),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions};
 use fulcrum_engine::{Engine, Offered};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -23,6 +23,7 @@ use super::context::{FeedContext, RebalanceNote};
 use super::progress::Progress;
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
 use crate::clock::now_ms;
+use crate::inputs::Input;
 use crate::telemetry::RateLimitedLog;
 
 /// A subscribed consumer and everything that tracks its progress.
@@ -37,6 +38,7 @@ pub struct Feed {
     progress: Progress,
     node_partitions: HashMap<String, i32>,
     dlq_log: RateLimitedLog,
+    input: Input,
 }
 
 impl Feed {
@@ -62,6 +64,7 @@ impl Feed {
             shutdown,
         ));
         Ok(Self {
+            input: Input::new(options.input),
             options,
             consumer,
             producer,
@@ -126,7 +129,7 @@ impl Feed {
         let now = now_ms();
         let options = DecodeOptions { now_ms: now };
         let payload = message.payload().unwrap_or_default();
-        let (newest, errors) = match decode(payload, &options) {
+        let (newest, errors) = match self.input.decode(payload, &options) {
             Ok(decoded) => {
                 let mut newest = None;
                 for sample in &decoded.samples {

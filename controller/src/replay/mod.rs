@@ -11,9 +11,10 @@ pub mod output;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions};
 use fulcrum_engine::{Decision, Engine, EngineConfig, Event};
 
+use crate::inputs::{Input, InputSpec, InputStats};
 use crate::load::build_engine;
 pub use crate::load::{InvalidPolicies, LoadError};
 
@@ -52,6 +53,8 @@ pub struct ReplayReport {
     pub invalid_policies: InvalidPolicies,
     /// The engine at the end, for its counters.
     pub engine: Engine,
+    /// Counters of the OTLP or Prometheus input (zero for the native schema).
+    pub input: InputStats,
 }
 
 impl ReplayReport {
@@ -69,12 +72,24 @@ pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies), LoadErr
     build_engine(&input.cluster, &input.policies, input.config.clone())
 }
 
-/// Replays JSON Lines from `events` through `engine`. `now_ms` is the clock used to reject
-/// timestamps far in the future.
+/// Replays JSON Lines of `fulcrum.metrics/v1` from `events` through `engine`. `now_ms` is
+/// the clock used to reject timestamps far in the future.
 pub fn replay_lines(
     engine: &mut Engine,
     events: impl BufRead,
     now_ms: i64,
+) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
+    replay_lines_as(engine, events, now_ms, &mut Input::new(InputSpec::native()))
+}
+
+/// Replays lines from `events` through `engine`, decoded by `input` (one message per
+/// line: native or Prometheus-adapter JSON, or OTLP JSON as the Collector's file exporter
+/// writes it).
+pub fn replay_lines_as(
+    engine: &mut Engine,
+    events: impl BufRead,
+    now_ms: i64,
+    input: &mut Input,
 ) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
     let options = DecodeOptions { now_ms };
     let mut out = Vec::new();
@@ -92,7 +107,7 @@ pub fn replay_lines(
         if line.is_empty() {
             continue;
         }
-        match decode(line, &options) {
+        match input.decode(line, &options) {
             Ok(decoded) => {
                 for sample in &decoded.samples {
                     engine.offer(sample);
@@ -108,6 +123,9 @@ pub fn replay_lines(
             }),
         }
         engine.advance_auto(&mut out);
+    }
+    for sample in input.finish() {
+        engine.offer(&sample);
     }
     engine.flush(&mut out);
     Ok((out, errors, lines))
@@ -125,29 +143,44 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[start..end]
 }
 
-/// Runs a whole replay from files.
+/// Runs a whole replay from files of `fulcrum.metrics/v1` samples.
 pub fn replay_files(
     input: &ReplayInput,
     events: &Path,
     now_ms: i64,
 ) -> Result<ReplayReport, LoadError> {
+    replay_files_as(input, events, now_ms, InputSpec::native())
+}
+
+/// Runs a whole replay from files, the events decoded as `format` says.
+pub fn replay_files_as(
+    input: &ReplayInput,
+    events: &Path,
+    now_ms: i64,
+    format: InputSpec,
+) -> Result<ReplayReport, LoadError> {
+    let mut decoder = Input::new(format);
     let (mut engine, invalid_policies) = prepare(input)?;
     let file = std::fs::File::open(events).map_err(|source| LoadError::Read {
         path: events.display().to_string(),
         source,
     })?;
-    let (events_out, line_errors, lines) =
-        replay_lines(&mut engine, std::io::BufReader::new(file), now_ms).map_err(|source| {
-            LoadError::Read {
-                path: events.display().to_string(),
-                source,
-            }
-        })?;
+    let (events_out, line_errors, lines) = replay_lines_as(
+        &mut engine,
+        std::io::BufReader::new(file),
+        now_ms,
+        &mut decoder,
+    )
+    .map_err(|source| LoadError::Read {
+        path: events.display().to_string(),
+        source,
+    })?;
     Ok(ReplayReport {
         events: events_out,
         line_errors,
         lines,
         invalid_policies,
         engine,
+        input: decoder.stats().clone(),
     })
 }
