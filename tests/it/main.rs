@@ -2,6 +2,7 @@
 
 mod check_policy;
 mod demo;
+mod inputs;
 mod kafka;
 mod scenario;
 mod support;

@@ -51,6 +51,7 @@ pub fn summary_json(report: &ReplayReport) -> Value {
         },
         "policies": policies,
         "invalid_policies": report.invalid_policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "input": report.input,
     })
 }
 
