@@ -5,6 +5,8 @@
 //! `k8s.namespace.name`, `k8s.pod.name`, `k8s.pod.uid`, `k8s.container.name`), checked
 //! only for resources with at least one mapped data point.
 
+use std::borrow::Cow;
+
 use fulcrum_engine::sample::{DecodeError, DecodeOptions, MAX_MESSAGE_BYTES, Problem};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
@@ -53,12 +55,44 @@ pub fn parse(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, DecodeError> {
     }
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'{') {
-        return serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e));
+        let text = enum_names_as_numbers(bytes);
+        return serde_json::from_slice(&text).map_err(|e| json_error(&text, &e));
     }
     ExportMetricsServiceRequest::decode(bytes).map_err(|e| DecodeError::NotProtobuf {
         expected: "OTLP ExportMetricsServiceRequest",
         message: e.to_string(),
     })
+}
+
+/// The JSON mapping of protobuf allows enum values by name
+/// (`"AGGREGATION_TEMPORALITY_CUMULATIVE"`, as protobuf's own JSON printers write them)
+/// or by number (as the Collector writes them); the bindings read only numbers, so names
+/// are rewritten. Borrows the input when there is no name to rewrite.
+fn enum_names_as_numbers(bytes: &[u8]) -> Cow<'_, [u8]> {
+    const NAMES: [(&[u8], &[u8]); 3] = [
+        (b"\"AGGREGATION_TEMPORALITY_UNSPECIFIED\"", b"0"),
+        (b"\"AGGREGATION_TEMPORALITY_DELTA\"", b"1"),
+        (b"\"AGGREGATION_TEMPORALITY_CUMULATIVE\"", b"2"),
+    ];
+    const PREFIX: &[u8] = b"\"AGGREGATION_TEMPORALITY_";
+    if !bytes.windows(PREFIX.len()).any(|w| w == PREFIX) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match NAMES.iter().find(|(name, _)| rest.starts_with(name)) {
+            Some((name, number)) => {
+                out.extend_from_slice(number);
+                rest = &rest[name.len()..];
+            }
+            None => {
+                out.push(rest[0]);
+                rest = &rest[1..];
+            }
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn json_error(bytes: &[u8], e: &serde_json::Error) -> DecodeError {
@@ -149,7 +183,17 @@ impl<'a> Walk<'_, 'a> {
                     self.histogram(name, p, delta, resource, (path.0, path.1, i));
                 }
             }
-            _ => self.converter.stats.unsupported += points(metric),
+            Some(_) => self.converter.stats.unsupported += points(metric),
+            None => {
+                let (s, m) = path;
+                self.rejected.push(DecodeError::Field {
+                    field: format!("resourceMetrics[{}].scopeMetrics[{s}].metrics[{m}]", self.r),
+                    problem: Problem::WrongType {
+                        expected: "a gauge, sum or histogram",
+                        got: "none, or one that does not decode",
+                    },
+                });
+            }
         }
     }
 
