@@ -373,3 +373,103 @@ fn prometheus_adapter_edge_cases() {
     );
     assert!(rejected[1].1.starts_with("value:"), "{}", rejected[1].1);
 }
+
+#[test]
+fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lettered() {
+    use crate::support::{Broker, Fulcrum, create_topics, read_all};
+    const TOPIC: &str = "otlp";
+    let broker = Broker::start();
+    create_topics(
+        &broker.addr(),
+        &[(TOPIC, 3), ("otlp.dlq", 1), ("fulcrum.decisions", 1)],
+    );
+    let dir = temp_dir("inputs-kafka");
+    let mut scenario = Scenario::new(3, Some(60));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    scenario.t0 = now - scenario.ticks * scenario.period_ms - 60_000;
+    scenario.write(&dir);
+    std::fs::write(dir.join("policy.yaml"), POLICY.replace("MODE", "Enforce")).unwrap();
+    let path = |f: &str| dir.join(f).display().to_string();
+    // The Python client produces the requests as protobuf (the exporter's otlp_proto),
+    // then a pod without k8s.node.name, bytes that are not protobuf, and a request with an
+    // unknown metric only.
+    producer(&["produce-otlp", &path("events.jsonl"), &broker.addr(), TOPIC]);
+
+    let args: Vec<String> = [
+        "run",
+        "--cluster",
+        &path("cluster.json"),
+        "--policy",
+        &path("policy.yaml"),
+        "--brokers",
+        &broker.addr(),
+        "--topic",
+        TOPIC,
+        "--group",
+        "otlp",
+        "--start",
+        "earliest",
+        "--max-evidence-age",
+        "2h",
+        "--input-format",
+        "otlp",
+        "--metrics-map",
+        &test_map(),
+        "--kafka-config",
+        "session.timeout.ms=6000",
+        "--kafka-config",
+        "heartbeat.interval.ms=500",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut fulcrum = Fulcrum::spawn(&args);
+    let decision = fulcrum.wait_for(MINUTE, "the antagonist decision", |v| {
+        v["kind"] == "Decision" && v["outcome"] == "Executed" && v["target"] == "spark/sort-exec-0"
+    });
+    assert_eq!(decision["node"], "node-0");
+    crate::support::eventually(MINUTE, "two dead letters", || {
+        read_all(&broker.addr(), "otlp.dlq").len() >= 2
+    });
+    let (_, stopped) = fulcrum.stop();
+    assert_eq!(stopped["feed"]["dead_letters"], 2, "{stopped}");
+    // One collector metric per request, and the unknown-only request: dropped, counted.
+    let requests = std::fs::read_to_string(path("events.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(
+        stopped["feed"]["unmapped"],
+        requests as u64 + 1,
+        "{stopped}"
+    );
+
+    let dlq = read_all(&broker.addr(), "otlp.dlq");
+    let mut seen: Vec<(String, String)> = dlq
+        .iter()
+        .map(|(_, _, _, _, headers)| {
+            let h = |n: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
+            (h("fulcrum.error.reason"), h("fulcrum.error.message"))
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].0, "missing_field");
+    assert!(
+        seen[0].1.contains("resource.attributes.k8s.node.name"),
+        "{}",
+        seen[0].1
+    );
+    assert_eq!(seen[1].0, "not_protobuf");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);

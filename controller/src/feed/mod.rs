@@ -113,6 +113,10 @@ pub struct FeedStats {
     pub offsets_stored: AtomicU64,
     /// Actions restored from the audit topic at start.
     pub restored: AtomicU64,
+    /// OTLP and Prometheus inputs: data points of metrics the map does not name (dropped).
+    pub unmapped: AtomicU64,
+    /// OTLP and Prometheus inputs: values produced from mapped data points.
+    pub converted: AtomicU64,
 }
 
 /// Why the feed stopped.

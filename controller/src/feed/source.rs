@@ -149,6 +149,9 @@ impl Feed {
             }
             Err(e) => (None, vec![e]),
         };
+        let input = self.input.stats();
+        self.stats.unmapped.store(input.unmapped, Ordering::Relaxed);
+        self.stats.converted.store(input.values, Ordering::Relaxed);
         if !errors.is_empty() {
             self.dead_letter(message, &errors).await;
         }
