@@ -469,6 +469,38 @@ fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lett
         seen[0].1
     );
     assert_eq!(seen[1].0, "not_protobuf");
+
+    // Replay from the topic decides as a replay of the same requests as OTLP JSON lines.
+    producer(&["convert", &path("events.jsonl"), &dir.display().to_string()]);
+    let from_file = replay(&dir, "otlp.jsonl", "otlp");
+    let out = Command::new(fulcrum_bin())
+        .args([
+            "replay",
+            "--cluster",
+            &path("cluster.json"),
+            "--policy",
+            &path("policy.yaml"),
+        ])
+        .args([
+            "--output",
+            "json",
+            "--brokers",
+            &broker.addr(),
+            "--topic",
+            TOPIC,
+        ])
+        .args(["--input-format", "otlp", "--metrics-map", &test_map()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(not_protobuf)") && stderr.contains("(missing_field)"),
+        "{stderr}"
+    );
+    let from_kafka: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!decision_keys(&from_file).is_empty());
+    assert_eq!(decision_keys(&from_kafka), decision_keys(&from_file));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

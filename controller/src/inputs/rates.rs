@@ -61,7 +61,6 @@ impl SeriesStates {
             let horizon = self.max_ts.saturating_sub(self.max_gap_ms);
             self.series.retain(|_, s| s.last_ts >= horizon);
         }
-        let max_gap = self.max_gap_ms;
         let series = self.series.entry(key).or_insert_with(|| Series {
             last_ts: i64::MIN,
             ..Series::default()
@@ -72,13 +71,25 @@ impl SeriesStates {
         }
         let since = (series.last_ts != i64::MIN).then(|| ts - series.last_ts);
         series.last_ts = ts;
+        Some((series, since))
+    }
+
+    /// Like `advance`, for counters and histograms: the time since the last point, or
+    /// `None` for a first point or after a gap longer than `max_gap_ms` (both counted).
+    fn advance_interval(
+        &mut self,
+        key: u64,
+        ts: i64,
+        stats: &mut InputStats,
+    ) -> Option<(&mut Series, Option<i64>)> {
+        let max_gap = self.max_gap_ms;
+        let (series, since) = self.advance(key, ts, stats)?;
         match since {
             None => stats.first_points += 1,
             Some(d) if d > max_gap => stats.gaps += 1,
             Some(_) => {}
         }
-        let since = since.filter(|d| *d <= max_gap);
-        Some((series, since))
+        Some((series, since.filter(|d| *d <= max_gap)))
     }
 
     /// A gauge point: its value, unless it is not newer than the series' last point.
@@ -100,7 +111,7 @@ impl SeriesStates {
         start_ms: Option<i64>,
         stats: &mut InputStats,
     ) -> Step {
-        let Some((series, since)) = self.advance(key, ts, stats) else {
+        let Some((series, since)) = self.advance_interval(key, ts, stats) else {
             return Step::Nothing;
         };
         let (last, last_start) = (series.last, series.start_ms);
@@ -129,7 +140,7 @@ impl SeriesStates {
         start_ms: Option<i64>,
         stats: &mut InputStats,
     ) -> Step {
-        let Some((_, since)) = self.advance(key, ts, stats) else {
+        let Some((_, since)) = self.advance_interval(key, ts, stats) else {
             return Step::Nothing;
         };
         let dt = match start_ms.filter(|s| *s > 0 && *s < ts) {
@@ -176,7 +187,7 @@ impl SeriesStates {
         stats: &mut InputStats,
         scratch: &mut Vec<u64>,
     ) -> Option<Option<&'c [u64]>> {
-        let (series, since) = self.advance(key, ts, stats)?;
+        let (series, since) = self.advance_interval(key, ts, stats)?;
         if delta {
             return Some(Some(counts));
         }
