@@ -16,7 +16,8 @@
 //!
 //! Dependencies point one way: `fulcrum_policies` ← `fulcrum_engine` ← these adapters ←
 //! the binary; an adapter never imports another (what two share sits in [`runner`],
-//! [`actuator`] or [`render`]). Layout and contracts are described in the repository's
+//! [`actuator`], [`render`] or, for decoding the OTLP and Prometheus formats, [`inputs`],
+//! which depends only on the engine and the policies). Layout and contracts are described in the repository's
 //! `ARCHITECTURE.md` and `docs/`.
 
 #![warn(missing_docs)]
