@@ -299,6 +299,26 @@ mod tests {
     }
 
     #[test]
+    fn delta_sums_are_rates_over_their_own_interval() {
+        let mut s = SeriesStates::new(60_000);
+        let mut st = InputStats::default();
+        // With a start time: 30 over the 10 s from start to time.
+        assert_eq!(
+            s.delta(1, 20_000, 30.0, Some(10_000), &mut st),
+            Step::Value(3.0)
+        );
+        // Without: over the time since the series' last point; a first point has none.
+        assert_eq!(s.delta(2, 10_000, 5.0, None, &mut st), Step::Nothing);
+        assert_eq!(s.delta(2, 15_000, 5.0, None, &mut st), Step::Value(1.0));
+        // Out of order: dropped.
+        assert_eq!(
+            s.delta(1, 15_000, 30.0, Some(5_000), &mut st),
+            Step::Nothing
+        );
+        assert_eq!(st.out_of_order, 1);
+    }
+
+    #[test]
     fn quantiles_interpolate_within_buckets() {
         let bounds = [0.1, 0.2, 0.5];
         assert_eq!(quantile(&bounds, &[0, 0, 0, 0], 0.99), None);

@@ -82,3 +82,78 @@ pub fn check_ts(
     }
     Ok(ts_ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names<'a>(
+        node: Option<&'a str>,
+        ns: Option<&'a str>,
+        pod: Option<&'a str>,
+        c: Option<&'a str>,
+    ) -> Names<'a> {
+        Names {
+            node: ("n".into(), node),
+            namespace: ("ns".into(), ns),
+            pod: ("p".into(), pod),
+            uid: None,
+            container: ("c".into(), c),
+        }
+    }
+
+    #[test]
+    fn targets_are_checked_and_named_by_field() {
+        let t = names(Some("node-1"), Some("shop"), Some("cart-0"), Some("app"))
+            .target()
+            .unwrap();
+        assert_eq!(t.pod, Some(("shop", "cart-0", None)));
+        assert_eq!(t.container, Some("app"));
+        // A container without a pod is attributed to the node.
+        let t = names(Some("node-1"), None, None, Some("app"))
+            .target()
+            .unwrap();
+        assert_eq!((t.pod, t.container), (None, None));
+        let err = |n: Names<'_>| n.target().unwrap_err().to_string();
+        assert_eq!(
+            err(names(None, None, None, None)),
+            "n: is required but missing"
+        );
+        assert_eq!(
+            err(names(Some(""), None, None, None)),
+            "n: is required but missing"
+        );
+        assert!(
+            err(names(Some("Node_1"), None, None, None))
+                .starts_with("n: \"Node_1\" is not a valid")
+        );
+        assert_eq!(
+            err(names(Some("node-1"), None, Some("cart-0"), None)),
+            "ns: is required but missing"
+        );
+        assert!(
+            err(names(
+                Some("node-1"),
+                Some("shop"),
+                Some("cart-0"),
+                Some("App")
+            ))
+            .starts_with("c: ")
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_the_native_limits_are_refused() {
+        let options = DecodeOptions {
+            now_ms: 1_764_151_200_000,
+        };
+        assert!(check_ts(1_764_151_200_000, &options, || "ts".into()).is_ok());
+        let old = check_ts(1_764_151_200, &options, || "ts".into()).unwrap_err();
+        assert_eq!(old.reason(), "ts_too_old");
+        let future = check_ts(1_764_151_200_000 + MAX_FUTURE_MS + 1, &options, || {
+            "ts".into()
+        })
+        .unwrap_err();
+        assert_eq!(future.reason(), "ts_in_future");
+    }
+}
