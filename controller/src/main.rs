@@ -270,7 +270,12 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let (report, source) = match (&args.events, args.kafka.settings()) {
         (Some(events), _) => (
-            replay_files_as(&input, events, now_ms, args.input.spec()?)?,
+            replay_files_as(
+                &input,
+                events,
+                now_ms,
+                args.input.spec(args.engine.lateness)?,
+            )?,
             events.display().to_string(),
         ),
         (None, Some(settings)) => {
@@ -336,7 +341,7 @@ fn replay_kafka(
     let output = args.output;
     let summary = read_topic(
         settings,
-        args.input.spec()?,
+        args.input.spec(args.engine.lateness)?,
         &mut engine,
         input.config.lateness_ms,
         follow,
@@ -388,7 +393,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     let mut options = FeedOptions::new(settings);
-    options.input = args.input.spec()?;
+    options.input = args.input.spec(args.engine.lateness)?;
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
     let rt = runtime()?;

@@ -505,3 +505,56 @@ fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lett
 }
 
 const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+#[test]
+fn a_bad_metrics_map_or_a_window_above_the_lateness_stops_the_cli_with_the_reason() {
+    let dir = temp_dir("inputs-cli");
+    Scenario::new(1, None).write(&dir);
+    std::fs::write(dir.join("policy.yaml"), POLICY.replace("MODE", "Enforce")).unwrap();
+    let bad_map = dir.join("map.yaml");
+    std::fs::write(
+        &bad_map,
+        "metrics:\n- {source: h, metric: p99, type: histogram}\n",
+    )
+    .unwrap();
+    let path = |f: &str| dir.join(f).display().to_string();
+    let run = |extra: &[&str]| {
+        let out = Command::new(fulcrum_bin())
+            .args([
+                "replay",
+                "--cluster",
+                &path("cluster.json"),
+                "--policy",
+                &path("policy.yaml"),
+            ])
+            .args(["--events", &path("events.jsonl"), "--input-format", "otlp"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["--metrics-map", &path("map.yaml")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("metrics[0] (h): a histogram rule needs quantile"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--lateness", "5s"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("group_window_ms (5000) must be below the lateness (5000 ms)"),
+        "{stderr}"
+    );
+    // Control: the default map with the default lateness runs. The native lines are not
+    // OTLP: each is rejected (not read as an empty request), and the replay completes.
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("1: resourceMetrics: is required but missing (missing_field)"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

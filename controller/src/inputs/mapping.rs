@@ -181,6 +181,16 @@ pub enum MapError {
         /// The parser's message, with the field path.
         message: String,
     },
+    /// The group window is not below the engine's lateness.
+    #[error(
+        "group_window_ms ({window_ms}) must be below the lateness ({lateness_ms} ms): lower it in the metrics map or raise --lateness"
+    )]
+    Window {
+        /// The map's group window.
+        window_ms: u64,
+        /// The engine's lateness.
+        lateness_ms: u64,
+    },
     /// A rule is inconsistent.
     #[error("{path}: metrics[{index}] ({source_name}): {problem}")]
     Rule {

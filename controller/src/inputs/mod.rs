@@ -49,12 +49,20 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
-    /// The input these options describe, reading the map file.
-    pub fn spec(&self) -> Result<InputSpec, MapError> {
+    /// The input these options describe, reading the map file. For OTLP and Prometheus
+    /// the map's `group_window_ms` must be below the engine's lateness, or grouped
+    /// samples would reach the engine late.
+    pub fn spec(&self, lateness_ms: u64) -> Result<InputSpec, MapError> {
         let map = match &self.metrics_map {
             Some(path) => MetricsMap::load(path)?,
             None => MetricsMap::default_map(),
         };
+        if self.input_format != InputFormat::Native && map.group_window_ms >= lateness_ms {
+            return Err(MapError::Window {
+                window_ms: map.group_window_ms,
+                lateness_ms,
+            });
+        }
         Ok(InputSpec::new(self.input_format, map))
     }
 }

@@ -53,10 +53,25 @@ pub fn parse(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, DecodeError> {
             limit: MAX_MESSAGE_BYTES,
         });
     }
+    // An empty value, or a JSON object without `resourceMetrics` (a native sample sent to
+    // an OTLP topic, say), is refused rather than read as an empty request.
+    let missing = || DecodeError::Field {
+        field: "resourceMetrics".into(),
+        problem: Problem::Missing,
+    };
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'{') {
         let text = enum_names_as_numbers(bytes);
-        return serde_json::from_slice(&text).map_err(|e| json_error(&text, &e));
+        let request: ExportMetricsServiceRequest =
+            serde_json::from_slice(&text).map_err(|e| json_error(&text, &e))?;
+        let key = b"\"resourceMetrics\"";
+        if request.resource_metrics.is_empty() && !text.windows(key.len()).any(|w| w == key) {
+            return Err(missing());
+        }
+        return Ok(request);
+    }
+    if first.is_none() {
+        return Err(missing());
     }
     ExportMetricsServiceRequest::decode(bytes).map_err(|e| DecodeError::NotProtobuf {
         expected: "OTLP ExportMetricsServiceRequest",
