@@ -95,17 +95,25 @@ struct EngineArgs {
     /// How late a sample may arrive (event time) and still be applied in order.
     #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
     lateness: u64,
-    /// A node or series without samples this long is stale and never acted on.
-    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
-    stale_after: u64,
+    /// A node or series without samples this long is stale and never acted on. Without
+    /// it: 60 s, or 2.5 of the series' own sampling intervals if longer (a 60 s feed).
+    #[arg(long, value_parser = parse_duration_ms)]
+    stale_after: Option<u64>,
 }
 
 impl EngineArgs {
     fn config(&self) -> EngineConfig {
+        let defaults = EngineConfig::default();
         EngineConfig {
             lateness_ms: self.lateness,
-            stale_after_ms: self.stale_after,
-            ..EngineConfig::default()
+            stale_after_ms: self.stale_after.unwrap_or(defaults.stale_after_ms),
+            // Given explicitly, the flag is the bound.
+            stale_cadences: if self.stale_after.is_some() {
+                0.0
+            } else {
+                defaults.stale_cadences
+            },
+            ..defaults
         }
     }
 }
@@ -188,6 +196,10 @@ struct RunArgs {
     /// Decisions about evidence older than this (wall clock) are blocked.
     #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
     max_evidence_age: u64,
+    /// How far (event time) a lagging partition may hold the others back; its older
+    /// samples are late beyond it.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    max_skew: u64,
     /// How each event is printed on standard output.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     output: Output,
@@ -285,6 +297,17 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         (None, None) => anyhow::bail!("give --events FILE or --brokers with --topic"),
     };
     let mut stderr = std::io::stderr().lock();
+    for problem in &report.cluster_problems {
+        writeln!(stderr, "{problem}")?;
+    }
+    if let Some(d) = &report.sorted {
+        writeln!(
+            stderr,
+            "{source}:{}: goes back in time by {} ms: the file is not in time order (sorted by node?); replayed sorted by time",
+            d.line,
+            d.newest_ms - d.ts_ms
+        )?;
+    }
     for (name, errors) in &report.invalid_policies {
         for error in errors {
             writeln!(stderr, "{name}: skipped: {error}")?;
@@ -365,6 +388,8 @@ fn replay_kafka(
         lines: summary.messages,
         invalid_policies,
         engine,
+        sorted: None,
+        cluster_problems: fulcrum::snapshot_check::cluster_problems(&input.cluster)?,
         input: summary.input,
     })
 }
@@ -387,6 +412,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         .settings()
         .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
     let (engine, invalid) = build_engine(&args.cluster, &args.policies, args.engine.config())?;
+    for problem in fulcrum::snapshot_check::cluster_problems(&args.cluster)? {
+        tracing::warn!(%problem, "cluster snapshot");
+    }
     for (name, errors) in &invalid {
         for error in errors {
             tracing::warn!(policy = %name, %error, "invalid policy skipped");
@@ -396,6 +424,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     options.input = args.input.spec(args.engine.lateness)?;
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
+    options.max_skew_ms = args.max_skew;
     let rt = runtime()?;
     let shutdown = shutdown_signal(&rt);
     let health = Arc::new(FeedHealth::default());

@@ -13,11 +13,22 @@ impl Engine {
     }
     /// Removes a node and frees its state.
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(id) = self.cluster.remove_node(name)
-            && let Some(slot) = self.nodes.get_mut(id.index())
-        {
-            *slot = None;
+        if let Some(id) = self.cluster.remove_node(name) {
+            if let Some(slot) = self.nodes.get_mut(id.index()) {
+                *slot = None;
+            }
+            if let Some(seen) = self.node_seen.get_mut(id.index()) {
+                *seen = i64::MIN;
+            }
+            self.forget_queued(id);
         }
+    }
+    /// Drops the samples of `node` (and its pods) still in the reorder buffer or held.
+    fn forget_queued(&mut self, node: NodeId) {
+        let held = self.held.len();
+        self.held.retain(|p| p.node != node);
+        let dropped = self.buffer.forget_node(node) + (held - self.held.len());
+        self.stats.forgotten += dropped as u64;
     }
     /// Adds or updates a pod. A new UID under the same name starts fresh state.
     pub fn upsert_pod(&mut self, info: PodInfo) {
@@ -26,7 +37,7 @@ impl Engine {
             && let Some(slot) = self.pods.get_mut(id.index())
         {
             *slot = None;
-            self.buffer.forget_pod(id);
+            self.stats.forgotten += self.buffer.forget_pod(id) as u64;
         }
         self.refresh_pod(id);
     }
@@ -36,7 +47,7 @@ impl Engine {
             if let Some(slot) = self.pods.get_mut(id.index()) {
                 *slot = None;
             }
-            self.buffer.forget_pod(id);
+            self.stats.forgotten += self.buffer.forget_pod(id) as u64;
         }
     }
     /// Sets a namespace's labels (namespace selectors depend on them).
@@ -105,19 +116,24 @@ impl Engine {
             // action is kept so the cooldown still holds if the node comes back.
             *state = NodeState {
                 last_action: state.last_action,
+                last_dry_action: state.last_dry_action,
                 ..NodeState::default()
             };
         }
         for pod in self.cluster.node_pods(node).to_vec() {
             if let Some(slot) = self.pods.get_mut(pod.index()) {
-                let acted = slot.as_ref().is_some_and(|s| s.acted);
-                *slot = acted.then(|| PodState {
+                let (acted, dry_acted) = slot
+                    .as_ref()
+                    .map_or((false, false), |s| (s.acted, s.dry_acted));
+                *slot = (acted || dry_acted).then(|| PodState {
                     acted,
+                    dry_acted,
                     ..PodState::default()
                 });
             }
-            self.buffer.forget_pod(pod);
         }
+        // Node-level samples and those of pods that left the node go too.
+        self.forget_queued(node);
         self.refresh_node(node);
     }
 }

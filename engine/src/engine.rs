@@ -4,7 +4,7 @@
 //! [`crate::restore`] (actions taken before it started), [`crate::evaluate`] and
 //! [`crate::planner`] (detection and decisions).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use fulcrum_policies::{CompiledPolicy, MetricRegistry};
 
@@ -17,7 +17,11 @@ use crate::stats::{EngineStats, PolicyStats};
 
 pub(crate) struct PolicySlot {
     pub(crate) policy: CompiledPolicy,
+    /// The ledger limits are checked against in the policy's current mode: in DryRun it
+    /// starts as a copy of the Enforce ledger and also counts dry-run actions.
     pub(crate) ledger: Ledger,
+    /// While the policy is in DryRun: its Enforce ledger, restored when it switches back.
+    pub(crate) enforce_ledger: Option<Ledger>,
     pub(crate) stats: PolicyStats,
 }
 
@@ -35,11 +39,18 @@ pub struct Engine {
     pub(crate) buffer: ReorderBuffer,
     pub(crate) watermark: i64,
     pub(crate) max_ts: i64,
+    /// Samples too far ahead of the stream, waiting for confirmation (see [`crate::jump`]).
+    pub(crate) held: Vec<crate::reorder::Pending>,
+    /// Per node id: the newest time of a queued sample.
+    pub(crate) node_seen: Vec<i64>,
     pub(crate) last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
     pub(crate) group: Option<(i64, NodeId)>,
     pub(crate) next_episode: u64,
-    /// Targets (per policy) acted on before this engine started, restored from the audit log.
-    pub(crate) acted_targets: HashSet<(String, String)>,
+    /// Targets (per policy) acted on before this engine started, restored from the audit
+    /// log, with the time of the action (pruned after the restore window).
+    pub(crate) acted_targets: HashMap<(String, String), i64>,
+    /// The same for dry-run decisions of policies that are still in DryRun.
+    pub(crate) dry_acted_targets: HashMap<(String, String), i64>,
     /// Decisions about evidence older than this are blocked (a feed catching up).
     pub(crate) horizon: i64,
     pub(crate) stats: EngineStats,
@@ -53,6 +64,7 @@ impl std::fmt::Debug for Engine {
             .field("pods", &self.cluster.pod_count())
             .field("watermark", &self.watermark)
             .field("buffered", &self.buffer.len())
+            .field("held", &self.held.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -76,10 +88,13 @@ impl Engine {
             buffer: ReorderBuffer::default(),
             watermark: i64::MIN,
             max_ts: i64::MIN,
+            held: Vec::new(),
+            node_seen: Vec::new(),
             last_key: None,
             group: None,
             next_episode: 1,
-            acted_targets: HashSet::new(),
+            acted_targets: HashMap::new(),
+            dry_acted_targets: HashMap::new(),
             horizon: i64::MIN,
             stats: EngineStats::default(),
         }

@@ -17,8 +17,9 @@ pub enum Offered {
     Queued,
     /// Older than the watermark: dropped.
     Late,
-    /// More than `max_forward_jump_ms` ahead of the newest sample so far: dropped.
-    TooFarAhead,
+    /// More than `max_forward_jump_ms` ahead of the newest queued sample (or the engine's
+    /// first sample): held until another sample confirms the jump (see [`crate::jump`]).
+    Held,
     /// The node is not in the cluster view: dropped.
     UnknownNode,
     /// The pod is not in the cluster view, is on another node, or has another UID: dropped.
@@ -76,30 +77,19 @@ impl Engine {
             self.stats.irrelevant += 1;
             return Offered::Irrelevant;
         }
-        if self.max_ts != i64::MIN
-            && sample.ts_ms
-                > self
-                    .max_ts
-                    .saturating_add(self.config.max_forward_jump_ms as i64)
-        {
-            self.stats.too_far_ahead += 1;
-            return Offered::TooFarAhead;
-        }
         let container = sample.container.as_deref().map_or(0, |c| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             c.hash(&mut h);
             h.finish() | 1
         });
-        self.max_ts = self.max_ts.max(sample.ts_ms);
-        self.buffer.push(Pending {
+        self.queue_or_hold(Pending {
             ts: sample.ts_ms,
             node,
             pod,
             container,
             seq: 0,
             values,
-        });
-        Offered::Queued
+        })
     }
     /// Advances the watermark to `max_ts - lateness` and processes what it passes.
     pub fn advance_auto(&mut self, out: &mut Vec<Event>) {
@@ -109,6 +99,7 @@ impl Engine {
     }
     /// Processes every buffered sample (end of a replay). Later samples will be late.
     pub fn flush(&mut self, out: &mut Vec<Event>) {
+        self.drop_held();
         if self.max_ts != i64::MIN {
             self.advance(self.max_ts, out);
         }
@@ -138,10 +129,13 @@ impl Engine {
         if let Some((ts, node)) = self.group.take() {
             self.evaluate(node, ts, out);
         }
+        if watermark / 3_600_000 != self.watermark / 3_600_000 {
+            self.prune_restored(watermark);
+        }
         self.watermark = watermark;
     }
     fn apply_sample(&mut self, sample: Pending) {
-        let stale = self.config.stale_after_ms;
+        let stale = self.config.staleness();
         let span = self.series_span_ms;
         let width = self.config.bucket_ms;
         let Some(node_state) = self
@@ -152,6 +146,7 @@ impl Engine {
             self.stats.unknown_node += 1;
             return;
         };
+        node_state.cadence.observe(node_state.last_ts, sample.ts);
         node_state.last_ts = Some(node_state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
         let policies = &self.policies;
         let condition = |track: &Track| {
@@ -177,6 +172,7 @@ impl Engine {
                     self.stats.unknown_pod += 1;
                     return;
                 };
+                state.cadence.observe(state.last_ts, sample.ts);
                 state.last_ts = Some(state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
                 let tracked = &self.tracked;
                 let values = sample

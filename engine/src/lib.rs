@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod attribution;
+pub mod cadence;
 pub mod cluster;
 mod cluster_updates;
 pub mod config;
@@ -30,6 +31,7 @@ mod engine;
 mod evaluate;
 mod guards;
 mod ingest;
+pub mod jump;
 pub mod limits;
 mod placement;
 mod planner;
@@ -47,7 +49,14 @@ pub use decision::{Decision, Event, Explanation, Outcome};
 pub use engine::Engine;
 pub use guards::SYSTEM_CRITICAL_PRIORITY;
 pub use ingest::Offered;
+pub use restore::RESTORED_TARGET_TTL_MS;
 pub use stats::{EngineStats, PolicyStats};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_guards;
+#[cfg(test)]
+mod tests_modes;
+#[cfg(test)]
+mod tests_time;

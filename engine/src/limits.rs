@@ -53,8 +53,11 @@ pub struct Ledger {
     records: VecDeque<ActionRecord>,
 }
 
+/// A record counts from its time until its window has passed. A record stamped later than
+/// `now` (restored from the audit log while older samples are re-read) counts too: the
+/// action did happen.
 fn in_window(record: &ActionRecord, now: i64, limit: WindowLimit) -> bool {
-    record.at <= now && now - record.at < limit.window_ms as i64
+    now - record.at < limit.window_ms as i64
 }
 
 impl Ledger {
@@ -237,6 +240,28 @@ mod tests {
         assert_eq!(ledger.node_or_total_hit(40, NodeId(9), &l), None);
         ledger.prune(3_600_020, &l);
         assert_eq!(ledger.records().count(), 0);
+    }
+
+    #[test]
+    fn a_record_stamped_later_than_now_still_counts() {
+        // Restored from the audit log while older samples are re-read.
+        let l = limits();
+        let mut ledger = Ledger::default();
+        ledger.record(rec(3_600_000, 1, "w", "a"));
+        assert_eq!(
+            ledger.node_or_total_hit(0, NodeId(1), &l).map(|h| h.0),
+            Some(LimitHit::Node)
+        );
+        assert_eq!(
+            ledger.target_hit(0, "w", "a", &l).map(|h| h.1),
+            None,
+            "one of two per workload used"
+        );
+        assert!(
+            ledger
+                .usage(0, NodeId(1), "w", "a", &l)
+                .contains("node 1/1")
+        );
     }
 
     #[test]

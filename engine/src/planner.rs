@@ -107,7 +107,7 @@ impl Engine {
             .is_some_and(|e| e.acted);
         episode_acted
             && node_state
-                .and_then(|n| n.last_action)
+                .and_then(|n| n.last_action_for(self.policies[ctx.p as usize].policy.spec.mode))
                 .is_some_and(|last| ctx.t - last < cooldown)
     }
 
@@ -121,12 +121,12 @@ impl Engine {
         let limits = self.policies[ctx.p as usize].policy.spec.limits;
         if let Some(last) = self.nodes[node.index()]
             .as_ref()
-            .and_then(|n| n.last_action)
+            .and_then(|n| n.last_action_for(self.policies[ctx.p as usize].policy.spec.mode))
             && t - last < limits.cooldown_ms as i64
         {
             let reason = format!(
                 "cooldown: the last action on this node was {} ago (cooldown {})",
-                fmt_ms((t - last) as u64),
+                fmt_ms(t.saturating_sub(last).max(0) as u64),
                 fmt_ms(limits.cooldown_ms)
             );
             return Some(("cooldown", reason));
@@ -411,14 +411,14 @@ impl Engine {
             }
         }
         if let Some(state) = self.pods.get_mut(pod.index()).and_then(Option::as_mut) {
-            state.acted = true;
+            state.mark_acted(outcome);
         }
         if let Some(state) = self
             .nodes
             .get_mut(ctx.node.index())
             .and_then(Option::as_mut)
         {
-            state.last_action = Some(ctx.t);
+            state.note_action(ctx.t, outcome);
             if let Some(episode) = state.episodes.iter_mut().find(|e| e.id == ctx.episode) {
                 episode.acted = true;
             }

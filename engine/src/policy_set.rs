@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use fulcrum_policies::spec::TriggerScope;
+use fulcrum_policies::spec::{Mode, TriggerScope};
+
+use crate::limits::Ledger;
 use fulcrum_policies::{CompiledPolicy, FieldError, InterferencePolicy};
 
 use crate::cluster::{self, NodeId, PodId};
@@ -43,8 +45,13 @@ impl Engine {
             .into_iter()
             .map(|policy| {
                 let kept = old.remove(&policy.name);
+                let (ledger, enforce_ledger) = carry_ledgers(kept.as_ref(), policy.spec.mode);
+                if policy.spec.mode == Mode::Enforce {
+                    self.dry_acted_targets.retain(|(p, _), _| *p != policy.name);
+                }
                 PolicySlot {
-                    ledger: kept.as_ref().map(|k| k.ledger.clone()).unwrap_or_default(),
+                    ledger,
+                    enforce_ledger,
                     stats: kept.map(|k| k.stats).unwrap_or_default(),
                     policy,
                 }
@@ -197,4 +204,24 @@ fn build_tracks(
         }
     }
     tracks
+}
+
+/// The ledgers of a policy entering `mode` (the one limits are checked against, and the
+/// Enforce ledger kept aside while in DryRun). Entering DryRun copies the Enforce ledger,
+/// so a dry run sees the real actions; leaving it drops what the dry run recorded.
+fn carry_ledgers(kept: Option<&PolicySlot>, mode: Mode) -> (Ledger, Option<Ledger>) {
+    let Some(kept) = kept else {
+        return match mode {
+            Mode::Enforce => (Ledger::default(), None),
+            Mode::DryRun => (Ledger::default(), Some(Ledger::default())),
+        };
+    };
+    match (kept.enforce_ledger.as_ref(), mode) {
+        // Was Enforce.
+        (None, Mode::Enforce) => (kept.ledger.clone(), None),
+        (None, Mode::DryRun) => (kept.ledger.clone(), Some(kept.ledger.clone())),
+        // Was DryRun.
+        (Some(real), Mode::Enforce) => (real.clone(), None),
+        (Some(real), Mode::DryRun) => (kept.ledger.clone(), Some(real.clone())),
+    }
 }

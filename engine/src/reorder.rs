@@ -89,8 +89,18 @@ impl ReorderBuffer {
         self.heap.len()
     }
 
-    /// Drops waiting samples of a pod (it vanished).
-    pub fn forget_pod(&mut self, pod: PodId) {
+    /// Drops waiting samples of a pod (it vanished). Returns how many.
+    pub fn forget_pod(&mut self, pod: PodId) -> usize {
+        let before = self.heap.len();
         self.heap.retain(|Reverse(p)| p.pod != Some(pod));
+        before - self.heap.len()
+    }
+
+    /// Drops waiting samples of a node and its pods (its partition went to another
+    /// replica, or the node was removed). Returns how many.
+    pub fn forget_node(&mut self, node: NodeId) -> usize {
+        let before = self.heap.len();
+        self.heap.retain(|Reverse(p)| p.node != node);
+        before - self.heap.len()
     }
 }

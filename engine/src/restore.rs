@@ -6,6 +6,11 @@ use crate::cluster::NodeId;
 use crate::decision::{Decision, Outcome};
 use crate::engine::Engine;
 use crate::limits;
+use fulcrum_policies::spec::Mode;
+
+/// How long a restored target stays barred from another action by the same policy: the
+/// window the operator restores from the audit topic (24 h).
+pub const RESTORED_TARGET_TTL_MS: i64 = 24 * 3_600_000;
 
 impl Engine {
     /// The actuator could not carry out an Executed decision (for example the Eviction API
@@ -45,12 +50,21 @@ impl Engine {
     }
 
     /// Restores an action taken before this engine started (from the audit log): it counts
-    /// against limits, and its target is never acted on again by the same policy. Blocked
-    /// decisions are ignored.
+    /// against limits, starts the node's cooldown, and its target is never acted on again
+    /// by the same policy. Blocked decisions are ignored. A DryRun decision is restored
+    /// only into a policy that is still in DryRun (a dry run consumes nothing Enforce
+    /// needs); an Executed one counts whatever the policy's mode is now.
     pub fn restore(&mut self, decision: &Decision) {
-        if decision.outcome == Outcome::Blocked {
-            return;
-        }
+        let dry = match decision.outcome {
+            Outcome::Blocked => return,
+            Outcome::DryRun => true,
+            Outcome::Executed => false,
+        };
+        let (namespace, workload) = self.target_workload(&decision.target);
+        let node = self
+            .cluster
+            .node_id(&decision.node)
+            .unwrap_or(NodeId(u32::MAX));
         let Some(slot) = self
             .policies
             .iter_mut()
@@ -58,7 +72,37 @@ impl Engine {
         else {
             return;
         };
-        let (namespace, workload) = match decision.target.split_once('/') {
+        if dry && slot.policy.spec.mode != Mode::DryRun {
+            return;
+        }
+        let record = limits::ActionRecord {
+            at: decision.at,
+            node,
+            workload,
+            namespace,
+            target: decision.target.clone(),
+        };
+        if let Some(real) = slot.enforce_ledger.as_mut().filter(|_| !dry) {
+            real.record(record.clone());
+        }
+        slot.ledger.record(record);
+        let key = (decision.policy.clone(), decision.target.clone());
+        let targets = if dry {
+            &mut self.dry_acted_targets
+        } else {
+            &mut self.acted_targets
+        };
+        let at = targets.entry(key).or_insert(decision.at);
+        *at = (*at).max(decision.at);
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
+            state.note_action(decision.at, decision.outcome);
+        }
+    }
+
+    /// The namespace and workload key of `namespace/name` (the pod's workload when the
+    /// cluster view knows it, else the pod itself).
+    fn target_workload(&self, target: &str) -> (String, String) {
+        match target.split_once('/') {
             Some((ns, name)) => {
                 let workload = self
                     .cluster
@@ -67,29 +111,25 @@ impl Engine {
                     .map_or_else(|| format!("{ns}/Pod/{name}"), |i| i.workload.clone());
                 (ns.to_owned(), workload)
             }
-            None => (String::new(), decision.target.clone()),
-        };
-        let node = self
-            .cluster
-            .node_id(&decision.node)
-            .unwrap_or(NodeId(u32::MAX));
-        slot.ledger.record(limits::ActionRecord {
-            at: decision.at,
-            node,
-            workload,
-            namespace,
-            target: decision.target.clone(),
-        });
-        self.acted_targets
-            .insert((decision.policy.clone(), decision.target.clone()));
-        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
-            state.last_action = Some(
-                state
-                    .last_action
-                    .map_or(decision.at, |t| t.max(decision.at)),
-            );
+            None => (String::new(), target.to_owned()),
         }
     }
+
+    /// Forgets restored targets acted on more than [`RESTORED_TARGET_TTL_MS`] before `now`
+    /// (the audit restore reads no further back), so churn does not grow them for ever.
+    pub(crate) fn prune_restored(&mut self, now: i64) {
+        let keep = |at: &mut i64| now.saturating_sub(*at) < RESTORED_TARGET_TTL_MS;
+        self.acted_targets.retain(|_, at| keep(at));
+        self.dry_acted_targets.retain(|_, at| keep(at));
+    }
+
+    /// True when a restored action of `policy` (in `mode`) on `target` forbids another.
+    pub(crate) fn restored_acted(&self, policy: &str, target: &str, mode: Mode) -> bool {
+        let key = (policy.to_owned(), target.to_owned());
+        self.acted_targets.contains_key(&key)
+            || (mode == Mode::DryRun && self.dry_acted_targets.contains_key(&key))
+    }
+
     /// Blocks decisions about evidence older than `min_at` (ms). A live feed sets it to
     /// "now minus the largest acceptable evidence age" so a backlog is never acted on.
     pub fn set_horizon(&mut self, min_at: i64) {

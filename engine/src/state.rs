@@ -3,8 +3,11 @@
 
 use fulcrum_policies::MetricId;
 use fulcrum_policies::compile::{CompiledTrigger, Condition};
+use fulcrum_policies::spec::Mode;
 use smallvec::SmallVec;
 
+use super::cadence::{Cadence, Staleness};
+use super::decision::Outcome;
 use super::series::{Baseline, Moments, Series};
 
 /// A trigger evaluated on one series (a victim pod's or a node's).
@@ -28,6 +31,8 @@ pub struct Track {
     pub moments: Option<Box<Moments>>,
     /// The baseline the last value was compared with (outlier triggers).
     pub baseline: Option<Baseline>,
+    /// The observed sampling cadence (staleness derives from it).
+    pub cadence: Cadence,
 }
 
 /// Relative floor on the baseline deviation: a perfectly flat history would otherwise make
@@ -52,14 +57,25 @@ impl Track {
                 Condition::Above(_) => None,
             },
             baseline: None,
+            cadence: Cadence::default(),
         }
     }
 
-    /// Applies a sample. `stale_after_ms` breaks a run across a gap in the data.
-    pub fn update(&mut self, ts: i64, value: f64, condition: Condition, stale_after_ms: u64) {
-        if self.last_ts != i64::MIN && ts - self.last_ts > stale_after_ms as i64 {
+    /// Applies a sample. A gap longer than the staleness (see [`crate::cadence`]) breaks a
+    /// run: `sustainedFor` needs consecutive samples that all meet the condition, the
+    /// first and the last `sustainedFor` apart, none further apart than the staleness.
+    pub fn update(
+        &mut self,
+        ts: i64,
+        value: f64,
+        condition: Condition,
+        stale: impl Into<Staleness>,
+    ) {
+        let previous = (self.last_ts != i64::MIN).then_some(self.last_ts);
+        if previous.is_some_and(|last| ts - last > self.cadence.stale_after(stale)) {
             self.since = None;
         }
+        self.cadence.observe(previous, ts);
         let holds = match condition {
             Condition::Above(threshold) => {
                 self.threshold = threshold;
@@ -93,15 +109,15 @@ impl Track {
     }
 
     /// True when the condition holds now (sustained or not) on fresh data.
-    pub fn holding(&self, now: i64, stale_after_ms: u64) -> bool {
-        self.since.is_some() && now - self.last_ts <= stale_after_ms as i64
+    pub fn holding(&self, now: i64, stale: impl Into<Staleness>) -> bool {
+        self.since.is_some() && now - self.last_ts <= self.cadence.stale_after(stale)
     }
 
     /// True when the condition has held for `sustained_for_ms` and the data is fresh at `now`.
-    pub fn fired(&self, now: i64, sustained_for_ms: u64, stale_after_ms: u64) -> bool {
+    pub fn fired(&self, now: i64, sustained_for_ms: u64, stale: impl Into<Staleness>) -> bool {
         self.since
             .is_some_and(|since| now - since >= sustained_for_ms as i64)
-            && now - self.last_ts <= stale_after_ms as i64
+            && now - self.last_ts <= self.cadence.stale_after(stale)
     }
 }
 
@@ -125,8 +141,13 @@ pub struct PodState {
     pub tracks: Tracks,
     /// Time of the last sample.
     pub last_ts: Option<i64>,
-    /// An action (executed or dry-run) was decided on this pod; it is not targeted again.
+    /// The pod's sampling cadence.
+    pub cadence: Cadence,
+    /// An executed action was decided on this pod; it is not targeted again.
     pub acted: bool,
+    /// A dry-run action was decided on this pod: DryRun policies do not target it again,
+    /// Enforce policies ignore it (a dry run consumes nothing Enforce needs).
+    pub dry_acted: bool,
 }
 
 impl PodState {
@@ -136,6 +157,19 @@ impl PodState {
             .iter()
             .find(|(m, _)| *m == metric)
             .map(|(_, s)| s)
+    }
+
+    /// Marks the pod as acted on by a decision with `outcome`.
+    pub fn mark_acted(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::DryRun => self.dry_acted = true,
+            _ => self.acted = true,
+        }
+    }
+
+    /// True when a policy in `mode` must not target the pod again.
+    pub fn acted_for(&self, mode: Mode) -> bool {
+        self.acted || (mode == Mode::DryRun && self.dry_acted)
     }
 
     /// True when the pod is a victim of any policy.
@@ -183,11 +217,33 @@ pub struct NodeState {
     pub episodes: SmallVec<[Episode; 1]>,
     /// Time of the last sample about the node or one of its pods.
     pub last_ts: Option<i64>,
-    /// Time of the last action on one of its pods.
+    /// The node's sampling cadence.
+    pub cadence: Cadence,
+    /// Time of the last executed action on one of its pods.
     pub last_action: Option<i64>,
+    /// Time of the last dry-run action on one of its pods (cooldown of DryRun policies).
+    pub last_dry_action: Option<i64>,
 }
 
 impl NodeState {
+    /// The last action that starts the cooldown of a policy in `mode`: executed actions for
+    /// Enforce, executed or dry-run actions for DryRun.
+    pub fn last_action_for(&self, mode: Mode) -> Option<i64> {
+        match mode {
+            Mode::Enforce => self.last_action,
+            Mode::DryRun => self.last_action.max(self.last_dry_action),
+        }
+    }
+
+    /// Starts the cooldown after an action decided at `at` with `outcome`.
+    pub fn note_action(&mut self, at: i64, outcome: Outcome) {
+        let slot = match outcome {
+            Outcome::DryRun => &mut self.last_dry_action,
+            _ => &mut self.last_action,
+        };
+        *slot = Some(slot.map_or(at, |t| t.max(at)));
+    }
+
     /// The series for `metric`, if it has data.
     pub fn series(&self, metric: MetricId) -> Option<&Series> {
         self.series
@@ -212,7 +268,7 @@ pub fn record(
     ts: i64,
     make: impl Fn() -> Series,
     condition: impl Fn(&Track) -> Condition,
-    stale_after_ms: u64,
+    stale: Staleness,
 ) {
     for (metric, value) in values {
         match series.iter_mut().find(|(m, _)| *m == metric) {
@@ -225,7 +281,7 @@ pub fn record(
         }
         for track in tracks.iter_mut().filter(|t| t.metric == metric) {
             let condition = condition(track);
-            track.update(ts, value, condition, stale_after_ms);
+            track.update(ts, value, condition, stale);
         }
     }
 }

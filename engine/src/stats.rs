@@ -19,9 +19,13 @@ pub struct EngineStats {
     pub unknown_pod: u64,
     /// Samples carrying no metric any policy references.
     pub irrelevant: u64,
-    /// Samples too far ahead of every other sample (a broken clock would otherwise make
-    /// everything else late).
+    /// Samples too far ahead of the stream that no other sample confirmed (a broken clock
+    /// would otherwise make everything else late): pushed out of the held pool, or still
+    /// held at the end of a bounded stream.
     pub too_far_ahead: u64,
+    /// Queued samples dropped because their pod or node left this engine (deleted, replaced,
+    /// or its partition revoked) before they were applied.
+    pub forgotten: u64,
     /// Interference episodes started.
     pub detections: u64,
     /// Episodes ended.

@@ -6,3 +6,4 @@ mod inputs;
 mod kafka;
 mod scenario;
 mod support;
+mod trace;

@@ -6,7 +6,10 @@
 //! events are JSON Lines of `fulcrum.metrics/v1` messages. The recorded world is kept as
 //! it is: an evicted or migrated pod stays in place, but is never targeted twice.
 
+mod order;
 pub mod output;
+
+pub use order::{Disorder, OrderError, Ordered, order_events};
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use fulcrum_engine::sample::{DecodeError, DecodeOptions};
 use fulcrum_engine::{Decision, Engine, EngineConfig, Event};
 
-use crate::inputs::{Input, InputSpec, InputStats};
+use crate::inputs::{Input, InputFormat, InputSpec, InputStats};
 use crate::load::build_engine;
 pub use crate::load::{InvalidPolicies, LoadError};
 
@@ -51,6 +54,10 @@ pub struct ReplayReport {
     pub lines: usize,
     /// Problems with policies that were skipped (name, error lines).
     pub invalid_policies: InvalidPolicies,
+    /// Where the events file went back in time, when it had to be sorted first.
+    pub sorted: Option<Disorder>,
+    /// Problems in the cluster files (invalid names, pods on unknown nodes), with the file.
+    pub cluster_problems: Vec<String>,
     /// The engine at the end, for its counters.
     pub engine: Engine,
     /// Counters of the OTLP or Prometheus input (zero for the native schema).
@@ -91,19 +98,38 @@ pub fn replay_lines_as(
     now_ms: i64,
     input: &mut Input,
 ) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
-    let options = DecodeOptions { now_ms };
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
     let mut lines = 0;
     let mut buf = Vec::new();
     let mut reader = events;
-    loop {
+    let mut numbered = std::iter::from_fn(|| {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => {
+                lines += 1;
+                Some(Ok((lines, buf.clone())))
+            }
+            Err(e) => Some(Err(e)),
         }
-        lines += 1;
-        let line = trim_line(&buf);
+    });
+    let (out, errors) = replay_numbered(engine, &mut numbered, now_ms, input)?;
+    Ok((out, errors, lines))
+}
+
+/// Replays numbered lines (original 1-based numbers) through `engine`, decoded by
+/// `input`, then flushes (with the samples `input` still held).
+fn replay_numbered(
+    engine: &mut Engine,
+    lines: &mut dyn Iterator<Item = std::io::Result<(usize, Vec<u8>)>>,
+    now_ms: i64,
+    input: &mut Input,
+) -> Result<(Vec<Event>, Vec<LineError>), std::io::Error> {
+    let options = DecodeOptions { now_ms };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for item in lines {
+        let (number, raw) = item?;
+        let line = trim_line(&raw);
         if line.is_empty() {
             continue;
         }
@@ -113,12 +139,12 @@ pub fn replay_lines_as(
                     engine.offer(sample);
                 }
                 errors.extend(decoded.rejected.into_iter().map(|error| LineError {
-                    location: lines.to_string(),
+                    location: number.to_string(),
                     error,
                 }));
             }
             Err(error) => errors.push(LineError {
-                location: lines.to_string(),
+                location: number.to_string(),
                 error,
             }),
         }
@@ -128,7 +154,7 @@ pub fn replay_lines_as(
         engine.offer(&sample);
     }
     engine.flush(&mut out);
-    Ok((out, errors, lines))
+    Ok((out, errors))
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -152,7 +178,8 @@ pub fn replay_files(
     replay_files_as(input, events, now_ms, InputSpec::native())
 }
 
-/// Runs a whole replay from files, the events decoded as `format` says.
+/// Runs a whole replay from files, the events decoded as `format` says. The order check
+/// (and sort) of the events file applies to the native schema only.
 pub fn replay_files_as(
     input: &ReplayInput,
     events: &Path,
@@ -161,26 +188,46 @@ pub fn replay_files_as(
 ) -> Result<ReplayReport, LoadError> {
     let mut decoder = Input::new(format);
     let (mut engine, invalid_policies) = prepare(input)?;
-    let file = std::fs::File::open(events).map_err(|source| LoadError::Read {
-        path: events.display().to_string(),
+    let path = events.display().to_string();
+    let read_error = |source| LoadError::Read {
+        path: path.clone(),
         source,
+    };
+    let ordered = match format.format {
+        InputFormat::Native => order_events(events, input.config.lateness_ms, now_ms),
+        _ => Ok(Ordered::AsIs),
+    }
+    .map_err(|e| match e {
+        OrderError::Read(source) => read_error(source),
+        other => LoadError::Parse {
+            path: path.clone(),
+            message: other.to_string(),
+        },
     })?;
-    let (events_out, line_errors, lines) = replay_lines_as(
-        &mut engine,
-        std::io::BufReader::new(file),
-        now_ms,
-        &mut decoder,
-    )
-    .map_err(|source| LoadError::Read {
-        path: events.display().to_string(),
-        source,
-    })?;
+    let (events_out, line_errors, lines, sorted) = match ordered {
+        Ordered::AsIs => {
+            let file = std::fs::File::open(events).map_err(read_error)?;
+            let reader = std::io::BufReader::new(file);
+            let (out, errors, lines) =
+                replay_lines_as(&mut engine, reader, now_ms, &mut decoder).map_err(read_error)?;
+            (out, errors, lines, None)
+        }
+        Ordered::Sorted(lines, disorder) => {
+            let count = lines.len();
+            let mut numbered = lines.into_iter().map(Ok);
+            let (out, errors) = replay_numbered(&mut engine, &mut numbered, now_ms, &mut decoder)
+                .map_err(read_error)?;
+            (out, errors, count, Some(disorder))
+        }
+    };
     Ok(ReplayReport {
         events: events_out,
         line_errors,
         lines,
         invalid_policies,
         engine,
+        sorted,
+        cluster_problems: crate::snapshot_check::cluster_problems(&input.cluster)?,
         input: decoder.stats().clone(),
     })
 }

@@ -39,6 +39,9 @@ pub fn summary_json(report: &ReplayReport) -> Value {
             "unknown_node": stats.unknown_node,
             "unknown_pod": stats.unknown_pod,
             "irrelevant": stats.irrelevant,
+            "too_far_ahead": stats.too_far_ahead,
+            "forgotten": stats.forgotten,
+            "pending": report.engine.buffered() + report.engine.held(),
         },
         "detections": stats.detections,
         "recoveries": stats.recoveries,
@@ -52,6 +55,11 @@ pub fn summary_json(report: &ReplayReport) -> Value {
         "policies": policies,
         "invalid_policies": report.invalid_policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         "input": report.input,
+        "cluster_problems": &report.cluster_problems,
+        "sorted": report.sorted.as_ref().map(|d| json!({
+            "first_line_out_of_order": d.line,
+            "back_in_time_ms": d.newest_ms - d.ts_ms,
+        })),
     })
 }
 
@@ -127,14 +135,18 @@ pub fn render_text(report: &ReplayReport, color: bool) -> String {
     let s = summary_json(report);
     let _ = writeln!(
         out,
-        "\nsummary: {} lines ({} rejected), {} samples applied, {} late, {} duplicates, {} for unknown nodes/pods",
+        "\nsummary: {} lines ({} rejected), {} samples offered: {} applied, {} late, {} duplicates, {} for unknown nodes/pods, {} irrelevant, {} too far ahead, {} forgotten",
         s["lines"],
         s["rejected"],
+        s["samples"]["offered"],
         s["samples"]["applied"],
         s["samples"]["late"],
         s["samples"]["duplicates"],
         s["samples"]["unknown_node"].as_u64().unwrap_or(0)
             + s["samples"]["unknown_pod"].as_u64().unwrap_or(0),
+        s["samples"]["irrelevant"],
+        s["samples"]["too_far_ahead"],
+        s["samples"]["forgotten"],
     );
     let _ = writeln!(
         out,
