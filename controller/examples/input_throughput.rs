@@ -98,7 +98,7 @@ fn measure(dir: &Path, map: &Path) {
                     samples += decoded.samples.len() as u64;
                 }
             }
-            samples += input.finish().len() as u64;
+            samples += input.finish().samples.len() as u64;
             passes += 1;
         }
         let secs = start.elapsed().as_secs_f64();

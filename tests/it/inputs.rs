@@ -187,7 +187,13 @@ fn decode_all(
             Err(e) => rejected.push((e.reason().to_owned(), e.to_string())),
         }
     }
-    samples.extend(input.finish());
+    let rest = input.finish();
+    samples.extend(rest.samples);
+    rejected.extend(
+        rest.rejected
+            .iter()
+            .map(|e| (e.reason().to_owned(), e.to_string())),
+    );
     samples.sort_by_key(|s| s.ts_ms);
     (samples, rejected, input.stats().clone())
 }
@@ -322,6 +328,7 @@ fn prometheus_adapter_edge_cases() {
         prom(20, "go_goroutines", "12", &node), // unknown: dropped, counted
         prom(20, cpu, "1", &[("node", "node-0"), ("pod", "cart-0")]), // no namespace
         prom(20, psi, "abc", &node),           // not a number
+        prom(20, "cpu_util", "85", &node),     // a percentage: fails the unit check
         br#"{"timestamp":"2025-11-26T10:00:30Z","name":"x","labels":{}"#.to_vec(), // cut off
     ];
     let (samples, rejected, stats) = decode_all(InputFormat::PrometheusJson, map, &messages);
@@ -363,8 +370,13 @@ fn prometheus_adapter_edge_cases() {
     let reasons: Vec<&str> = rejected.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(
         reasons,
-        ["missing_field", "wrong_type", "not_json"],
+        ["missing_field", "wrong_type", "not_json", "out_of_range"],
         "{rejected:?}"
+    );
+    assert!(
+        rejected[3].1.starts_with("metrics.cpu_util:"),
+        "{}",
+        rejected[3].1
     );
     assert!(
         rejected[0].1.starts_with("labels.namespace:"),

@@ -92,9 +92,14 @@ pub fn read_topic(
             }
         }
     }
-    for sample in input.finish() {
-        engine.offer(&sample);
+    let rest = input.finish();
+    for sample in &rest.samples {
+        engine.offer(sample);
     }
+    let end = || format!("{}(end of input)", settings.topic);
+    summary
+        .errors
+        .extend(rest.rejected.into_iter().map(|e| (end(), e)));
     summary.input = input.stats().clone();
     engine.flush(&mut out);
     for event in out.drain(..) {

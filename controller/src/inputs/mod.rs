@@ -19,7 +19,7 @@ mod target;
 
 use std::path::PathBuf;
 
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, Decoded, Metric, Sample, decode};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions, Decoded, Metric, Sample, decode, range};
 use serde::Serialize;
 
 pub use convert::Converter;
@@ -127,6 +127,32 @@ pub struct InputStats {
     pub values: u64,
 }
 
+/// The samples whose values pass the native schema's unit checks (fractions in 0..1, no
+/// absurd magnitudes; `fulcrum_engine::sample::range`), checked after conversion and
+/// summing; the others are rejected whole with the metric named, as the native decoder
+/// rejects them.
+fn checked<'r>(
+    samples: impl Iterator<Item = Sample<'static>> + 'r,
+    rejected: &'r mut Vec<DecodeError>,
+) -> impl Iterator<Item = Sample<'static>> + 'r {
+    samples.filter(move |sample| {
+        let problem = sample
+            .metrics
+            .iter()
+            .find_map(|m| range::check(&m.name, m.value).map(|p| (m.name.clone(), p)));
+        match problem {
+            None => true,
+            Some((name, problem)) => {
+                rejected.push(DecodeError::Field {
+                    field: format!("metrics.{name}"),
+                    problem,
+                });
+                false
+            }
+        }
+    })
+}
+
 /// A `'static` sample as one of any lifetime (`SmallVec` makes `Sample` invariant); the
 /// metrics stay inline.
 fn relabel<'a>(sample: Sample<'static>) -> Sample<'a> {
@@ -185,15 +211,20 @@ impl Input {
             }
         }
         self.converter.release(options.now_ms, &mut self.released);
-        let samples = self.released.drain(..).map(relabel).collect();
+        let samples = checked(self.released.drain(..), &mut rejected)
+            .map(relabel)
+            .collect();
         Ok(Decoded { samples, rejected })
     }
 
-    /// The samples still waiting for the rest of their values (end of input).
-    pub fn finish(&mut self) -> Vec<Sample<'static>> {
-        let mut out = Vec::new();
-        self.converter.release_all(&mut out);
-        out
+    /// The samples still waiting for the rest of their values (end of input), and those
+    /// of them that fail the unit checks.
+    pub fn finish(&mut self) -> Decoded<'static> {
+        let mut all = Vec::new();
+        self.converter.release_all(&mut all);
+        let mut rejected = Vec::new();
+        let samples = checked(all.into_iter(), &mut rejected).collect();
+        Decoded { samples, rejected }
     }
 
     /// The counters.

@@ -150,9 +150,14 @@ fn replay_numbered(
         }
         engine.advance_auto(&mut out);
     }
-    for sample in input.finish() {
-        engine.offer(&sample);
+    let rest = input.finish();
+    for sample in &rest.samples {
+        engine.offer(sample);
     }
+    errors.extend(rest.rejected.into_iter().map(|error| LineError {
+        location: "(end of input)".into(),
+        error,
+    }));
     engine.flush(&mut out);
     Ok((out, errors))
 }
