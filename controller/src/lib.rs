@@ -3,6 +3,7 @@
 //!
 //! - [`runner`]: the run loop joining feed, engine, actuator and audit (`run`, `demo`).
 //! - [`feed`]: Kafka (consume, dead-letter, audit topic, commit).
+//! - [`inputs`]: OTLP and Prometheus samples mapped onto policy metrics.
 //! - [`cluster`]: Kubernetes objects into the engine's cluster view.
 //! - [`actuator`]: how decisions become changes (Eviction API, simulator, shadow).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
@@ -15,7 +16,8 @@
 //!
 //! Dependencies point one way: `fulcrum_policies` ← `fulcrum_engine` ← these adapters ←
 //! the binary; an adapter never imports another (what two share sits in [`runner`],
-//! [`actuator`] or [`render`]). Layout and contracts are described in the repository's
+//! [`actuator`], [`render`] or, for decoding the OTLP and Prometheus formats, [`inputs`],
+//! which depends only on the engine and the policies). Layout and contracts are described in the repository's
 //! `ARCHITECTURE.md` and `docs/`.
 
 #![warn(missing_docs)]
@@ -25,6 +27,7 @@ pub mod check;
 pub mod clock;
 pub mod cluster;
 pub mod feed;
+pub mod inputs;
 pub mod load;
 pub mod manifest;
 pub mod render;

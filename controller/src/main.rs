@@ -16,10 +16,11 @@ use fulcrum::feed::config::{
 };
 use fulcrum::feed::reader::read_topic;
 use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats, KafkaSettings, StartPosition};
+use fulcrum::inputs::InputArgs;
 use fulcrum::load::build_engine;
 use fulcrum::manifest::crd_yaml;
 use fulcrum::replay::{
-    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files,
+    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files_as,
 };
 use fulcrum::runner::{Report, RunnerIo};
 use fulcrum_engine::{EngineConfig, Event};
@@ -179,6 +180,8 @@ struct ReplayArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 #[derive(Args)]
@@ -207,6 +210,8 @@ struct RunArgs {
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    input: InputArgs,
 }
 
 /// Output formats.
@@ -277,7 +282,12 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let (report, source) = match (&args.events, args.kafka.settings()) {
         (Some(events), _) => (
-            replay_files(&input, events, now_ms)?,
+            replay_files_as(
+                &input,
+                events,
+                now_ms,
+                args.input.spec(args.engine.lateness)?,
+            )?,
             events.display().to_string(),
         ),
         (None, Some(settings)) => {
@@ -354,6 +364,7 @@ fn replay_kafka(
     let output = args.output;
     let summary = read_topic(
         settings,
+        args.input.spec(args.engine.lateness)?,
         &mut engine,
         input.config.lateness_ms,
         follow,
@@ -379,6 +390,7 @@ fn replay_kafka(
         engine,
         sorted: None,
         cluster_problems: fulcrum::snapshot_check::cluster_problems(&input.cluster)?,
+        input: summary.input,
     })
 }
 
@@ -409,6 +421,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     let mut options = FeedOptions::new(settings);
+    options.input = args.input.spec(args.engine.lateness)?;
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
     options.max_skew_ms = args.max_skew;

@@ -3,6 +3,7 @@
 mod attribution;
 mod check_policy;
 mod demo;
+mod inputs;
 mod kafka;
 mod scenario;
 mod support;

@@ -62,6 +62,8 @@ pub struct FeedOptions {
     /// samples before a pause are applied (see `progress::Progress::watermark`). A driver
     /// that keeps producing (the demo) turns it off for run-to-run determinism.
     pub wall_clock_advance: bool,
+    /// The format of the samples topic and its metrics map.
+    pub input: crate::inputs::InputSpec,
 }
 
 impl FeedOptions {
@@ -78,6 +80,7 @@ impl FeedOptions {
             max_skew_ms: 300_000,
             max_buffered: 1_000_000,
             wall_clock_advance: true,
+            input: crate::inputs::InputSpec::native(),
         }
     }
 }
@@ -131,6 +134,10 @@ pub struct FeedStats {
     /// Messages received from a partition revoked before they were applied (dropped: the
     /// partition's new owner reads them again).
     pub revoked_dropped: AtomicU64,
+    /// OTLP and Prometheus inputs: data points of metrics the map does not name (dropped).
+    pub unmapped: AtomicU64,
+    /// OTLP and Prometheus inputs: values produced from mapped data points.
+    pub converted: AtomicU64,
 }
 
 /// Why the feed stopped.

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use super::config::KafkaSettings;
 use super::progress::Progress;
 use crate::clock::now_ms;
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use crate::inputs::{Input, InputSpec};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions};
 use fulcrum_engine::{Engine, Event, Offered};
 
 /// A client context that treats end-of-partition events as the normal signal they are
@@ -44,13 +45,16 @@ pub struct ReadSummary {
     pub messages: usize,
     /// Rejected messages or batch members, with `topic[partition]@offset`.
     pub errors: Vec<(String, DecodeError)>,
+    /// Counters of the OTLP or Prometheus input.
+    pub input: crate::inputs::InputStats,
 }
 
 /// Reads `settings.topic` into `engine`, calling `on_event` for every event. Without
 /// `follow` it stops at the end offsets seen at start; with `follow` it stops when
-/// `shutdown` turns true. Blocking (librdkafka polling); call from a blocking thread.
+/// `shutdown` turns true. Messages are decoded as `input` says. Blocking (librdkafka polling); call from a blocking thread.
 pub fn read_topic(
     settings: &KafkaSettings,
+    input: InputSpec,
     engine: &mut Engine,
     lateness_ms: u64,
     follow: bool,
@@ -64,6 +68,7 @@ pub fn read_topic(
     let mut summary = ReadSummary::default();
     let mut out = Vec::new();
     let mut options = DecodeOptions { now_ms: now_ms() };
+    let mut input = Input::new(input);
     // With `follow`, an idle partition must not hold back the others forever.
     let idle_after = if follow { 10_000 } else { u64::MAX / 4 };
     while (!open.is_empty() || follow) && !*shutdown.borrow() {
@@ -75,7 +80,8 @@ pub fn read_topic(
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e),
             Some(Ok(message)) => {
-                let newest = offer_message(&message, engine, &mut options, &mut summary);
+                let newest =
+                    offer_message(&message, &mut input, engine, &mut options, &mut summary);
                 progress.observe(message.partition(), message.offset(), newest, now_ms());
             }
         }
@@ -86,6 +92,15 @@ pub fn read_topic(
             }
         }
     }
+    let rest = input.finish();
+    for sample in &rest.samples {
+        engine.offer(sample);
+    }
+    let end = || format!("{}(end of input)", settings.topic);
+    summary
+        .errors
+        .extend(rest.rejected.into_iter().map(|e| (end(), e)));
+    summary.input = input.stats().clone();
     engine.flush(&mut out);
     for event in out.drain(..) {
         on_event(&event);
@@ -132,6 +147,7 @@ fn assign_from_beginning(
 /// engine queued from it, if any.
 fn offer_message(
     message: &impl Message,
+    input: &mut Input,
     engine: &mut Engine,
     options: &mut DecodeOptions,
     summary: &mut ReadSummary,
@@ -145,7 +161,7 @@ fn offer_message(
         message.offset()
     );
     let mut newest = None;
-    match decode(message.payload().unwrap_or_default(), options) {
+    match input.decode(message.payload().unwrap_or_default(), options) {
         Ok(decoded) => {
             for sample in &decoded.samples {
                 if engine.offer(sample) == Offered::Queued {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions};
 use fulcrum_engine::{Engine, Offered};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -21,6 +21,7 @@ use super::progress::Progress;
 use super::retry::{self, GaveUp, produce_with_retries};
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
 use crate::clock::now_ms;
+use crate::inputs::Input;
 use crate::telemetry::RateLimitedLog;
 
 /// A subscribed consumer and everything that tracks its progress.
@@ -36,6 +37,7 @@ pub struct Feed {
     node_partitions: HashMap<String, i32>,
     dlq_log: RateLimitedLog,
     shutdown: watch::Receiver<bool>,
+    input: Input,
 }
 
 impl Feed {
@@ -61,6 +63,7 @@ impl Feed {
             shutdown.clone(),
         ));
         Ok(Self {
+            input: Input::new(options.input),
             options,
             consumer,
             producer,
@@ -131,7 +134,7 @@ impl Feed {
         let now = now_ms();
         let options = DecodeOptions { now_ms: now };
         let payload = message.payload().unwrap_or_default();
-        let (newest, errors) = match decode(payload, &options) {
+        let (newest, errors) = match self.input.decode(payload, &options) {
             Ok(decoded) => {
                 let mut newest = None;
                 for sample in &decoded.samples {
@@ -151,6 +154,9 @@ impl Feed {
             }
             Err(e) => (None, vec![e]),
         };
+        let input = self.input.stats();
+        self.stats.unmapped.store(input.unmapped, Ordering::Relaxed);
+        self.stats.converted.store(input.values, Ordering::Relaxed);
         let stored = errors.is_empty() || self.dead_letter(message, &errors).await;
         self.progress
             .observe(partition, message.offset(), newest, now);

@@ -14,9 +14,10 @@ pub use order::{Disorder, OrderError, Ordered, order_events};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions};
 use fulcrum_engine::{Decision, Engine, EngineConfig, Event};
 
+use crate::inputs::{Input, InputFormat, InputSpec, InputStats};
 use crate::load::build_engine;
 pub use crate::load::{InvalidPolicies, LoadError};
 
@@ -59,6 +60,8 @@ pub struct ReplayReport {
     pub cluster_problems: Vec<String>,
     /// The engine at the end, for its counters.
     pub engine: Engine,
+    /// Counters of the OTLP or Prometheus input (zero for the native schema).
+    pub input: InputStats,
 }
 
 impl ReplayReport {
@@ -76,12 +79,24 @@ pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies), LoadErr
     build_engine(&input.cluster, &input.policies, input.config.clone())
 }
 
-/// Replays JSON Lines from `events` through `engine`. `now_ms` is the clock used to reject
-/// timestamps far in the future.
+/// Replays JSON Lines of `fulcrum.metrics/v1` from `events` through `engine`. `now_ms` is
+/// the clock used to reject timestamps far in the future.
 pub fn replay_lines(
     engine: &mut Engine,
     events: impl BufRead,
     now_ms: i64,
+) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
+    replay_lines_as(engine, events, now_ms, &mut Input::new(InputSpec::native()))
+}
+
+/// Replays lines from `events` through `engine`, decoded by `input` (one message per
+/// line: native or Prometheus-adapter JSON, or OTLP JSON as the Collector's file exporter
+/// writes it).
+pub fn replay_lines_as(
+    engine: &mut Engine,
+    events: impl BufRead,
+    now_ms: i64,
+    input: &mut Input,
 ) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
     let mut lines = 0;
     let mut buf = Vec::new();
@@ -97,15 +112,17 @@ pub fn replay_lines(
             Err(e) => Some(Err(e)),
         }
     });
-    let (out, errors) = replay_numbered(engine, &mut numbered, now_ms)?;
+    let (out, errors) = replay_numbered(engine, &mut numbered, now_ms, input)?;
     Ok((out, errors, lines))
 }
 
-/// Replays numbered lines (original 1-based numbers) through `engine`, then flushes.
+/// Replays numbered lines (original 1-based numbers) through `engine`, decoded by
+/// `input`, then flushes (with the samples `input` still held).
 fn replay_numbered(
     engine: &mut Engine,
     lines: &mut dyn Iterator<Item = std::io::Result<(usize, Vec<u8>)>>,
     now_ms: i64,
+    input: &mut Input,
 ) -> Result<(Vec<Event>, Vec<LineError>), std::io::Error> {
     let options = DecodeOptions { now_ms };
     let mut out = Vec::new();
@@ -116,7 +133,7 @@ fn replay_numbered(
         if line.is_empty() {
             continue;
         }
-        match decode(line, &options) {
+        match input.decode(line, &options) {
             Ok(decoded) => {
                 for sample in &decoded.samples {
                     engine.offer(sample);
@@ -133,6 +150,14 @@ fn replay_numbered(
         }
         engine.advance_auto(&mut out);
     }
+    let rest = input.finish();
+    for sample in &rest.samples {
+        engine.offer(sample);
+    }
+    errors.extend(rest.rejected.into_iter().map(|error| LineError {
+        location: "(end of input)".into(),
+        error,
+    }));
     engine.flush(&mut out);
     Ok((out, errors))
 }
@@ -149,19 +174,35 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[start..end]
 }
 
-/// Runs a whole replay from files.
+/// Runs a whole replay from files of `fulcrum.metrics/v1` samples.
 pub fn replay_files(
     input: &ReplayInput,
     events: &Path,
     now_ms: i64,
 ) -> Result<ReplayReport, LoadError> {
+    replay_files_as(input, events, now_ms, InputSpec::native())
+}
+
+/// Runs a whole replay from files, the events decoded as `format` says. The order check
+/// (and sort) of the events file applies to the native schema only.
+pub fn replay_files_as(
+    input: &ReplayInput,
+    events: &Path,
+    now_ms: i64,
+    format: InputSpec,
+) -> Result<ReplayReport, LoadError> {
+    let mut decoder = Input::new(format);
     let (mut engine, invalid_policies) = prepare(input)?;
     let path = events.display().to_string();
     let read_error = |source| LoadError::Read {
         path: path.clone(),
         source,
     };
-    let ordered = order_events(events, input.config.lateness_ms, now_ms).map_err(|e| match e {
+    let ordered = match format.format {
+        InputFormat::Native => order_events(events, input.config.lateness_ms, now_ms),
+        _ => Ok(Ordered::AsIs),
+    }
+    .map_err(|e| match e {
         OrderError::Read(source) => read_error(source),
         other => LoadError::Parse {
             path: path.clone(),
@@ -171,16 +212,16 @@ pub fn replay_files(
     let (events_out, line_errors, lines, sorted) = match ordered {
         Ordered::AsIs => {
             let file = std::fs::File::open(events).map_err(read_error)?;
+            let reader = std::io::BufReader::new(file);
             let (out, errors, lines) =
-                replay_lines(&mut engine, std::io::BufReader::new(file), now_ms)
-                    .map_err(read_error)?;
+                replay_lines_as(&mut engine, reader, now_ms, &mut decoder).map_err(read_error)?;
             (out, errors, lines, None)
         }
         Ordered::Sorted(lines, disorder) => {
             let count = lines.len();
             let mut numbered = lines.into_iter().map(Ok);
-            let (out, errors) =
-                replay_numbered(&mut engine, &mut numbered, now_ms).map_err(read_error)?;
+            let (out, errors) = replay_numbered(&mut engine, &mut numbered, now_ms, &mut decoder)
+                .map_err(read_error)?;
             (out, errors, count, Some(disorder))
         }
     };
@@ -192,5 +233,6 @@ pub fn replay_files(
         engine,
         sorted,
         cluster_problems: crate::snapshot_check::cluster_problems(&input.cluster)?,
+        input: decoder.stats().clone(),
     })
 }

@@ -56,6 +56,7 @@ pub fn summary_json(report: &ReplayReport) -> Value {
         },
         "policies": policies,
         "invalid_policies": report.invalid_policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "input": report.input,
         "cluster_problems": &report.cluster_problems,
         "sorted": report.sorted.as_ref().map(|d| json!({
             "first_line_out_of_order": d.line,

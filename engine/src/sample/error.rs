@@ -38,6 +38,14 @@ pub enum DecodeError {
         /// Byte offset of the number.
         offset: usize,
     },
+    /// The message is not a protobuf encoding of the expected message (OTLP input).
+    #[error("not a valid {expected} protobuf: {message}")]
+    NotProtobuf {
+        /// The message type expected, e.g. `ExportMetricsServiceRequest`.
+        expected: &'static str,
+        /// What the protobuf decoder found, naming the field.
+        message: String,
+    },
     /// A field is missing, mistyped or out of range.
     #[error("{field}: {problem}")]
     Field {
@@ -152,6 +160,7 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::NotUtf8 { .. } => "not_utf8",
             DecodeError::Syntax { .. } => "not_json",
+            DecodeError::NotProtobuf { .. } => "not_protobuf",
             DecodeError::NonFiniteNumber { .. } => "non_finite",
             DecodeError::Field { problem, .. } => match problem {
                 Problem::Missing => "missing_field",
