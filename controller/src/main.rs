@@ -85,6 +85,10 @@ struct BenchArgs {
     /// How big a cluster to generate.
     #[arg(long, value_enum, default_value_t = fulcrum::bench::Scale::Small)]
     scale: fulcrum::bench::Scale,
+    /// Also measure ingest from this Kafka-compatible broker (creates a topic
+    /// `fulcrum.bench.<pid>` with 8 partitions and fills it).
+    #[arg(long, value_name = "HOST:PORT")]
+    brokers: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -484,7 +488,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<bool> {
 /// Runs `fulcrum bench`.
 fn bench(args: BenchArgs) -> anyhow::Result<bool> {
     let show_progress = std::io::stderr().is_terminal();
-    let report = fulcrum::bench::run(args.scale, |step| {
+    let report = fulcrum::bench::run(args.scale, args.brokers.as_deref(), |step| {
         if show_progress {
             eprintln!("[bench] {step}");
         }

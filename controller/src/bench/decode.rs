@@ -128,6 +128,18 @@ struct BareBatch<'a> {
     samples: Vec<BareSample<'a>>,
 }
 
+/// Samples in one message by the bare parse (0 when it does not parse).
+pub fn bare_samples(message: &str, batched: bool) -> usize {
+    if batched {
+        serde_json::from_str::<BareBatch<'_>>(message).map_or(0, |b| {
+            b.samples.iter().filter(|s| !s.metrics.0.is_empty()).count()
+        })
+    } else {
+        serde_json::from_str::<BareSample<'_>>(message)
+            .map_or(0, |s| usize::from(!s.metrics.0.is_empty()))
+    }
+}
+
 /// Decodes every message with both parsers; samples per second of each. The bare parser is
 /// told the shape (`batched`) instead of detecting it, which only makes it faster.
 pub fn measure(messages: &[String], batched: bool) -> DecodeRates {
@@ -143,14 +155,7 @@ pub fn measure(messages: &[String], batched: bool) -> DecodeRates {
     let started = Instant::now();
     let mut bare = 0usize;
     for m in messages {
-        bare += if batched {
-            serde_json::from_str::<BareBatch<'_>>(m).map_or(0, |b| {
-                b.samples.iter().filter(|s| !s.metrics.0.is_empty()).count()
-            })
-        } else {
-            serde_json::from_str::<BareSample<'_>>(m)
-                .map_or(0, |s| usize::from(!s.metrics.0.is_empty()))
-        };
+        bare += bare_samples(m, batched);
     }
     let bare = bare as f64 / started.elapsed().as_secs_f64();
     DecodeRates { fulcrum, bare }

@@ -6,12 +6,15 @@
 //! - [`decode`]: Fulcrum's decoder against a bare parse of the same bytes.
 //! - [`engine`]: samples per second through `offer` + `advance`.
 //! - [`memory`]: resident memory from `/proc`.
+//! - [`ingest`]: with `--brokers`, Fulcrum's consume → decode → engine path against a bare
+//!   consumer reading the same topic.
 //!
-//! Not measured yet (planned): ingest from a real broker against a bare consumer, and the
-//! decision latency from a consumed sample to the actuator; their JSON keys are `null`.
+//! Not measured yet (planned): the decision latency from a consumed sample to the actuator;
+//! its JSON key is `null`.
 
 pub mod decode;
 pub mod engine;
+pub mod ingest;
 pub mod memory;
 pub mod workload;
 
@@ -52,13 +55,16 @@ pub struct BenchReport {
     pub storm: EngineRun,
     /// Quiet runs at smaller scales, for the growth table.
     pub growth: Vec<EngineRun>,
+    /// Ingest from a broker (with `--brokers`), or why it failed.
+    pub ingest: Option<Result<ingest::IngestRates, String>>,
 }
 
-/// Runs the benchmark; `progress` is told what runs next.
-pub fn run(scale: Scale, mut progress: impl FnMut(&str)) -> BenchReport {
-    let (nodes, growth_nodes): (usize, &[usize]) = match scale {
-        Scale::Small => (200, &[]),
-        Scale::Full => (10_000, &[100, 1_000]),
+/// Runs the benchmark (ingest too when `brokers` is given); `progress` is told what runs
+/// next.
+pub fn run(scale: Scale, brokers: Option<&str>, mut progress: impl FnMut(&str)) -> BenchReport {
+    let (nodes, growth_nodes, ingest_nodes): (usize, &[usize], usize) = match scale {
+        Scale::Small => (200, &[], 200),
+        Scale::Full => (10_000, &[100, 1_000], 2_000),
     };
     progress(&format!("engine, {nodes} nodes, quiet"));
     let engine = engine::run(&Workload::new(nodes, QUIET_SHARE), TICKS);
@@ -71,6 +77,10 @@ pub fn run(scale: Scale, mut progress: impl FnMut(&str)) -> BenchReport {
             engine::run(&Workload::new(n, QUIET_SHARE), TICKS)
         })
         .collect();
+    let ingest = brokers.map(|b| {
+        progress(&format!("ingest from {b}, {ingest_nodes} nodes"));
+        ingest::run(b, &Workload::new(ingest_nodes, QUIET_SHARE), 30).map_err(|e| e.to_string())
+    });
     progress("decode");
     let decode_workload = Workload::new(200, QUIET_SHARE);
     let single = decode::messages(&decode_workload, 5, false);
@@ -82,6 +92,7 @@ pub fn run(scale: Scale, mut progress: impl FnMut(&str)) -> BenchReport {
         engine,
         storm,
         growth,
+        ingest,
     }
 }
 
@@ -138,9 +149,10 @@ impl BenchReport {
             "bytes_per_pod": bytes_per_pod,
             "peak_bytes_per_pod": peak_bytes_per_pod,
             "growth": growth,
-            "ingest_samples_per_sec": null,
-            "bare_consumer_samples_per_sec": null,
-            "ingest_ratio": null,
+            "ingest_samples_per_sec": self.ingest_rates().map(|r| r.fulcrum),
+            "bare_consumer_samples_per_sec": self.ingest_rates().map(|r| r.bare),
+            "ingest_ratio": self.ingest_rates().map(|r| r.fulcrum / r.bare.max(1e-9)),
+            "ingest_error": self.ingest.as_ref().and_then(|r| r.as_ref().err()),
             "decision_latency_p99_ms": null,
         })
     }
@@ -180,8 +192,25 @@ impl BenchReport {
         out += &format!(
             "  memory per tracked pod: {bytes_per_pod} B steady, {peak} B at peak (incl. loading the cluster view)\n"
         );
-        out += "  not measured yet: ingest from a broker vs a bare consumer, decision latency\n";
+        match &self.ingest {
+            Some(Ok(r)) => {
+                out += &format!(
+                    "  ingest from the broker ({} samples): {} (bare consumer {}, ratio {:.2})\n",
+                    r.samples,
+                    m(r.fulcrum),
+                    m(r.bare),
+                    r.fulcrum / r.bare.max(1e-9)
+                )
+            }
+            Some(Err(e)) => out += &format!("  ingest from the broker failed: {e}\n"),
+            None => out += "  ingest from a broker: not run (give --brokers HOST:PORT)\n",
+        }
+        out += "  not measured yet: decision latency\n";
         out
+    }
+
+    fn ingest_rates(&self) -> Option<ingest::IngestRates> {
+        self.ingest.as_ref().and_then(|r| r.as_ref().ok()).copied()
     }
 }
 
