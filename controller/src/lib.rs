@@ -8,6 +8,7 @@
 //! - [`actuator`]: how decisions become changes (Eviction API, simulator, shadow).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
 //! - [`sim`]: `fulcrum demo` (simulated cluster through an embedded Kafka).
+//! - [`bench`]: `fulcrum bench` (generated cluster and stream; throughput and memory).
 //! - [`load`]: reading cluster snapshots and policy files.
 //! - [`check`]: `fulcrum check-policy`.
 //! - [`manifest`]: multi-document YAML/JSON files and the CRD.
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod actuator;
+pub mod bench;
 pub mod check;
 pub mod clock;
 pub mod cluster;

@@ -45,6 +45,13 @@ enum Command {
     /// shipped example policies, and acts on the simulation. Prints a timeline and compares
     /// SLO violations with and without Fulcrum. Needs no external service.
     Demo(DemoArgs),
+    /// Measure decoding, the engine (quiet and in a storm) and memory per tracked pod on a
+    /// generated cluster and stream; prints the figures with the machine they ran on.
+    ///
+    /// Build with `--release` for meaningful figures. `--scale small` (6,000 pods) takes
+    /// under a minute; `--scale full` (300,000 pods, plus 3,000 and 30,000 for the growth
+    /// table) a few minutes. See docs/benchmarks.md.
+    Bench(BenchArgs),
     /// Print the InterferencePolicy CustomResourceDefinition generated from the Rust types.
     Crd,
     /// Validate policy files and explain every error with its field path.
@@ -72,6 +79,20 @@ enum Command {
     /// once samples are applied; malformed messages go to the dead-letter topic. Stops
     /// cleanly on SIGINT or SIGTERM.
     Run(RunArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// How big a cluster to generate.
+    #[arg(long, value_enum, default_value_t = fulcrum::bench::Scale::Small)]
+    scale: fulcrum::bench::Scale,
+    /// Also measure ingest from this Kafka-compatible broker (creates a topic
+    /// `fulcrum.bench.<pid>` with 8 partitions and fills it).
+    #[arg(long, value_name = "HOST:PORT")]
+    brokers: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Args)]
@@ -238,6 +259,7 @@ fn main() -> ExitCode {
             check_files(&files, &mut std::io::stdout().lock()).map_err(Into::into)
         }
         Command::Demo(args) => demo(args),
+        Command::Bench(args) => bench(args),
         Command::Replay(args) => replay(args),
         Command::Run(args) => run(args),
     };
@@ -501,6 +523,22 @@ fn demo(args: DemoArgs) -> anyhow::Result<bool> {
                 writeln!(stdout, "  chart: {}", path.display())?;
             }
         }
+    }
+    Ok(true)
+}
+
+/// Runs `fulcrum bench`.
+fn bench(args: BenchArgs) -> anyhow::Result<bool> {
+    let show_progress = std::io::stderr().is_terminal();
+    let report = fulcrum::bench::run(args.scale, args.brokers.as_deref(), |step| {
+        if show_progress {
+            eprintln!("[bench] {step}");
+        }
+    });
+    let mut stdout = std::io::stdout().lock();
+    match args.output {
+        Output::Json => writeln!(stdout, "{}", report.json())?,
+        Output::Text => write!(stdout, "{}", report.text())?,
     }
     Ok(true)
 }
