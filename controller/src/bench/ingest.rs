@@ -19,6 +19,7 @@ use super::decode::{bare_samples, messages};
 use super::workload::Workload;
 use crate::feed::KafkaSettings;
 use crate::feed::reader::{ReaderContext, read_topic};
+use crate::inputs::InputSpec;
 
 /// Partitions of the benchmark topic.
 const PARTITIONS: i32 = 8;
@@ -147,9 +148,15 @@ fn fulcrum_read(settings: &KafkaSettings, workload: &Workload) -> Result<Duratio
     let (_stop, shutdown) = watch::channel(false);
     let started = Instant::now();
     let mut events = 0usize;
-    read_topic(settings, &mut engine, 15_000, false, &shutdown, |_| {
-        events += 1
-    })?;
+    read_topic(
+        settings,
+        InputSpec::native(),
+        &mut engine,
+        15_000,
+        false,
+        &shutdown,
+        |_| events += 1,
+    )?;
     let elapsed = started.elapsed();
     std::hint::black_box(events);
     Ok(elapsed)
