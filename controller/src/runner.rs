@@ -98,6 +98,7 @@ pub async fn run<A: Actuator>(
 }
 
 /// Restores past actions from the audit topic into `engine` (on a blocking thread).
+/// Failing to read it stops the run: acting with budgets reset could repeat an action.
 async fn restore(
     options: &FeedOptions,
     mut engine: Engine,
@@ -106,18 +107,14 @@ async fn restore(
     let since = now_ms() - options.restore_window_ms as i64;
     let settings = options.kafka.clone();
     let (engine, restored) = tokio::task::spawn_blocking(move || {
-        let result = restore_actions(&settings, &mut engine, since, Duration::from_secs(10));
+        let result = restore_actions(&settings, &mut engine, since, Duration::from_secs(30));
         (engine, result)
     })
     .await
     .map_err(|_| FeedError::Closed)?;
-    match restored {
-        Ok(n) => {
-            stats.restored.store(n as u64, Ordering::Relaxed);
-            info!(actions = n, topic = %options.kafka.audit_topic, "restored past actions from the audit topic");
-        }
-        Err(e) => warn!(error = %e, "could not read the audit topic; limits start from zero"),
-    }
+    let n = restored?;
+    stats.restored.store(n as u64, Ordering::Relaxed);
+    info!(actions = n, topic = %options.kafka.audit_topic, "restored past actions from the audit topic");
     Ok(engine)
 }
 

@@ -271,6 +271,33 @@ fn a_killed_consumer_resumes_from_committed_offsets_without_losing_samples_or_re
         .filter(|r| serde_json::from_slice::<Value>(&r.3).unwrap()["outcome"] == "Executed")
         .count();
     assert_eq!(executed, 1);
+
+    // The second run resumed after the action, so it may never have seen the interference
+    // again. A fresh group re-reads every sample: with the same audit topic, restore keeps
+    // it from repeating the action ...
+    let again = Fulcrum::spawn(&s.run_args("restart-fresh"));
+    eventually(MINUTE, "the fresh group to commit everything", || {
+        s.all_committed("restart-fresh")
+    });
+    let (seen, stopped) = again.stop();
+    assert!(stopped["feed"]["restored"].as_u64().unwrap() >= 1);
+    assert!(
+        seen.iter()
+            .all(|l| !(l.contains("\"outcome\":\"Executed\"") && l.contains("spark/sort-exec-0"))),
+        "restored from the audit topic, the action is not repeated: {seen:#?}"
+    );
+    // ... while the same run with an empty audit topic (restore has nothing) does act:
+    // the check above could fail.
+    create_topics(&s.broker.addr(), &[("fulcrum.decisions.empty", 1)]);
+    let mut args = s.run_args("restart-control");
+    args.extend(["--audit-topic".into(), "fulcrum.decisions.empty".into()]);
+    let mut control = Fulcrum::spawn(&args);
+    control.wait_for(
+        MINUTE,
+        "the control run to act",
+        executed_on("spark/sort-exec-0"),
+    );
+    control.stop();
 }
 
 #[test]

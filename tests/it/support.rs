@@ -37,20 +37,35 @@ pub fn tansu_bin() -> PathBuf {
     })
 }
 
-/// The `fulcrum` binary built by `cargo test` for this workspace.
+/// The `fulcrum` binary of this workspace, built from the current sources: the first call
+/// runs `cargo build -p fulcrum --bin fulcrum` (a no-op when it is up to date), so a test
+/// can never run a stale `target/debug/fulcrum`. `$FULCRUM_BIN` overrides it.
 pub fn fulcrum_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("FULCRUM_BIN") {
         return PathBuf::from(path);
+    }
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "fulcrum", "--bin", "fulcrum"])
+            .current_dir(workspace())
+            .status()
+            .map_err(|e| format!("cargo build: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("cargo build -p fulcrum failed: {status}"))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
     let bin = target.join("debug/fulcrum");
-    assert!(
-        bin.exists(),
-        "{} missing: build it with `cargo build -p fulcrum`",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} missing after the build", bin.display());
     bin
 }
 

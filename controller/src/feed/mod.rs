@@ -118,6 +118,9 @@ pub enum FeedError {
     /// A Kafka client could not be created (bad configuration).
     #[error("kafka client: {0}")]
     Client(#[from] KafkaError),
+    /// Past actions could not be restored from the audit topic.
+    #[error(transparent)]
+    Restore(#[from] audit::RestoreError),
     /// The receiver of decisions went away.
     #[error("the decision receiver was dropped")]
     Closed,
