@@ -83,6 +83,18 @@ pub enum Problem {
         /// The decoder's clock (ms).
         now_ms: i64,
     },
+    /// A metric with a documented range (see [`super::range`]) is outside it.
+    OutOfRange {
+        /// The value sent.
+        value: f64,
+        /// The documented range.
+        range: &'static str,
+        /// What is likely wrong.
+        hint: &'static str,
+    },
+    /// A magnitude no real metric has (beyond [`super::range::MAX_MAGNITUDE`]): sums and
+    /// shares computed from it would overflow.
+    AbsurdMagnitude(f64),
     /// `schema` names a schema this version does not understand.
     UnknownSchema(String),
     /// A message has both batch (`samples`) and single-sample fields.
@@ -115,6 +127,14 @@ impl fmt::Display for Problem {
                 f,
                 "{ts_ms} ms is more than a day ahead of the clock ({now_ms} ms)"
             ),
+            Problem::OutOfRange { value, range, hint } => {
+                write!(f, "{value} is outside the documented range {range}: {hint}")
+            }
+            Problem::AbsurdMagnitude(v) => write!(
+                f,
+                "{v:e} is beyond {:e}: no real metric is that large (a unit or encoding error?)",
+                super::range::MAX_MAGNITUDE
+            ),
             Problem::UnknownSchema(s) => {
                 write!(f, "{s:?} is not a supported schema (expected {:?})", super::SCHEMA)
             }
@@ -145,6 +165,8 @@ impl DecodeError {
                 Problem::BadTimestamp(_) => "bad_timestamp",
                 Problem::TooOld(_) => "ts_too_old",
                 Problem::InFuture { .. } => "ts_in_future",
+                Problem::OutOfRange { .. } => "out_of_range",
+                Problem::AbsurdMagnitude(_) => "absurd_magnitude",
                 Problem::UnknownSchema(_) => "unknown_schema",
                 Problem::MixedBatch => "mixed_batch",
             },

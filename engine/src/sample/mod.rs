@@ -13,6 +13,7 @@ mod error;
 mod fields;
 mod json;
 mod nested;
+pub mod range;
 
 use std::borrow::Cow;
 

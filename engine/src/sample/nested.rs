@@ -152,6 +152,10 @@ impl<'de> Visitor<'de> for MetricsSeed {
                     continue;
                 }
             };
+            if let Some(p) = super::range::check(&name, value) {
+                problem = Some((name.into_owned(), p));
+                continue;
+            }
             if count > MAX_METRICS_PER_SAMPLE {
                 continue;
             }

@@ -416,3 +416,51 @@ fn any_json() -> impl Strategy<Value = serde_json::Value> {
         ]
     })
 }
+
+#[test]
+fn values_outside_a_documented_range_are_rejected_with_a_hint() {
+    // cpu_util sent as a percentage: every node would fire for days.
+    let e = err(&sample_with("metrics", Some(r#"{"cpu_util":87.5}"#)));
+    let (field, problem) = field_error(&e);
+    assert_eq!(field, "metrics.cpu_util");
+    assert_eq!(e.reason(), "out_of_range");
+    assert!(matches!(problem, Problem::OutOfRange { value, .. } if *value == 87.5));
+    assert!(e.to_string().contains("percentage"), "{e}");
+    let e = err(&sample_with("metrics", Some(r#"{"psi_mem_some":-0.2}"#)));
+    assert_eq!(e.reason(), "out_of_range");
+    assert!(e.to_string().contains("negative"), "{e}");
+    let e = err(&sample_with(
+        "metrics",
+        Some(r#"{"cpu_throttled_ratio":4096}"#),
+    ));
+    assert!(e.to_string().contains("exceed 1"), "{e}");
+    // Fractions at the edges, a small overshoot, and unbounded metrics pass.
+    ok(&sample_with(
+        "metrics",
+        Some(r#"{"cpu_util":0,"mem_bw_util":1.02,"psi_io_some":1,"latency_p99_ms":12000}"#),
+    ));
+}
+
+#[test]
+fn absurd_magnitudes_are_rejected() {
+    let e = err(&sample_with("metrics", Some(r#"{"cpi":1.5e308}"#)));
+    assert_eq!(field_error(&e).0, "metrics.cpi");
+    assert_eq!(e.reason(), "absurd_magnitude");
+    let e = err(&sample_with(
+        "metrics",
+        Some(r#"{"mem_bw_bytes_per_sec":-1e300}"#),
+    ));
+    assert_eq!(e.reason(), "absurd_magnitude");
+    ok(&sample_with("metrics", Some(r#"{"mem_usage_bytes":1e15}"#)));
+}
+
+#[test]
+fn one_out_of_range_member_of_a_batch_is_rejected_alone() {
+    let text = format!(
+        r#"{{"schema":"fulcrum.metrics/v1","samples":[{{"ts":{NOW},"node":"n1","metrics":{{"cpu_util":0.5}}}},{{"ts":{NOW},"node":"n2","metrics":{{"cpu_util":50}}}}]}}"#
+    );
+    let d = ok(&text);
+    assert_eq!(d.samples.len(), 1);
+    assert_eq!(d.rejected.len(), 1);
+    assert_eq!(d.rejected[0].field(), Some("samples[1].metrics.cpu_util"));
+}
