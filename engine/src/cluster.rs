@@ -238,6 +238,7 @@ pub struct ClusterIndex {
     node_ids: HashMap<String, NodeId>,
     pods: Vec<Option<PodEntry>>,
     free_pods: Vec<PodId>,
+    free_nodes: Vec<NodeId>,
     pod_ids: HashMap<String, HashMap<String, PodId>>,
     namespaces: HashMap<String, LabelMap>,
     pdbs: Vec<PdbInfo>,
@@ -297,12 +298,24 @@ impl ClusterIndex {
             entry.info = info;
             return (id, Change::Updated);
         }
-        let id = NodeId(u32::try_from(self.nodes.len()).expect("fewer than 2^32 nodes"));
-        self.node_ids.insert(info.name.clone(), id);
-        self.nodes.push(Some(NodeEntry {
+        // Slots of removed nodes are reused, so churn does not grow the index.
+        let entry = Some(NodeEntry {
             info,
             pods: Vec::new(),
-        }));
+        });
+        let id = match self.free_nodes.pop() {
+            Some(id) => {
+                self.nodes[id.index()] = entry;
+                id
+            }
+            None => {
+                self.nodes.push(entry);
+                NodeId(u32::try_from(self.nodes.len() - 1).expect("fewer than 2^32 nodes"))
+            }
+        };
+        if let Some(name) = self.node_info(id).map(|n| n.name.clone()) {
+            self.node_ids.insert(name, id);
+        }
         // Pods that arrived before their node are attached now.
         let name = self
             .node_info(id)
@@ -334,6 +347,7 @@ impl ClusterIndex {
                 }
             }
         }
+        self.free_nodes.push(id);
         Some(id)
     }
 

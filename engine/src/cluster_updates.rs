@@ -17,6 +17,9 @@ impl Engine {
             if let Some(slot) = self.nodes.get_mut(id.index()) {
                 *slot = None;
             }
+            if let Some(seen) = self.node_seen.get_mut(id.index()) {
+                *seen = i64::MIN;
+            }
             self.forget_queued(id);
         }
     }

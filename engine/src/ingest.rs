@@ -129,6 +129,9 @@ impl Engine {
         if let Some((ts, node)) = self.group.take() {
             self.evaluate(node, ts, out);
         }
+        if watermark / 3_600_000 != self.watermark / 3_600_000 {
+            self.prune_restored(watermark);
+        }
         self.watermark = watermark;
     }
     fn apply_sample(&mut self, sample: Pending) {

@@ -48,6 +48,7 @@ pub use decision::{Decision, Event, Explanation, Outcome};
 pub use engine::Engine;
 pub use guards::SYSTEM_CRITICAL_PRIORITY;
 pub use ingest::Offered;
+pub use restore::RESTORED_TARGET_TTL_MS;
 pub use stats::{EngineStats, PolicyStats};
 
 #[cfg(test)]

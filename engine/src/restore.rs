@@ -8,6 +8,10 @@ use crate::engine::Engine;
 use crate::limits;
 use fulcrum_policies::spec::Mode;
 
+/// How long a restored target stays barred from another action by the same policy: the
+/// window the operator restores from the audit topic (24 h).
+pub const RESTORED_TARGET_TTL_MS: i64 = 24 * 3_600_000;
+
 impl Engine {
     /// The actuator could not carry out an Executed decision (for example the Eviction API
     /// answered 429 because of a PodDisruptionBudget): the action no longer counts against
@@ -109,6 +113,14 @@ impl Engine {
             }
             None => (String::new(), target.to_owned()),
         }
+    }
+
+    /// Forgets restored targets acted on more than [`RESTORED_TARGET_TTL_MS`] before `now`
+    /// (the audit restore reads no further back), so churn does not grow them for ever.
+    pub(crate) fn prune_restored(&mut self, now: i64) {
+        let keep = |at: &mut i64| now.saturating_sub(*at) < RESTORED_TARGET_TTL_MS;
+        self.acted_targets.retain(|_, at| keep(at));
+        self.dry_acted_targets.retain(|_, at| keep(at));
     }
 
     /// True when a restored action of `policy` (in `mode`) on `target` forbids another.

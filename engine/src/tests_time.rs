@@ -243,3 +243,39 @@ proptest! {
         prop_assert!(count_after(gap * S) >= count_after(0));
     }
 }
+
+#[test]
+fn node_churn_reuses_slots_and_restored_targets_expire() {
+    let mut e = engine(&["n1"]);
+    for i in 0..1_000 {
+        let name = format!("spot-{i}");
+        e.upsert_node(NodeInfo {
+            name: name.clone(),
+            ready: true,
+            ..NodeInfo::default()
+        });
+        e.remove_node(&name);
+    }
+    assert!(
+        e.nodes.len() <= 2 && e.node_seen.len() <= 2,
+        "node slots grew with churn: {}",
+        e.nodes.len()
+    );
+    // A restored action bars its target for a day of event time, then is forgotten.
+    let mut w = super::tests::World::new(&[super::tests::policy("")]);
+    w.run(20, 30);
+    let executed: Vec<_> = w.decisions().into_iter().cloned().collect();
+    let mut fresh = super::tests::World::new(&[super::tests::policy("")]);
+    for d in &executed {
+        fresh.engine.restore(d);
+    }
+    assert!(!fresh.engine.acted_targets.is_empty());
+    let mut out = Vec::new();
+    let later = executed[0].at + crate::RESTORED_TARGET_TTL_MS + 3_600 * S;
+    for t in [later, later + 10 * S] {
+        let web = super::tests::sample(t, "n1", Some(("shop", "web")), &[("latency_p99_ms", 1.0)]);
+        assert_ne!(fresh.engine.offer(&web), Offered::Irrelevant);
+    }
+    fresh.engine.flush(&mut out);
+    assert!(fresh.engine.acted_targets.is_empty());
+}

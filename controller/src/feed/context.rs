@@ -1,6 +1,7 @@
 //! The consumer's librdkafka context: turns rebalances into notes the engine stage acts on,
 //! and broker errors into log lines and readiness.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,9 @@ pub enum RebalanceNote {
 pub struct FeedContext {
     topic: String,
     notes: Mutex<Vec<RebalanceNote>>,
+    /// The partitions assigned now (eager or cooperative: assignments add, revocations
+    /// remove).
+    assigned: Mutex<BTreeSet<i32>>,
     health: Arc<FeedHealth>,
 }
 
@@ -34,6 +38,7 @@ impl FeedContext {
         Self {
             topic: topic.to_owned(),
             notes: Mutex::new(Vec::new()),
+            assigned: Mutex::new(BTreeSet::new()),
             health,
         }
     }
@@ -44,6 +49,32 @@ impl FeedContext {
             .lock()
             .map(|mut n| std::mem::take(&mut *n))
             .unwrap_or_default()
+    }
+
+    /// True when `partition` is assigned to this consumer now. Messages already received
+    /// from a partition that was revoked since must not be applied: the new owner reads
+    /// them again from the committed offset.
+    pub fn is_assigned(&self, partition: i32) -> bool {
+        self.assigned
+            .lock()
+            .map(|a| a.contains(&partition))
+            .unwrap_or(false)
+    }
+
+    /// Applies a rebalance to the assigned set; returns how many partitions are assigned.
+    fn track(&self, note: &RebalanceNote) -> usize {
+        let Ok(mut assigned) = self.assigned.lock() else {
+            return 0;
+        };
+        match note {
+            RebalanceNote::Assigned(p) => assigned.extend(p.iter().copied()),
+            RebalanceNote::Revoked(p) => {
+                for partition in p {
+                    assigned.remove(partition);
+                }
+            }
+        }
+        assigned.len()
     }
 
     fn partitions(&self, list: &rdkafka::TopicPartitionList) -> Vec<i32> {
@@ -77,11 +108,29 @@ impl ConsumerContext for FeedContext {
             }
         };
         info!(?note, "kafka: rebalance");
-        if let RebalanceNote::Assigned(p) = &note {
-            self.health.assigned.store(p.len(), Ordering::Relaxed);
-        }
+        let assigned = self.track(&note);
+        self.health.assigned.store(assigned, Ordering::Relaxed);
         if let Ok(mut notes) = self.notes.lock() {
             notes.push(note);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_assigned_count_follows_cooperative_increments() {
+        let health = Arc::new(FeedHealth::default());
+        let context = FeedContext::new("samples", health);
+        // Cooperative assignment: each callback carries only the change.
+        assert_eq!(context.track(&RebalanceNote::Assigned(vec![0, 1])), 2);
+        assert_eq!(context.track(&RebalanceNote::Assigned(vec![2])), 3);
+        assert_eq!(context.track(&RebalanceNote::Revoked(vec![1])), 2);
+        assert!(context.is_assigned(0) && !context.is_assigned(1) && context.is_assigned(2));
+        // Eager: everything revoked, then the full new set.
+        assert_eq!(context.track(&RebalanceNote::Revoked(vec![0, 2])), 0);
+        assert_eq!(context.track(&RebalanceNote::Assigned(vec![1])), 1);
     }
 }

@@ -110,6 +110,9 @@ pub struct FeedStats {
     pub offsets_stored: AtomicU64,
     /// Actions restored from the audit topic at start.
     pub restored: AtomicU64,
+    /// Messages received from a partition revoked before they were applied (dropped: the
+    /// partition's new owner reads them again).
+    pub revoked_dropped: AtomicU64,
 }
 
 /// Why the feed stopped.

@@ -123,6 +123,11 @@ impl Feed {
     pub async fn apply(&mut self, engine: &mut Engine, message: &OwnedMessage) {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
         let partition = message.partition();
+        if !self.consumer.context().is_assigned(partition) {
+            // Received before its partition was revoked: the new owner reads it again.
+            self.stats.revoked_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let now = now_ms();
         let options = DecodeOptions { now_ms: now };
         let payload = message.payload().unwrap_or_default();
