@@ -185,6 +185,10 @@ struct RunArgs {
     /// Decisions about evidence older than this (wall clock) are blocked.
     #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
     max_evidence_age: u64,
+    /// How far (event time) a lagging partition may hold the others back; its older
+    /// samples are late beyond it.
+    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    max_skew: u64,
     /// How each event is printed on standard output.
     #[arg(long, value_enum, default_value_t = Output::Json)]
     output: Output,
@@ -383,6 +387,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     let mut options = FeedOptions::new(settings);
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
+    options.max_skew_ms = args.max_skew;
     let rt = runtime()?;
     let shutdown = shutdown_signal(&rt);
     let health = Arc::new(FeedHealth::default());

@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use crate::actuator::{Actuation, ActuationError, Actuator};
 use crate::clock::now_ms;
 use crate::feed::audit::{AuditLog, restore_actions};
+use crate::feed::retry::GaveUp;
 use crate::feed::{Feed, FeedError, FeedHealth, FeedOptions, FeedStats, wait_for_brokers};
 
 /// What the runner reports to its caller, in order.
@@ -93,6 +94,8 @@ pub async fn run<A: Actuator>(
         actuator,
         reports,
         stats,
+        stopping: shutdown.clone(),
+        published: i64::MIN,
     };
     runner.run(updates, shutdown).await
 }
@@ -125,6 +128,10 @@ struct Runner<A> {
     actuator: A,
     reports: mpsc::Sender<Report>,
     stats: Arc<FeedStats>,
+    /// Shutdown, for retries to give up on.
+    stopping: watch::Receiver<bool>,
+    /// The watermark up to which every event was handled (offsets are stored up to it).
+    published: i64,
 }
 
 impl<A: Actuator> Runner<A> {
@@ -170,17 +177,20 @@ impl<A: Actuator> Runner<A> {
             for message in batch.drain(..) {
                 self.feed.apply(&mut self.engine, &message).await;
             }
-            if let Err(e) = self.step().await {
-                break Err(e);
+            match self.step().await {
+                Ok(()) => {}
+                Err(FeedError::Interrupted) => break Ok(()),
+                Err(e) => break Err(e),
             }
         };
-        self.feed.close(self.engine.watermark()).await;
+        // Only what was handled completely: never past a decision missing from the audit.
+        self.feed.close(self.published).await;
         result.map(|()| self.engine)
     }
 
     /// Advances the engine to the feed's watermark and handles what happened.
     async fn step(&mut self) -> Result<(), FeedError> {
-        let Some(watermark) = self.feed.watermark() else {
+        let Some(watermark) = self.feed.watermark(&self.engine) else {
             return Ok(());
         };
         let max_age = self.feed.options().max_evidence_age_ms as i64;
@@ -191,7 +201,8 @@ impl<A: Actuator> Runner<A> {
             self.handle(event).await?;
         }
         // Published after the events: whoever sees this watermark has every event up to it.
-        self.feed.applied_up_to(self.engine.watermark());
+        self.published = self.engine.watermark();
+        self.feed.applied_up_to(self.published);
         Ok(())
     }
 
@@ -199,11 +210,16 @@ impl<A: Actuator> Runner<A> {
     async fn handle(&mut self, event: Event) -> Result<(), FeedError> {
         let executed = match &event {
             Event::Decision(decision) => {
-                match self.audit.publish(decision).await {
+                // Not in the audit, not acted on: a restart decides again from the samples.
+                match self.audit.publish(decision, &mut self.stopping).await {
                     Ok(()) => {
                         self.stats.decisions.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => error!(error = %e, "could not publish a decision to the audit topic"),
+                    Err(GaveUp::Interrupted) => return Err(FeedError::Interrupted),
+                    Err(GaveUp::Failed(e)) => {
+                        error!(error = %e, "could not publish a decision to the audit topic; stopping");
+                        return Err(FeedError::Audit(e));
+                    }
                 }
                 (decision.outcome == Outcome::Executed).then(|| decision.clone())
             }

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -16,7 +15,9 @@ use tracing::{info, warn};
 
 use super::config::KafkaSettings;
 use super::reader::ReaderContext;
+use super::retry::{GaveUp, produce_with_retries};
 use fulcrum_engine::{Decision, Engine, Outcome};
+use tokio::sync::watch;
 
 /// Schema identifier of audit records.
 pub const AUDIT_SCHEMA: &str = "fulcrum.decisions/v1";
@@ -57,14 +58,14 @@ impl AuditLog {
         })
     }
 
-    /// Publishes `decision`, retrying with backoff (200 ms doubling to 10 s, 20 tries).
-    pub async fn publish(&self, decision: &Decision) -> Result<(), KafkaError> {
+    /// Publishes `decision` with bounded, interruptible retries (see [`super::retry`]).
+    pub async fn publish(
+        &self,
+        decision: &Decision,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), GaveUp> {
         let send = || send_decision(&self.producer, &self.topic, decision);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_max_times(20);
-        send.retry(backoff).await
+        produce_with_retries("audit produce", send, shutdown).await
     }
 }
 

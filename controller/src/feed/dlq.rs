@@ -66,19 +66,32 @@ pub fn dead_letter_headers(message: &OwnedMessage, errors: &[DecodeError]) -> Ow
     headers
 }
 
-/// Produces a dead letter and waits for the broker to acknowledge it.
+/// Header present (with the original payload size) when the dead letter was sent without
+/// the payload because it was over the size limit.
+pub const PAYLOAD_DROPPED: &str = "fulcrum.error.payload_dropped";
+
+/// Produces a dead letter (with the original payload or, when `with_payload` is false,
+/// only a [`PAYLOAD_DROPPED`] header) and waits for the broker to acknowledge it.
 pub async fn send_dead_letter(
     producer: &FutureProducer,
     topic: &str,
     message: &OwnedMessage,
     errors: &[DecodeError],
+    with_payload: bool,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let mut record: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(topic).headers(dead_letter_headers(message, errors));
+    let mut headers = dead_letter_headers(message, errors);
+    let size = message.payload().map_or(0, <[u8]>::len).to_string();
+    if !with_payload {
+        headers = headers.insert(Header {
+            key: PAYLOAD_DROPPED,
+            value: Some(size.as_bytes()),
+        });
+    }
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
     if let Some(key) = message.key() {
         record = record.key(key);
     }
-    if let Some(payload) = message.payload() {
+    if let Some(payload) = message.payload().filter(|_| with_payload) {
         record = record.payload(payload);
     }
     producer

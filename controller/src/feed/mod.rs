@@ -22,6 +22,7 @@ pub mod dlq;
 mod ingest;
 pub mod progress;
 pub mod reader;
+pub mod retry;
 mod source;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -51,6 +52,12 @@ pub struct FeedOptions {
     pub channel_capacity: usize,
     /// How far back (wall clock) the audit topic is read at start.
     pub restore_window_ms: u64,
+    /// A partition lagging behind the others (in event time) holds the watermark back by
+    /// this much at most; its older samples are then late instead of delaying every node.
+    pub max_skew_ms: u64,
+    /// Samples the engine may hold (reorder buffer and held jumps) before the watermark
+    /// stops waiting for slow partitions.
+    pub max_buffered: usize,
     /// Let event time advance with the wall clock while partitions are quiet, so the last
     /// samples before a pause are applied (see `progress::Progress::watermark`). A driver
     /// that keeps producing (the demo) turns it off for run-to-run determinism.
@@ -68,6 +75,8 @@ impl FeedOptions {
             batch: 512,
             channel_capacity: 1024,
             restore_window_ms: 24 * 3_600_000,
+            max_skew_ms: 300_000,
+            max_buffered: 1_000_000,
             wall_clock_advance: true,
         }
     }
@@ -102,6 +111,9 @@ pub struct FeedStats {
     pub samples: AtomicU64,
     /// Messages sent to the dead-letter topic.
     pub dead_letters: AtomicU64,
+    /// Dead letters that could not be stored after bounded retries (their offsets are not
+    /// committed).
+    pub dead_letters_failed: AtomicU64,
     /// Rejected samples (a partly rejected batch counts each).
     pub rejected_samples: AtomicU64,
     /// Decisions published to the audit topic.
@@ -110,6 +122,12 @@ pub struct FeedStats {
     pub offsets_stored: AtomicU64,
     /// Actions restored from the audit topic at start.
     pub restored: AtomicU64,
+    /// Gauge: event-time skew between the fastest and the slowest active partition (ms).
+    pub skew_ms: AtomicU64,
+    /// Gauge: samples waiting in the engine (reorder buffer and held jumps).
+    pub buffered: AtomicU64,
+    /// Watermark computations that found the engine's buffer over `max_buffered`.
+    pub buffer_overflows: AtomicU64,
     /// Messages received from a partition revoked before they were applied (dropped: the
     /// partition's new owner reads them again).
     pub revoked_dropped: AtomicU64,
@@ -124,6 +142,13 @@ pub enum FeedError {
     /// Past actions could not be restored from the audit topic.
     #[error(transparent)]
     Restore(#[from] audit::RestoreError),
+    /// A decision could not be written to the audit topic: the run stops before acting on
+    /// it or committing past it (a restart decides again, and restore stays complete).
+    #[error("audit topic: {0}")]
+    Audit(KafkaError),
+    /// Shutdown was requested while a produce was being retried.
+    #[error("shutdown requested")]
+    Interrupted,
     /// The receiver of decisions went away.
     #[error("the decision receiver was dropped")]
     Closed,

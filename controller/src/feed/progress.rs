@@ -25,6 +25,11 @@ struct Partition {
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
     partitions: BTreeMap<i32, Partition>,
+    /// How far (event time) the slowest active partition may hold the watermark behind
+    /// the fastest; `None`: without bound (bounded replays, for determinism).
+    max_skew_ms: Option<u64>,
+    /// The skew seen by the last watermark computation (ms).
+    last_skew_ms: i64,
 }
 
 impl Progress {
@@ -41,6 +46,16 @@ impl Progress {
         p.delivered = true;
     }
 
+    /// Holds commits of `partition` before `offset` (recorded by [`Progress::observe`]):
+    /// a message whose dead letter could not be stored must be read again after a restart.
+    pub fn hold(&mut self, partition: i32, offset: i64) {
+        if let Some(p) = self.partitions.get_mut(&partition)
+            && let Some(entry) = p.pending.iter_mut().find(|(o, _)| *o == offset)
+        {
+            entry.1 = Some(i64::MAX);
+        }
+    }
+
     /// Registers a partition expected to deliver: until it does (or goes idle), it holds
     /// the watermark back, so its first samples are not late.
     pub fn expect(&mut self, partition: i32, now_ms: i64) {
@@ -52,6 +67,18 @@ impl Progress {
     /// Marks a partition as read to its end (it no longer holds the watermark back).
     pub fn reached_end(&mut self, partition: i32) {
         self.partitions.entry(partition).or_default().at_end = true;
+    }
+
+    /// Bounds how far the slowest active partition may hold the watermark behind the
+    /// fastest: its samples older than that are late instead of holding every node back.
+    pub fn set_max_skew(&mut self, max_skew_ms: Option<u64>) {
+        self.max_skew_ms = max_skew_ms;
+    }
+
+    /// The event-time skew between the fastest and the slowest active partition at the
+    /// last watermark computation (ms), for metrics.
+    pub fn skew_ms(&self) -> i64 {
+        self.last_skew_ms
     }
 
     /// Forgets a revoked partition.
@@ -67,7 +94,7 @@ impl Progress {
     /// lateness)`. A live feed whose producers pause therefore still applies (and commits)
     /// its last samples once `lateness` has passed; a bounded replay does not use it.
     pub fn watermark(
-        &self,
+        &mut self,
         lateness_ms: u64,
         now_ms: i64,
         idle_after_ms: u64,
@@ -98,15 +125,23 @@ impl Progress {
         }
         // An active partition that has not delivered yet holds everything back; one that
         // delivers only messages without usable samples does not.
-        let mut min: Option<i64> = None;
+        let (mut min, mut max): (Option<i64>, Option<i64>) = (None, None);
         for p in active {
             match effective(p) {
-                Some(ts) => min = Some(min.map_or(ts, |m| m.min(ts))),
+                Some(ts) => {
+                    min = Some(min.map_or(ts, |m| m.min(ts)));
+                    max = Some(max.map_or(ts, |m| m.max(ts)));
+                }
                 None if !p.delivered => return None,
                 None => {}
             }
         }
-        min.map(|ts| ts - lateness)
+        let (min, max) = (min?, max?);
+        self.last_skew_ms = max - min;
+        let floor = self
+            .max_skew_ms
+            .map_or(i64::MIN, |s| max.saturating_sub(s as i64));
+        Some(min.max(floor) - lateness)
     }
 
     /// Offsets that became safe to commit now that `watermark` is reached: for each
@@ -152,6 +187,36 @@ mod tests {
         assert_eq!(p.committable(4_999), vec![(1, 4)]);
         assert_eq!(p.committable(5_000), vec![(0, 13)]);
         assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn a_held_message_stops_commits_of_its_partition_only() {
+        let mut p = Progress::default();
+        p.observe(0, 10, Some(1_000), 0);
+        p.observe(0, 11, None, 0); // its dead letter could not be stored
+        p.hold(0, 11);
+        p.observe(0, 12, Some(2_000), 0);
+        p.observe(1, 5, Some(2_000), 0);
+        assert_eq!(p.committable(10_000), vec![(0, 11), (1, 6)]);
+        assert_eq!(p.committable(20_000), vec![]);
+        assert_eq!(p.pending(), 2);
+        // The watermark is not moved by the hold.
+        assert_eq!(p.watermark(0, 0, 10_000, false), Some(2_000));
+    }
+
+    #[test]
+    fn a_lagging_partition_holds_the_others_back_only_up_to_the_skew_bound() {
+        let mut p = Progress::default();
+        p.observe(0, 1, Some(1_000_000), 0);
+        p.observe(1, 1, Some(100_000), 0);
+        assert_eq!(p.watermark(15_000, 0, 10_000, false), Some(85_000));
+        assert_eq!(p.skew_ms(), 900_000);
+        p.set_max_skew(Some(300_000));
+        assert_eq!(p.watermark(15_000, 0, 10_000, false), Some(685_000));
+        // Within the bound, the slowest partition still holds the watermark.
+        p.observe(1, 2, Some(900_000), 0);
+        assert_eq!(p.watermark(15_000, 0, 10_000, false), Some(885_000));
+        assert_eq!(p.skew_ms(), 100_000);
     }
 
     #[test]

@@ -6,13 +6,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use fulcrum_engine::sample::{DecodeError, DecodeOptions, decode};
 use fulcrum_engine::{Engine, Offered};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, watch};
@@ -21,6 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use super::context::{FeedContext, RebalanceNote};
 use super::progress::Progress;
+use super::retry::{self, GaveUp, produce_with_retries};
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
 use crate::clock::now_ms;
 use crate::telemetry::RateLimitedLog;
@@ -37,6 +35,7 @@ pub struct Feed {
     progress: Progress,
     node_partitions: HashMap<String, i32>,
     dlq_log: RateLimitedLog,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Feed {
@@ -59,7 +58,7 @@ impl Feed {
             consumer.clone(),
             tx,
             health.clone(),
-            shutdown,
+            shutdown.clone(),
         ));
         Ok(Self {
             options,
@@ -72,6 +71,7 @@ impl Feed {
             progress: Progress::default(),
             node_partitions: HashMap::new(),
             dlq_log: RateLimitedLog::default(),
+            shutdown,
         })
     }
 
@@ -151,14 +151,20 @@ impl Feed {
             }
             Err(e) => (None, vec![e]),
         };
-        if !errors.is_empty() {
-            self.dead_letter(message, &errors).await;
-        }
+        let stored = errors.is_empty() || self.dead_letter(message, &errors).await;
         self.progress
             .observe(partition, message.offset(), newest, now);
+        if !stored {
+            // Its dead letter is not stored: commits of this partition stop before it, so
+            // a restart reads it (and tries the dead letter) again.
+            self.progress.hold(partition, message.offset());
+        }
     }
 
-    async fn dead_letter(&mut self, message: &OwnedMessage, errors: &[DecodeError]) {
+    /// Sends a dead letter with bounded, interruptible retries. A message over the
+    /// producer's size limit is sent without its payload (the headers name its source
+    /// partition and offset). Returns whether the dead letter was stored.
+    async fn dead_letter(&mut self, message: &OwnedMessage, errors: &[DecodeError]) -> bool {
         self.stats
             .rejected_samples
             .fetch_add(errors.len() as u64, Ordering::Relaxed);
@@ -173,32 +179,61 @@ impl Feed {
             );
         }
         let topic = self.options.kafka.dlq_topic.clone();
-        let send = || dlq::send_dead_letter(&self.producer, &topic, message, errors);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .without_max_times();
-        // The offset is not committed until the dead letter is stored: retry until it is.
-        match send
-            .retry(backoff)
-            .notify(|e: &KafkaError, wait| warn!(error = %e, "dead-letter produce failed; retrying in {wait:?}"))
-            .await
-        {
+        let mut result = Err(GaveUp::Interrupted);
+        for with_payload in [true, false] {
+            let send =
+                || dlq::send_dead_letter(&self.producer, &topic, message, errors, with_payload);
+            result = produce_with_retries("dead-letter produce", send, &mut self.shutdown).await;
+            match &result {
+                Err(GaveUp::Failed(e)) if with_payload && retry::is_too_large(e) => continue,
+                _ => break,
+            }
+        }
+        match result {
             Ok(()) => {
                 self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                true
             }
-            Err(e) => error!(error = %e, "dead-letter produce gave up"),
+            Err(e) => {
+                self.stats
+                    .dead_letters_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                error!(error = %e, partition = message.partition(), offset = message.offset(),
+                    "dead-letter produce gave up; the offset is not committed past this message");
+                false
+            }
         }
     }
 
-    /// The event-time watermark across the assigned partitions now, if there is one.
-    pub fn watermark(&self) -> Option<i64> {
-        self.progress.watermark(
+    /// The event-time watermark across the assigned partitions now, if there is one. A
+    /// lagging partition holds it back by `max_skew_ms` at most; while `engine` buffers
+    /// more than `max_buffered` samples it holds nothing back (the buffer stays bounded).
+    /// Publishes the skew and the engine's buffer as gauges.
+    pub fn watermark(&mut self, engine: &Engine) -> Option<i64> {
+        let buffered = engine.buffered() + engine.held();
+        self.stats
+            .buffered
+            .store(buffered as u64, Ordering::Relaxed);
+        let overflow = buffered > self.options.max_buffered;
+        if overflow {
+            self.stats.buffer_overflows.fetch_add(1, Ordering::Relaxed);
+        }
+        let skew = if overflow {
+            Some(0)
+        } else {
+            Some(self.options.max_skew_ms)
+        };
+        self.progress.set_max_skew(skew);
+        let watermark = self.progress.watermark(
             self.options.lateness_ms,
             now_ms(),
             self.options.idle_after_ms,
             self.options.wall_clock_advance,
-        )
+        );
+        self.stats
+            .skew_ms
+            .store(self.progress.skew_ms().max(0) as u64, Ordering::Relaxed);
+        watermark
     }
 
     /// Publishes the engine's watermark to the health state (after the events up to it
