@@ -94,17 +94,25 @@ struct EngineArgs {
     /// How late a sample may arrive (event time) and still be applied in order.
     #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
     lateness: u64,
-    /// A node or series without samples this long is stale and never acted on.
-    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
-    stale_after: u64,
+    /// A node or series without samples this long is stale and never acted on. Without
+    /// it: 60 s, or 2.5 of the series' own sampling intervals if longer (a 60 s feed).
+    #[arg(long, value_parser = parse_duration_ms)]
+    stale_after: Option<u64>,
 }
 
 impl EngineArgs {
     fn config(&self) -> EngineConfig {
+        let defaults = EngineConfig::default();
         EngineConfig {
             lateness_ms: self.lateness,
-            stale_after_ms: self.stale_after,
-            ..EngineConfig::default()
+            stale_after_ms: self.stale_after.unwrap_or(defaults.stale_after_ms),
+            // Given explicitly, the flag is the bound.
+            stale_cadences: if self.stale_after.is_some() {
+                0.0
+            } else {
+                defaults.stale_cadences
+            },
+            ..defaults
         }
     }
 }

@@ -6,8 +6,12 @@ pub struct EngineConfig {
     /// How late (in event time) a sample may arrive and still be applied in order. Samples
     /// are held until the watermark passes them; older ones are dropped as late.
     pub lateness_ms: u64,
-    /// A node or series without a sample for this long is stale and never acted on.
+    /// A node or series without a sample for this long is stale and never acted on: the
+    /// floor of the staleness bound (see [`crate::cadence`]).
     pub stale_after_ms: u64,
+    /// A node or series is also fresh for this many of its own observed sampling intervals
+    /// (0: `stale_after_ms` alone is the bound).
+    pub stale_cadences: f64,
     /// Width of the buckets that correlation and usage share are computed on.
     pub bucket_ms: u64,
     /// Buckets both series must share before a correlation counts.
@@ -39,6 +43,7 @@ impl Default for EngineConfig {
         Self {
             lateness_ms: 15_000,
             stale_after_ms: 60_000,
+            stale_cadences: 2.5,
             bucket_ms: 10_000,
             min_correlation_points: 6,
             min_usage_variation: 0.05,
@@ -48,6 +53,16 @@ impl Default for EngineConfig {
             storm_min_nodes: 3,
             stale_fraction: 0.5,
             max_forward_jump_ms: 600_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The staleness rule: the floor and the multiple of the observed cadence.
+    pub fn staleness(&self) -> crate::cadence::Staleness {
+        crate::cadence::Staleness {
+            floor_ms: self.stale_after_ms,
+            cadences: self.stale_cadences,
         }
     }
 }

@@ -166,7 +166,7 @@ impl Engine {
     /// whether any of its trigger conditions holds at all (sustained or not).
     fn firing(&self, p: u16, node: NodeId, t: i64) -> (Option<Firing>, bool) {
         let spec = &self.policies[p as usize].policy.spec;
-        let stale = self.config.stale_after_ms;
+        let stale = self.config.staleness();
         let mut best: Option<Firing> = None;
         let mut holding = false;
         let mut consider = |track: &Track, victim: Option<PodId>| {

@@ -79,7 +79,7 @@ impl Engine {
             ))
         } else if state
             .last_ts
-            .is_none_or(|l| t - l > self.config.stale_after_ms as i64)
+            .is_none_or(|l| t - l > state.cadence.stale_after(self.config.staleness()))
         {
             for_now("without recent samples")
         } else {
@@ -91,8 +91,8 @@ impl Engine {
     /// of its victims), sustained or not, with fresh data. Used by the storm breaker (nodes
     /// that fire together are counted before any of them acts) and by placement.
     pub(crate) fn under_pressure(&self, node: NodeId, t: i64) -> bool {
-        let stale = self.config.stale_after_ms as i64;
-        let holding = |track: &Track| track.since.is_some() && t - track.last_ts <= stale;
+        let stale = self.config.staleness();
+        let holding = |track: &Track| track.holding(t, stale);
         let Some(state) = self.nodes.get(node.index()).and_then(Option::as_ref) else {
             return false;
         };
@@ -114,7 +114,7 @@ impl Engine {
                 "see --max-evidence-age"
             ));
         }
-        let stale_after = self.config.stale_after_ms as i64;
+        let staleness = self.config.staleness();
         let (mut tracked, mut stale) = (0usize, 0usize);
         for state in self.nodes.iter().flatten() {
             if state.covering.is_empty() {
@@ -122,15 +122,16 @@ impl Engine {
             }
             if let Some(last) = state.last_ts {
                 tracked += 1;
-                if t - last > stale_after {
+                if t - last > state.cadence.stale_after(staleness) {
                     stale += 1;
                 }
             }
         }
         if tracked > 0 && stale as f64 > self.config.stale_fraction * tracked as f64 {
             return Some(format!(
-                "stale feed: {stale} of {tracked} reporting nodes have no samples in the last {}",
-                fmt_ms(self.config.stale_after_ms)
+                "stale feed: {stale} of {tracked} reporting nodes have no samples in the last {} (or {} of their own sampling intervals)",
+                fmt_ms(self.config.stale_after_ms),
+                self.config.stale_cadences
             ));
         }
         let live = tracked - stale;

@@ -135,7 +135,7 @@ impl Engine {
         self.watermark = watermark;
     }
     fn apply_sample(&mut self, sample: Pending) {
-        let stale = self.config.stale_after_ms;
+        let stale = self.config.staleness();
         let span = self.series_span_ms;
         let width = self.config.bucket_ms;
         let Some(node_state) = self
@@ -146,6 +146,7 @@ impl Engine {
             self.stats.unknown_node += 1;
             return;
         };
+        node_state.cadence.observe(node_state.last_ts, sample.ts);
         node_state.last_ts = Some(node_state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
         let policies = &self.policies;
         let condition = |track: &Track| {
@@ -171,6 +172,7 @@ impl Engine {
                     self.stats.unknown_pod += 1;
                     return;
                 };
+                state.cadence.observe(state.last_ts, sample.ts);
                 state.last_ts = Some(state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
                 let tracked = &self.tracked;
                 let values = sample

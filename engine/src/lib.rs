@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod attribution;
+pub mod cadence;
 pub mod cluster;
 mod cluster_updates;
 pub mod config;

@@ -6,6 +6,7 @@ use fulcrum_policies::compile::{CompiledTrigger, Condition};
 use fulcrum_policies::spec::Mode;
 use smallvec::SmallVec;
 
+use super::cadence::{Cadence, Staleness};
 use super::decision::Outcome;
 use super::series::{Baseline, Moments, Series};
 
@@ -30,6 +31,8 @@ pub struct Track {
     pub moments: Option<Box<Moments>>,
     /// The baseline the last value was compared with (outlier triggers).
     pub baseline: Option<Baseline>,
+    /// The observed sampling cadence (staleness derives from it).
+    pub cadence: Cadence,
 }
 
 /// Relative floor on the baseline deviation: a perfectly flat history would otherwise make
@@ -54,14 +57,25 @@ impl Track {
                 Condition::Above(_) => None,
             },
             baseline: None,
+            cadence: Cadence::default(),
         }
     }
 
-    /// Applies a sample. `stale_after_ms` breaks a run across a gap in the data.
-    pub fn update(&mut self, ts: i64, value: f64, condition: Condition, stale_after_ms: u64) {
-        if self.last_ts != i64::MIN && ts - self.last_ts > stale_after_ms as i64 {
+    /// Applies a sample. A gap longer than the staleness (see [`crate::cadence`]) breaks a
+    /// run: `sustainedFor` needs consecutive samples that all meet the condition, the
+    /// first and the last `sustainedFor` apart, none further apart than the staleness.
+    pub fn update(
+        &mut self,
+        ts: i64,
+        value: f64,
+        condition: Condition,
+        stale: impl Into<Staleness>,
+    ) {
+        let previous = (self.last_ts != i64::MIN).then_some(self.last_ts);
+        if previous.is_some_and(|last| ts - last > self.cadence.stale_after(stale)) {
             self.since = None;
         }
+        self.cadence.observe(previous, ts);
         let holds = match condition {
             Condition::Above(threshold) => {
                 self.threshold = threshold;
@@ -95,15 +109,15 @@ impl Track {
     }
 
     /// True when the condition holds now (sustained or not) on fresh data.
-    pub fn holding(&self, now: i64, stale_after_ms: u64) -> bool {
-        self.since.is_some() && now - self.last_ts <= stale_after_ms as i64
+    pub fn holding(&self, now: i64, stale: impl Into<Staleness>) -> bool {
+        self.since.is_some() && now - self.last_ts <= self.cadence.stale_after(stale)
     }
 
     /// True when the condition has held for `sustained_for_ms` and the data is fresh at `now`.
-    pub fn fired(&self, now: i64, sustained_for_ms: u64, stale_after_ms: u64) -> bool {
+    pub fn fired(&self, now: i64, sustained_for_ms: u64, stale: impl Into<Staleness>) -> bool {
         self.since
             .is_some_and(|since| now - since >= sustained_for_ms as i64)
-            && now - self.last_ts <= stale_after_ms as i64
+            && now - self.last_ts <= self.cadence.stale_after(stale)
     }
 }
 
@@ -127,6 +141,8 @@ pub struct PodState {
     pub tracks: Tracks,
     /// Time of the last sample.
     pub last_ts: Option<i64>,
+    /// The pod's sampling cadence.
+    pub cadence: Cadence,
     /// An executed action was decided on this pod; it is not targeted again.
     pub acted: bool,
     /// A dry-run action was decided on this pod: DryRun policies do not target it again,
@@ -201,6 +217,8 @@ pub struct NodeState {
     pub episodes: SmallVec<[Episode; 1]>,
     /// Time of the last sample about the node or one of its pods.
     pub last_ts: Option<i64>,
+    /// The node's sampling cadence.
+    pub cadence: Cadence,
     /// Time of the last executed action on one of its pods.
     pub last_action: Option<i64>,
     /// Time of the last dry-run action on one of its pods (cooldown of DryRun policies).
@@ -250,7 +268,7 @@ pub fn record(
     ts: i64,
     make: impl Fn() -> Series,
     condition: impl Fn(&Track) -> Condition,
-    stale_after_ms: u64,
+    stale: Staleness,
 ) {
     for (metric, value) in values {
         match series.iter_mut().find(|(m, _)| *m == metric) {
@@ -263,7 +281,7 @@ pub fn record(
         }
         for track in tracks.iter_mut().filter(|t| t.metric == metric) {
             let condition = condition(track);
-            track.update(ts, value, condition, stale_after_ms);
+            track.update(ts, value, condition, stale);
         }
     }
 }

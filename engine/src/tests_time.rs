@@ -279,3 +279,98 @@ fn node_churn_reuses_slots_and_restored_targets_expire() {
     fresh.engine.flush(&mut out);
     assert!(fresh.engine.acted_targets.is_empty());
 }
+
+fn psi_sample(ts: i64, node: &str, psi: f64) -> Sample<'_> {
+    let mut s = node_sample(ts, node);
+    s.metrics[0].value = psi;
+    s
+}
+
+fn detections(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Detected { .. }))
+        .count()
+}
+
+#[test]
+fn a_sixty_second_feed_with_jitter_sustains_its_triggers() {
+    // Every interval a little over the default 60 s floor, as on the production trace.
+    let mut e = engine(&["n1"]);
+    let mut out = Vec::new();
+    let mut t = T0;
+    for i in 0..20u64 {
+        t += 60 * S + (1 + i % 5) as i64 * S;
+        e.offer(&psi_sample(t, "n1", 0.9));
+        e.advance_auto(&mut out);
+    }
+    e.flush(&mut out);
+    assert_eq!(detections(&out), 1, "{out:#?}");
+    // Control: an explicit --stale-after 60s is a fixed bound, which such a feed breaks.
+    let mut fixed = Engine::new(EngineConfig {
+        stale_cadences: 0.0,
+        ..EngineConfig::default()
+    });
+    fixed.upsert_node(NodeInfo {
+        name: "n1".into(),
+        ready: true,
+        ..NodeInfo::default()
+    });
+    fixed.set_policies(&[policy()]);
+    let mut out = Vec::new();
+    let mut t = T0;
+    for i in 0..20u64 {
+        t += 60 * S + (1 + i % 5) as i64 * S;
+        fixed.offer(&psi_sample(t, "n1", 0.9));
+        fixed.advance_auto(&mut out);
+    }
+    fixed.flush(&mut out);
+    assert_eq!(detections(&out), 0);
+}
+
+#[test]
+fn a_victim_whose_samples_stop_goes_stale_while_its_node_is_still_evaluated() {
+    use super::tests::{World, policy as protect, sample, with_spec};
+    let slow = || {
+        with_spec(protect(""), |s| {
+            s.triggers[0].sustained_for = fulcrum_policies::Duration::new("2m")
+        })
+    };
+    // The victim's latency rises at tick 20, then stops arriving at tick 22 while its
+    // neighbours keep reporting: n1 is evaluated every 10 s, and the trigger's run
+    // reaches 2 minutes at tick 32, on data 110 s old.
+    let run = |victim_reports: bool| {
+        let mut w = World::new(&[slow()]);
+        for i in 0..20 {
+            w.tick(i, 1.0);
+        }
+        for i in 20..60 {
+            let hog = 4.0 + (i % 6) as f64;
+            if victim_reports || i < 22 {
+                w.tick(i, hog);
+                continue;
+            }
+            let ts = T0 + i * 10 * S;
+            for (ns, pod, v) in [
+                ("spark", "hog", hog),
+                ("spark", "busy", 2.0),
+                ("ai", "train", 1.5),
+            ] {
+                w.offer(&sample(
+                    ts,
+                    "n1",
+                    Some((ns, pod)),
+                    &[("mem_bw", v), ("cpu", 1.0)],
+                ));
+            }
+            w.engine.advance_auto(&mut w.events);
+        }
+        w.engine.flush(&mut w.events);
+        assert!(w.engine.stats().applied > 0);
+        w.events
+    };
+    let stale = run(false);
+    assert_eq!(detections(&stale), 0, "fired on stale evidence: {stale:#?}");
+    // Control: had the victim kept reporting, the same stream fires.
+    assert_eq!(detections(&run(true)), 1);
+}
