@@ -287,6 +287,14 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         (None, None) => anyhow::bail!("give --events FILE or --brokers with --topic"),
     };
     let mut stderr = std::io::stderr().lock();
+    if let Some(d) = &report.sorted {
+        writeln!(
+            stderr,
+            "{source}:{}: goes back in time by {} ms: the file is not in time order (sorted by node?); replayed sorted by time",
+            d.line,
+            d.newest_ms - d.ts_ms
+        )?;
+    }
     for (name, errors) in &report.invalid_policies {
         for error in errors {
             writeln!(stderr, "{name}: skipped: {error}")?;
@@ -366,6 +374,7 @@ fn replay_kafka(
         lines: summary.messages,
         invalid_policies,
         engine,
+        sorted: None,
     })
 }
 

@@ -6,7 +6,10 @@
 //! events are JSON Lines of `fulcrum.metrics/v1` messages. The recorded world is kept as
 //! it is: an evicted or migrated pod stays in place, but is never targeted twice.
 
+mod order;
 pub mod output;
+
+pub use order::{Disorder, OrderError, Ordered, order_events};
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -50,6 +53,8 @@ pub struct ReplayReport {
     pub lines: usize,
     /// Problems with policies that were skipped (name, error lines).
     pub invalid_policies: InvalidPolicies,
+    /// Where the events file went back in time, when it had to be sorted first.
+    pub sorted: Option<Disorder>,
     /// The engine at the end, for its counters.
     pub engine: Engine,
 }
@@ -76,19 +81,36 @@ pub fn replay_lines(
     events: impl BufRead,
     now_ms: i64,
 ) -> Result<(Vec<Event>, Vec<LineError>, usize), std::io::Error> {
-    let options = DecodeOptions { now_ms };
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
     let mut lines = 0;
     let mut buf = Vec::new();
     let mut reader = events;
-    loop {
+    let mut numbered = std::iter::from_fn(|| {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
-            break;
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => {
+                lines += 1;
+                Some(Ok((lines, buf.clone())))
+            }
+            Err(e) => Some(Err(e)),
         }
-        lines += 1;
-        let line = trim_line(&buf);
+    });
+    let (out, errors) = replay_numbered(engine, &mut numbered, now_ms)?;
+    Ok((out, errors, lines))
+}
+
+/// Replays numbered lines (original 1-based numbers) through `engine`, then flushes.
+fn replay_numbered(
+    engine: &mut Engine,
+    lines: &mut dyn Iterator<Item = std::io::Result<(usize, Vec<u8>)>>,
+    now_ms: i64,
+) -> Result<(Vec<Event>, Vec<LineError>), std::io::Error> {
+    let options = DecodeOptions { now_ms };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for item in lines {
+        let (number, raw) = item?;
+        let line = trim_line(&raw);
         if line.is_empty() {
             continue;
         }
@@ -98,19 +120,19 @@ pub fn replay_lines(
                     engine.offer(sample);
                 }
                 errors.extend(decoded.rejected.into_iter().map(|error| LineError {
-                    location: lines.to_string(),
+                    location: number.to_string(),
                     error,
                 }));
             }
             Err(error) => errors.push(LineError {
-                location: lines.to_string(),
+                location: number.to_string(),
                 error,
             }),
         }
         engine.advance_auto(&mut out);
     }
     engine.flush(&mut out);
-    Ok((out, errors, lines))
+    Ok((out, errors))
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -132,22 +154,40 @@ pub fn replay_files(
     now_ms: i64,
 ) -> Result<ReplayReport, LoadError> {
     let (mut engine, invalid_policies) = prepare(input)?;
-    let file = std::fs::File::open(events).map_err(|source| LoadError::Read {
-        path: events.display().to_string(),
+    let path = events.display().to_string();
+    let read_error = |source| LoadError::Read {
+        path: path.clone(),
         source,
+    };
+    let ordered = order_events(events, input.config.lateness_ms, now_ms).map_err(|e| match e {
+        OrderError::Read(source) => read_error(source),
+        other => LoadError::Parse {
+            path: path.clone(),
+            message: other.to_string(),
+        },
     })?;
-    let (events_out, line_errors, lines) =
-        replay_lines(&mut engine, std::io::BufReader::new(file), now_ms).map_err(|source| {
-            LoadError::Read {
-                path: events.display().to_string(),
-                source,
-            }
-        })?;
+    let (events_out, line_errors, lines, sorted) = match ordered {
+        Ordered::AsIs => {
+            let file = std::fs::File::open(events).map_err(read_error)?;
+            let (out, errors, lines) =
+                replay_lines(&mut engine, std::io::BufReader::new(file), now_ms)
+                    .map_err(read_error)?;
+            (out, errors, lines, None)
+        }
+        Ordered::Sorted(lines, disorder) => {
+            let count = lines.len();
+            let mut numbered = lines.into_iter().map(Ok);
+            let (out, errors) =
+                replay_numbered(&mut engine, &mut numbered, now_ms).map_err(read_error)?;
+            (out, errors, count, Some(disorder))
+        }
+    };
     Ok(ReplayReport {
         events: events_out,
         line_errors,
         lines,
         invalid_policies,
         engine,
+        sorted,
     })
 }
