@@ -5,3 +5,4 @@ mod demo;
 mod kafka;
 mod scenario;
 mod support;
+mod trace;

@@ -10,7 +10,7 @@ use fulcrum_engine::{Decision, EngineConfig};
 use serde_json::{Value, json};
 
 pub const T0: i64 = 1_764_151_200_000; // 2025-11-26T10:00:00Z
-const NOW: i64 = T0 + 86_400_000;
+pub const NOW: i64 = T0 + 86_400_000;
 
 /// Deterministic noise in [0, 1).
 pub fn noise(seed: u64, i: u64) -> f64 {
