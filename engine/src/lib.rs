@@ -55,6 +55,8 @@ pub use stats::{EngineStats, PolicyStats};
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_guards;
+#[cfg(test)]
 mod tests_modes;
 #[cfg(test)]
 mod tests_time;

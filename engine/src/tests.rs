@@ -38,6 +38,10 @@ fn node(name: &str) -> NodeInfo {
     }
 }
 
+pub(super) fn pod_info(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
+    pod(ns, name, node, class)
+}
+
 fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
     PodInfo {
         namespace: ns.into(),
@@ -649,25 +653,6 @@ fn out_of_order_samples_within_the_lateness_are_applied_in_order() {
 }
 
 #[test]
-fn a_stale_node_is_never_acted_on() {
-    let mut w = World::new(&[policy("")]);
-    for i in 0..50 {
-        let hog = if i < 20 { 1.0 } else { 4.0 + (i % 6) as f64 };
-        w.tick(i, hog);
-    }
-    let before = w.decisions().len();
-    assert!(before >= 1);
-    // n1 goes silent while n2 keeps reporting: the victim's trigger data goes stale, so
-    // nothing more happens on n1, and a late decision can never use stale evidence.
-    for i in 50..70 {
-        let ts = T0 + i * 10 * S;
-        w.offer(&sample(ts, "n2", None, &[("mem_bw", 1.0)]));
-        w.engine.advance_auto(&mut w.events);
-    }
-    assert_eq!(w.decisions().len(), before);
-}
-
-#[test]
 fn a_forgotten_node_warms_up_again_with_its_node_triggers_and_remembers_its_actions() {
     let p = with_spec(policy(""), |s| {
         s.triggers[0].scope = fulcrum_policies::spec::TriggerScope::Node;
@@ -933,4 +918,39 @@ proptest! {
         prop_assert_eq!(ea.stats().applied, eb.stats().applied);
         prop_assert_eq!(a, b);
     }
+}
+
+/// The limits property above is only as strong as the worlds it sees: most of them must
+/// lead to actions, and some must run into a limit, or it proves nothing.
+#[test]
+fn the_limits_property_sees_actions_and_limits_that_bind() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = random_world();
+    let (mut with_actions, mut binding, cases) = (0, 0, 64);
+    for _ in 0..cases {
+        let world = strategy.new_tree(&mut runner).unwrap().current();
+        let (events, _) = run_random(&world, &by_time(&world));
+        let decisions: Vec<&Decision> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Decision(d) => Some(d.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if decisions.iter().any(|d| d.outcome != Outcome::Blocked) {
+            with_actions += 1;
+        }
+        if decisions
+            .iter()
+            .any(|d| d.outcome == Outcome::Blocked && d.reason.starts_with("maxActions"))
+        {
+            binding += 1;
+        }
+    }
+    assert!(
+        with_actions * 2 > cases,
+        "{with_actions} of {cases} worlds acted"
+    );
+    assert!(binding > 0, "no world ran into a limit");
 }
