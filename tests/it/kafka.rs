@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::scenario::{POLICY, Scenario, temp_dir};
 use crate::support::{
-    Broker, Fulcrum, committed, create_topics, end_offsets, eventually, fulcrum_bin, kcat_produce,
-    produce, read_all,
+    Broker, Fulcrum, committed, create_topics, end_offsets, eventually, fulcrum_bin, group_members,
+    kcat_produce, produce, read_all,
 };
 
 const TOPIC: &str = "samples";
@@ -366,4 +366,68 @@ fn replay_from_kafka_equals_replay_from_file() {
     let from_kafka = run(&["--brokers", &s.broker.addr(), "--topic", TOPIC]);
     assert!(!from_file["decisions"].as_array().unwrap().is_empty());
     assert_eq!(from_kafka, from_file);
+}
+
+#[test]
+fn a_live_rebalance_between_two_consumers_loses_nothing() {
+    let s = setup("kafka-rebalance");
+    let (first, second) = s.lines.split_at(s.lines.len() / 2);
+    produce(&s.broker.addr(), TOPIC, first);
+    let a = Fulcrum::spawn(&s.run_args("rebalance"));
+    eventually(MINUTE, "the first consumer to commit", || {
+        committed(&s.broker.addr(), "rebalance", TOPIC, PARTITIONS)
+            .iter()
+            .any(|&o| o > 0)
+    });
+    // A second replica joins the group: the partitions are split between the two.
+    let b = Fulcrum::spawn(&s.run_args("rebalance"));
+    eventually(MINUTE, "two members in the group", || {
+        group_members(&s.broker.addr(), "rebalance") == 2
+    });
+    produce(&s.broker.addr(), TOPIC, second);
+    eventually(2 * MINUTE, "everything committed by the group", || {
+        s.all_committed("rebalance")
+    });
+    let (seen_a, stopped_a) = a.stop();
+    let (seen_b, stopped_b) = b.stop();
+    let messages = |v: &Value| v["feed"]["messages"].as_u64().unwrap();
+    let applied = |v: &Value| v["engine"]["applied"].as_u64().unwrap();
+    assert!(
+        messages(&stopped_b) > 0 && applied(&stopped_b) > 0,
+        "the replica that joined applies samples of its partitions: {stopped_b}"
+    );
+    assert!(applied(&stopped_a) > 0, "{stopped_a}");
+    assert!(
+        messages(&stopped_a) + messages(&stopped_b) >= s.lines.len() as u64,
+        "every message was read by one of them: {stopped_a} {stopped_b}"
+    );
+    for v in [&stopped_a, &stopped_b] {
+        let e = &v["engine"];
+        let dropped: u64 = [
+            "late",
+            "duplicates",
+            "unknown_node",
+            "unknown_pod",
+            "irrelevant",
+            "too_far_ahead",
+            "forgotten",
+        ]
+        .iter()
+        .map(|k| e[k].as_u64().unwrap())
+        .sum();
+        assert!(
+            e["offered"].as_u64().unwrap() >= applied(v) + dropped,
+            "{v}"
+        );
+        assert_eq!(e["late"].as_u64().unwrap(), 0, "{v}");
+    }
+    let acted = seen_a
+        .iter()
+        .chain(&seen_b)
+        .filter(|l| l.contains("\"outcome\":\"Executed\"") && l.contains("spark/sort-exec-0"))
+        .count();
+    assert!(
+        acted >= 1,
+        "the antagonist is acted on: {seen_a:#?} {seen_b:#?}"
+    );
 }
