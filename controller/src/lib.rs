@@ -31,4 +31,5 @@ pub mod render;
 pub mod replay;
 pub mod runner;
 pub mod sim;
+pub mod snapshot_check;
 pub mod telemetry;

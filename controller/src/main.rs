@@ -287,6 +287,9 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
         (None, None) => anyhow::bail!("give --events FILE or --brokers with --topic"),
     };
     let mut stderr = std::io::stderr().lock();
+    for problem in &report.cluster_problems {
+        writeln!(stderr, "{problem}")?;
+    }
     if let Some(d) = &report.sorted {
         writeln!(
             stderr,
@@ -375,6 +378,7 @@ fn replay_kafka(
         invalid_policies,
         engine,
         sorted: None,
+        cluster_problems: fulcrum::snapshot_check::cluster_problems(&input.cluster)?,
     })
 }
 
@@ -396,6 +400,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         .settings()
         .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
     let (engine, invalid) = build_engine(&args.cluster, &args.policies, args.engine.config())?;
+    for problem in fulcrum::snapshot_check::cluster_problems(&args.cluster)? {
+        tracing::warn!(%problem, "cluster snapshot");
+    }
     for (name, errors) in &invalid {
         for error in errors {
             tracing::warn!(policy = %name, %error, "invalid policy skipped");

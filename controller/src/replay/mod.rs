@@ -55,6 +55,8 @@ pub struct ReplayReport {
     pub invalid_policies: InvalidPolicies,
     /// Where the events file went back in time, when it had to be sorted first.
     pub sorted: Option<Disorder>,
+    /// Problems in the cluster files (invalid names, pods on unknown nodes), with the file.
+    pub cluster_problems: Vec<String>,
     /// The engine at the end, for its counters.
     pub engine: Engine,
 }
@@ -189,5 +191,6 @@ pub fn replay_files(
         invalid_policies,
         engine,
         sorted,
+        cluster_problems: crate::snapshot_check::cluster_problems(&input.cluster)?,
     })
 }

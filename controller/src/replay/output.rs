@@ -54,6 +54,7 @@ pub fn summary_json(report: &ReplayReport) -> Value {
         },
         "policies": policies,
         "invalid_policies": report.invalid_policies.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "cluster_problems": &report.cluster_problems,
         "sorted": report.sorted.as_ref().map(|d| json!({
             "first_line_out_of_order": d.line,
             "back_in_time_ms": d.newest_ms - d.ts_ms,
