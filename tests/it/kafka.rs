@@ -431,3 +431,80 @@ fn a_live_rebalance_between_two_consumers_loses_nothing() {
         "the antagonist is acted on: {seen_a:#?} {seen_b:#?}"
     );
 }
+
+/// `run` arguments with a producer (and request) size limit of 2000 bytes.
+fn small_messages(s: &Setup, group: &str) -> Vec<String> {
+    let mut args = s.run_args(group);
+    args.extend(["--kafka-config".into(), "message.max.bytes=2000".into()]);
+    args
+}
+
+#[test]
+fn a_dead_letter_over_the_size_limit_is_stored_without_its_payload() {
+    let s = setup("kafka-dlq-large");
+    let big = format!("not json {}", "x".repeat(3_000));
+    // Good samples after it (two instants: the engine's first sample waits for a second)
+    // give the partition an event time, so offsets move on.
+    let good = |i: i64| {
+        format!(
+            r#"{{"schema":"fulcrum.metrics/v1","ts":{},"node":"node-1","pod":{{"namespace":"shop","name":"cart-1"}},"metrics":{{"latency_p99_ms":100}}}}"#,
+            now_ms() - 60_000 + i * 10_000
+        )
+    };
+    let records = [
+        ("node-1".to_owned(), big.clone()),
+        ("node-1".to_owned(), good(0)),
+        ("node-1".to_owned(), good(1)),
+    ];
+    produce(&s.broker.addr(), TOPIC, &records);
+    let fulcrum = Fulcrum::spawn(&small_messages(&s, "dlq-large"));
+    eventually(MINUTE, "the offsets committed", || {
+        s.all_committed("dlq-large")
+    });
+    let (_, stopped) = fulcrum.stop();
+    assert_eq!(stopped["feed"]["dead_letters"], 1, "{stopped}");
+    assert_eq!(stopped["feed"]["dead_letters_failed"], 0);
+    let dlq = read_all(&s.broker.addr(), DLQ);
+    assert_eq!(dlq.len(), 1);
+    let headers = &dlq[0].4;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("fulcrum.error.payload_dropped"),
+        Some(big.len().to_string())
+    );
+    assert_eq!(header("fulcrum.error.reason").as_deref(), Some("not_json"));
+    assert!(dlq[0].3.is_empty(), "the payload is left out");
+}
+
+#[test]
+fn a_decision_that_cannot_reach_the_audit_topic_stops_the_run_before_acting_or_committing() {
+    let s = setup("kafka-audit-down");
+    produce(&s.broker.addr(), TOPIC, &s.lines);
+    // Decisions (with their explanations) are larger than 2000 bytes: the audit produce
+    // fails at once, and for good.
+    let log = s.dir.join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let fulcrum = Fulcrum::spawn_with_stderr(&small_messages(&s, "audit-down"), file);
+    let (status, seen) = fulcrum.wait_exit(2 * MINUTE);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "the run must fail loudly: {seen:#?}");
+    assert!(stderr.contains("audit topic"), "{stderr}");
+    assert!(
+        seen.iter().all(|l| !l.contains("\"kind\":\"Decision\"")),
+        "a decision missing from the audit was reported or acted on: {seen:#?}"
+    );
+    assert!(read_all(&s.broker.addr(), AUDIT).is_empty());
+    assert!(
+        !s.all_committed("audit-down"),
+        "offsets were committed past a decision that is not in the audit"
+    );
+    // Control: with the default size limit the same run publishes and acts.
+    let mut control = Fulcrum::spawn(&s.run_args("audit-up"));
+    control.wait_for(MINUTE, "the action", executed_on("spark/sort-exec-0"));
+    control.stop();
+}

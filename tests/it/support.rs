@@ -410,11 +410,16 @@ pub struct Fulcrum {
 
 impl Fulcrum {
     pub fn spawn(args: &[String]) -> Self {
+        Self::spawn_with_stderr(args, Stdio::inherit())
+    }
+
+    /// Like [`Fulcrum::spawn`], with standard error going to `stderr`.
+    pub fn spawn_with_stderr(args: &[String], stderr: impl Into<Stdio>) -> Self {
         let mut child = Command::new(fulcrum_bin())
             .args(args)
             .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("fulcrum starts");
         let stdout = child.stdout.take().unwrap();
@@ -473,6 +478,26 @@ impl Fulcrum {
         });
         let _ = self.child.wait();
         (std::mem::take(&mut self.seen), stopped)
+    }
+
+    /// Waits for the process to exit by itself; its status and every stdout line.
+    pub fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fulcrum did not exit: {:#?}",
+                self.seen
+            );
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                self.seen.push(line);
+            }
+        };
+        self.seen.extend(self.lines.iter());
+        (status, std::mem::take(&mut self.seen))
     }
 
     pub fn alive(&mut self) -> bool {
