@@ -145,7 +145,13 @@ pub fn restore_actions(
             });
         }
         let message = match consumer.poll(Duration::from_millis(200)) {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => continue,
+            None => continue,
+            // At the partition's current end (past the end seen at start; offsets may
+            // have gaps, e.g. after compaction): done with it.
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ends.remove(&p);
+                continue;
+            }
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(message)) => message,
         };
