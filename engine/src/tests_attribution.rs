@@ -268,10 +268,11 @@ fn run_case(seed: u64, antagonist: bool, span_s: f64) -> RunResult {
     }
 }
 
+/// Cases to run: `FULCRUM_ATTRIBUTION_CASES`, else `PROPTEST_CASES`, else `default`.
 fn cases(default: u64) -> u64 {
-    std::env::var("FULCRUM_ATTRIBUTION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    ["FULCRUM_ATTRIBUTION_CASES", "PROPTEST_CASES"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok())
         .unwrap_or(default)
 }
 
