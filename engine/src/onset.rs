@@ -7,7 +7,7 @@
 //! before the victim's condition holds) are compared with its values since the onset, by
 //! medians and median absolute deviations (a pod created after the start of the
 //! before-window and without samples there counts as zero before). A pod *counts* when
-//! (1) the victim's signal itself stepped up by at least [`VICTIM_SIGMA`] and was observed
+//! (1) the victim's signal itself stepped up by at least `VICTIM_SIGMA` (6) and was observed
 //! just before the onset (an onset right after a gap in the data is not one; a degradation
 //! that was there before the window, or a victim's own slow drift, is not pinned on a
 //! newcomer), (2) the pod's step is at least `onset_sigma` robust standard deviations of its
@@ -17,7 +17,7 @@
 //! least `min_usage_share` of the node's usage after the onset, and (5) it was already up
 //! at the onset (its first value after it is 3 standard deviations above its level
 //! before: a pod that stepped up later is not the cause). It is then ranked by that share. The test is made once per
-//! episode, at its first evaluation with data after the onset, and its answer is kept for
+//! onset, at its first evaluation with data after the onset, and its answer is kept for
 //! the rest of the episode: repeated at every evaluation, it would get many chances to
 //! find a coincidence.
 
