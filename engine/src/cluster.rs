@@ -32,29 +32,7 @@ impl PodId {
     }
 }
 
-/// CPU and memory quantities, in the units the scheduler compares.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Resources {
-    /// CPU in millicores.
-    pub cpu_millis: i64,
-    /// Memory in bytes.
-    pub memory_bytes: i64,
-}
-
-impl Resources {
-    /// Component-wise sum.
-    pub fn plus(self, other: Resources) -> Resources {
-        Resources {
-            cpu_millis: self.cpu_millis + other.cpu_millis,
-            memory_bytes: self.memory_bytes + other.memory_bytes,
-        }
-    }
-
-    /// True when `self` fits into `free` on both dimensions.
-    pub fn fits_in(self, free: Resources) -> bool {
-        self.cpu_millis <= free.cpu_millis && self.memory_bytes <= free.memory_bytes
-    }
-}
+pub use crate::resources::Resources;
 
 /// A node taint.
 #[derive(Clone, Debug, PartialEq, Eq)]

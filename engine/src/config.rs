@@ -26,8 +26,9 @@ pub struct EngineConfig {
     /// windows (`rate / (k (k + 1))` in window `k`) and divided by the pods × metrics
     /// tested, it is the level a correlation's p-value must reach.
     pub false_blame_rate: f64,
-    /// A step at the onset counts when it is at least this many standard deviations of
-    /// the values before it (for the victim's signal and for the pod).
+    /// A pod's step at the onset counts when it is at least this many robust standard
+    /// deviations (1.4826 × median absolute deviation) of its values before the onset: a
+    /// pod that appears or wakes up, not one whose usage wanders.
     pub onset_sigma: f64,
     /// A pod's step at the onset counts when it is at least this fraction of the node's
     /// total increase of the metric.
@@ -59,7 +60,7 @@ impl Default for EngineConfig {
             min_usage_variation: 0.05,
             min_usage_share: 0.1,
             false_blame_rate: 0.002,
-            onset_sigma: 6.0,
+            onset_sigma: 20.0,
             onset_dominance: 0.5,
             stable_evaluations: 2,
             storm_fraction: 0.3,

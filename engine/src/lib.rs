@@ -40,6 +40,7 @@ mod placement;
 mod planner;
 mod policy_set;
 mod reorder;
+mod resources;
 mod restore;
 pub mod sample;
 pub mod series;

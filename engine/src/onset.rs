@@ -3,21 +3,21 @@
 //!
 //! The onset is when the firing trigger's condition started to hold (`since`). For each
 //! additive attribution metric, each pod's bucket values in the window before the onset
-//! (leaving out the last two sample periods of the victim's signal, where an antagonist
-//! ramps up before the victim's condition holds) are compared with its values since the
-//! onset (a pod created after the start of the
+//! (leaving out the victim signal's last sample period, where an antagonist ramps up
+//! before the victim's condition holds) are compared with its values since the onset, by
+//! medians and median absolute deviations (a pod created after the start of the
 //! before-window and without samples there counts as zero before). A pod *counts* when
-//! (1) the victim's signal itself stepped up by at least `onset_sigma` and was observed
+//! (1) the victim's signal itself stepped up by at least `VICTIM_SIGMA` (6) and was observed
 //! just before the onset (an onset right after a gap in the data is not one; a degradation
 //! that was there before the window, or a victim's own slow drift, is not pinned on a
-//! newcomer), (2) the pod's step is at least `onset_sigma` standard deviations of its
+//! newcomer), (2) the pod's step is at least `onset_sigma` robust standard deviations of its
 //! before-values (floored at 5% of their level), (3) it accounts for at least
 //! `onset_dominance` of the node's increase of that metric (the sum of the pods' clear
 //! steps, `onset_sigma` or more; drift is not an increase), and (4) it holds at
 //! least `min_usage_share` of the node's usage after the onset, and (5) it was already up
 //! at the onset (its first value after it is 3 standard deviations above its level
 //! before: a pod that stepped up later is not the cause). It is then ranked by that share. The test is made once per
-//! episode, at its first evaluation with data after the onset, and its answer is kept for
+//! onset, at its first evaluation with data after the onset, and its answer is kept for
 //! the rest of the episode: repeated at every evaluation, it would get many chances to
 //! find a coincidence.
 
@@ -28,6 +28,10 @@ use crate::attribution::{Inputs, Scored, is_ratio};
 use crate::cluster::PodId;
 use crate::engine::Engine;
 use crate::significance::{Step, step};
+
+/// The least step of the victim's own signal, in standard deviations of its values before
+/// the onset, for the onset to be one.
+pub(crate) const VICTIM_SIGMA: f64 = 6.0;
 
 /// One pod's step at the onset on one metric, when it counts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,10 +100,11 @@ impl Engine {
         let window = self.policies[p as usize].policy.spec.attribution.window_ms;
         let after_ms = (t - since).max(0) as u64;
         let signal = inputs.signal?;
-        // An antagonist ramps up before the victim's condition holds: the last two of the
-        // victim's sample periods before the onset are left out of the comparison.
+        // An antagonist ramps up before the victim's condition holds: the victim's last
+        // sample period before the onset is left out of the comparison (and medians keep
+        // one more ramping point from hiding the step).
         let bucket = self.config.bucket_ms as i64;
-        let ramp = 2 * bucket * cadence(signal, since, window);
+        let ramp = bucket * cadence(signal, since, window);
         let before_end = since - ramp;
         let before_ms = window.saturating_sub(ramp as u64).max(bucket as u64);
         let sigma = self.config.onset_sigma;
@@ -110,7 +115,7 @@ impl Engine {
             &values(signal, before_end, before_ms),
             &values(signal, t, after_ms),
         )?;
-        if victim_step.z < sigma || !seen_before {
+        if victim_step.z < VICTIM_SIGMA || !seen_before {
             return Some(Vec::new());
         }
         let span = Span {

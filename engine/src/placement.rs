@@ -81,7 +81,7 @@ impl Engine {
         }
         best.map(|(_, id, name)| (id, name)).ok_or_else(|| {
             format!(
-                "no other node fits: {} lack CPU or memory, {} fail selectors or taints, {} have interference or stale data, {} have never reported samples, {} are cordoned or not ready",
+                "no other node fits: {} lack CPU, memory or GPUs, {} fail selectors or taints, {} have interference or stale data, {} have never reported samples, {} are cordoned or not ready",
                 no.full, no.unmatched, no.busy, no.silent, no.cordoned
             )
         })
@@ -105,10 +105,7 @@ impl Engine {
             return None;
         }
         let used = self.cluster.requested_on(id).plus(self.pending_on(id, t));
-        let free = Resources {
-            cpu_millis: node.allocatable.cpu_millis - used.cpu_millis,
-            memory_bytes: node.allocatable.memory_bytes - used.memory_bytes,
-        };
+        let free = node.allocatable.minus(used);
         if !info.requests.fits_in(free) {
             no.full += 1;
             return None;

@@ -111,16 +111,30 @@ pub fn partial(r_vq: f64, r_vm: f64, r_qm: f64) -> Option<f64> {
     (d > 1e-9).then(|| ((r_vq - r_vm * r_qm) / d.sqrt()).clamp(-1.0, 1.0))
 }
 
-/// A level shift across an onset: before and after means, and how many standard
-/// deviations of the before-period (floored at 5% of its level) the shift is.
+/// A level shift across an onset: before and after levels (medians), and how many robust
+/// standard deviations of the before-period (1.4826 × its median absolute deviation,
+/// floored at 5% of its level) the shift is. Medians keep one ramping point at the edge of
+/// the before-period from hiding a step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Step {
-    /// Mean before the onset.
+    /// Level (median) before the onset.
     pub before: f64,
-    /// Mean after the onset.
+    /// Level (median) after the onset.
     pub after: f64,
-    /// `(after - before) / max(std_before, 0.05 * |before|)`.
+    /// `(after - before) / max(1.4826 × MAD_before, 0.05 × |before|)`.
     pub z: f64,
+}
+
+/// The median of `x` (non-empty).
+fn median(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// The step of `after` over `before`; `None` without at least three points before and one
@@ -129,9 +143,10 @@ pub fn step(before: &[f64], after: &[f64]) -> Option<Step> {
     if before.len() < 3 || after.is_empty() {
         return None;
     }
-    let (mb, vb) = moments(before.iter().copied());
-    let (ma, _) = moments(after.iter().copied());
-    let scale = vb.sqrt().max(0.05 * mb.abs()).max(1e-12);
+    let mb = median(before);
+    let mad = median(&before.iter().map(|v| (v - mb).abs()).collect::<Vec<_>>());
+    let ma = median(after);
+    let scale = (1.4826 * mad).max(0.05 * mb.abs()).max(1e-12);
     Some(Step {
         before: mb,
         after: ma,
@@ -191,5 +206,8 @@ mod tests {
         assert!(s.z > 30.0, "{s:?}");
         assert!(step(&[1.0, 3.0, 0.0, 2.0], &[2.5]).unwrap().z < 1.0);
         assert_eq!(step(&[1.0], &[2.0]), None);
+        // One ramping point at the end of the before-period does not hide the step.
+        let s = step(&[1.0, 1.1, 0.9, 1.0, 1.05, 3.0], &[4.0, 4.2]).unwrap();
+        assert!(s.z > 30.0, "{s:?}");
     }
 }

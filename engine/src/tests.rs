@@ -32,6 +32,7 @@ pub(crate) fn node(name: &str) -> NodeInfo {
         allocatable: Resources {
             cpu_millis: 16_000,
             memory_bytes: 64 << 30,
+            gpus: 0,
         },
         ready: true,
         ..NodeInfo::default()
@@ -59,6 +60,7 @@ pub(crate) fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
         requests: Resources {
             cpu_millis: 1_000,
             memory_bytes: 1 << 30,
+            gpus: 0,
         },
         ..PodInfo::default()
     }
@@ -518,6 +520,7 @@ fn migrate_needs_a_node_that_fits() {
     full.allocatable = Resources {
         cpu_millis: 500,
         memory_bytes: 1 << 30,
+        gpus: 0,
     };
     w.engine.upsert_node(full);
     w.run(20, 30);
@@ -525,7 +528,7 @@ fn migrate_needs_a_node_that_fits() {
     assert_eq!(d[0].outcome, Outcome::Blocked);
     assert!(
         d[0].reason
-            .starts_with("no other node fits: 1 lack CPU or memory"),
+            .starts_with("no other node fits: 1 lack CPU, memory or GPUs"),
         "{}",
         d[0].reason
     );

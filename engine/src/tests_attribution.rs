@@ -268,10 +268,11 @@ fn run_case(seed: u64, antagonist: bool, span_s: f64) -> RunResult {
     }
 }
 
+/// Cases to run: `FULCRUM_ATTRIBUTION_CASES`, else `PROPTEST_CASES`, else `default`.
 fn cases(default: u64) -> u64 {
-    std::env::var("FULCRUM_ATTRIBUTION_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    ["FULCRUM_ATTRIBUTION_CASES", "PROPTEST_CASES"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse().ok())
         .unwrap_or(default)
 }
 
@@ -311,7 +312,7 @@ fn the_control_a_real_antagonist_is_found_in_the_same_setting_and_in_time() {
     println!(
         "antagonist found in {found} of {n} cases, {in_time} within sustainedFor + one period"
     );
-    // Measured at 10 000 cases: see docs/benchmarks.md. The misses are antagonists whose
+    // Measured at 10 000 cases: see docs/benchmarks.md. The misses inspected were antagonists whose
     // bursts dip below the trigger and restart its run (no onset left to compare).
     assert!(found * 100 >= n * 90, "found in {found} of {n}");
     assert!(in_time * 100 >= n * 80, "in time in {in_time} of {n}");

@@ -108,6 +108,7 @@ fn sized(name: &str, cpu_millis: i64) -> NodeInfo {
         allocatable: Resources {
             cpu_millis,
             memory_bytes: 64 << 30,
+            gpus: 0,
         },
         ..node(name)
     }
@@ -369,4 +370,20 @@ fn a_victims_own_lasting_level_shift_is_not_blamed_on_its_neighbours() {
         .expect("the neighbour that stepped up is blamed");
     assert_eq!(first.target, "spark/a");
     assert_eq!(first.outcome, Outcome::Executed);
+}
+
+#[test]
+fn extended_resources_must_fit_on_the_destination() {
+    let mut gpu_node = sized("d-gpu", 8_000);
+    gpu_node.allocatable.gpus = 4;
+    let mut c = Cluster::new(1, &[sized("d-cpu", 32_000), gpu_node]);
+    let mut hog = pod("spark", "hog-0", "h0", "batch");
+    hog.requests.gpus = 1;
+    c.engine.upsert_pod(hog);
+    c.run(&[]);
+    assert_eq!(c.executed()[0].destination.as_deref(), Some("d-gpu"));
+    // Control: without the GPU request the roomier CPU node wins.
+    let mut c = Cluster::new(1, &[sized("d-cpu", 32_000), sized("d-gpu", 8_000)]);
+    c.run(&[]);
+    assert_eq!(c.executed()[0].destination.as_deref(), Some("d-cpu"));
 }

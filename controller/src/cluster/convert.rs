@@ -73,9 +73,16 @@ fn resources(map: Option<&BTreeMap<String, Quantity>>) -> Resources {
             .and_then(|q| parse_quantity(&q.0, scale))
             .unwrap_or(0)
     };
+    let gpus = map
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.ends_with("/gpu"))
+        .filter_map(|(_, q)| parse_quantity(&q.0, 1.0))
+        .sum();
     Resources {
         cpu_millis: get("cpu", 1000.0),
         memory_bytes: get("memory", 1.0),
+        gpus,
     }
 }
 
@@ -217,14 +224,24 @@ fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
         })
 }
 
-/// The sum of the requests of the pod's (regular) containers.
+/// The pod's effective requests, as the scheduler counts them: the larger of the sum of
+/// its regular containers and its largest init container, per resource, plus the pod's
+/// overhead.
 fn pod_requests(spec: Option<&PodSpec>) -> Resources {
+    let requests = |c: &k8s_openapi::api::core::v1::Container| {
+        resources(c.resources.as_ref().and_then(|r| r.requests.as_ref()))
+    };
     spec.map(|s| {
-        s.containers.iter().fold(Resources::default(), |acc, c| {
-            acc.plus(resources(
-                c.resources.as_ref().and_then(|r| r.requests.as_ref()),
-            ))
-        })
+        let regular = s
+            .containers
+            .iter()
+            .fold(Resources::default(), |acc, c| acc.plus(requests(c)));
+        let init = s
+            .init_containers
+            .iter()
+            .flatten()
+            .fold(Resources::default(), |acc, c| acc.max(requests(c)));
+        regular.max(init).plus(resources(s.overhead.as_ref()))
     })
     .unwrap_or_default()
 }
@@ -371,6 +388,34 @@ mod tests {
     }
 
     #[test]
+    fn requests_count_init_containers_overhead_and_gpus_as_the_scheduler_does() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "t", "namespace": "ml"},
+            "spec": {"containers": [
+                        {"name": "a", "resources": {"requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "2"}}},
+                        {"name": "b", "resources": {"requests": {"cpu": "500m"}}}],
+                     "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "3", "memory": "512Mi"}}}],
+                     "overhead": {"cpu": "250m", "memory": "128Mi"}}
+        }))
+        .unwrap();
+        // cpu: max(1.5, 3) + 0.25; memory: max(1Gi, 512Mi) + 128Mi; gpus: 2.
+        assert_eq!(
+            pod_info(&pod).requests,
+            Resources {
+                cpu_millis: 3250,
+                memory_bytes: (1 << 30) + (128 << 20),
+                gpus: 2,
+            }
+        );
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "g"},
+            "status": {"allocatable": {"cpu": "32", "memory": "128Gi", "nvidia.com/gpu": "8"}}
+        }))
+        .unwrap();
+        assert_eq!(node_info(&node).allocatable.gpus, 8);
+    }
+
+    #[test]
     fn loads_a_kubectl_list() {
         let items = vec![
             json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "labels": {"pool": "colocated"}},
@@ -411,7 +456,8 @@ mod tests {
             pod.requests,
             Resources {
                 cpu_millis: 1500,
-                memory_bytes: 1 << 30
+                memory_bytes: 1 << 30,
+                gpus: 0,
             }
         );
         assert_eq!(pod.workload, "spark/Job/etl");

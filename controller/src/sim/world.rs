@@ -189,6 +189,7 @@ impl World {
             allocatable: Resources {
                 cpu_millis: (capacity.cores * 1000.0) as i64,
                 memory_bytes: 256 << 30,
+                gpus: 0,
             },
             steer_until: None,
         });
@@ -220,6 +221,7 @@ impl World {
             requests: Resources {
                 cpu_millis: (cpu_request * 1000.0) as i64,
                 memory_bytes: 4 << 30,
+                gpus: 0,
             },
             needs_gpu: class == Class::Ai || self.nodes[node].labels.contains_key("accelerator"),
             behaviour,
