@@ -126,6 +126,7 @@ impl Workload {
                 allocatable: Resources {
                     cpu_millis: 64_000,
                     memory_bytes: 256 << 30,
+                    ..Resources::default()
                 },
                 ready: true,
                 ..NodeInfo::default()
@@ -156,6 +157,7 @@ impl Workload {
             requests: Resources {
                 cpu_millis: 1_000,
                 memory_bytes: 2 << 30,
+                ..Resources::default()
             },
             ..PodInfo::default()
         }
