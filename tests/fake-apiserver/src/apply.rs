@@ -291,14 +291,23 @@ pub fn apply(
 ) -> Result<(Value, bool), ApiError> {
     let info = &RESOURCES[res];
     if !applied.is_object() {
-        return Err(ApiError::bad_request("apply configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "apply configuration must be an object",
+        ));
     }
     for k in ["apiVersion", "kind"] {
-        if applied.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+        if applied
+            .get(k)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(ApiError::bad_request(format!(
                 "invalid object type: {k} must be set in an apply configuration"
             )));
         }
+    }
+    if applied.get("metadata").is_some_and(|m| !m.is_object()) {
+        return Err(ApiError::bad_request("metadata must be an object"));
     }
     let applied_name = name_of(applied);
     if !applied_name.is_empty() && applied_name != name {
@@ -313,7 +322,11 @@ pub fn apply(
             return Err(ApiError::not_found(info.group, info.plural, name));
         }
         let mut obj = applied.clone();
-        let meta = ensure_object(ensure_object(&mut obj).entry("metadata").or_insert(json!({})));
+        let meta = ensure_object(
+            ensure_object(&mut obj)
+                .entry("metadata")
+                .or_insert(json!({})),
+        );
         meta.insert("name".into(), json!(name));
         if info.namespaced {
             meta.insert("namespace".into(), json!(ns));
@@ -367,9 +380,15 @@ pub fn apply(
         return Err(ApiError::new(
             409,
             "Conflict",
-            format!("Apply failed with {} conflict(s): {}", conflicts.len(), detail.join("; ")),
+            format!(
+                "Apply failed with {} conflict(s): {}",
+                conflicts.len(),
+                detail.join("; ")
+            ),
         )
-        .with_details(json!({"name": name, "group": info.group, "kind": info.plural, "causes": causes})));
+        .with_details(
+            json!({"name": name, "group": info.group, "kind": info.plural, "causes": causes}),
+        ));
     }
     if force {
         for e in list.iter_mut() {

@@ -141,7 +141,13 @@ mod tests {
             .iter()
             .map(|g| g["name"].as_str().unwrap().to_string())
             .collect();
-        for g in ["apps", "policy", "events.k8s.io", "coordination.k8s.io", "fulcrum.dev"] {
+        for g in [
+            "apps",
+            "policy",
+            "events.k8s.io",
+            "coordination.k8s.io",
+            "fulcrum.dev",
+        ] {
             assert!(names.contains(&g.to_string()), "{g}");
         }
         let core = resource_list("", "v1").unwrap();

@@ -39,7 +39,9 @@ pub fn evict(
     body: &Value,
 ) -> Result<(Value, u16), ApiError> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an Eviction object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an Eviction object",
+        ));
     }
     let body_name = name_of(body);
     if !body_name.is_empty() && body_name != name {
@@ -68,12 +70,12 @@ pub fn evict(
             ),
         ));
     }
-    let terminal = matches!(
-        pod.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
-    let terminating = pod.pointer("/metadata/deletionTimestamp").is_some();
-    if !terminal && !terminating {
+    // As the real server's canIgnorePDB: terminal, pending and terminating pods are deleted
+    // without consulting budgets.
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    let ignore_budgets = matches!(phase, Some("Succeeded" | "Failed" | "Pending"))
+        || pod.pointer("/metadata/deletionTimestamp").is_some();
+    if !ignore_budgets {
         let budgets = pdb::selecting(st, &pod);
         if budgets.len() > 1 {
             return Err(ApiError::new(
@@ -88,19 +90,36 @@ pub fn evict(
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             let budget_name = name_of(&budget).to_string();
+            let current_healthy = budget
+                .pointer("/status/currentHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let desired_healthy = budget
+                .pointer("/status/desiredHealthy")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            // Running but not Ready pods: `unhealthyPodEvictionPolicy` AlwaysAllow evicts them;
+            // IfHealthyBudget (the default) evicts them while the budget is met, without
+            // spending a disruption.
+            if !pdb::pod_healthy(&pod) {
+                let policy = budget
+                    .pointer("/spec/unhealthyPodEvictionPolicy")
+                    .and_then(Value::as_str)
+                    .unwrap_or("IfHealthyBudget");
+                if policy == "AlwaysAllow" || current_healthy >= desired_healthy {
+                    writes::delete(st, cfg, pods(), ns, name, &options)?;
+                    return Ok((
+                        status::success(201, json!({"name": name, "kind": "pods"})),
+                        201,
+                    ));
+                }
+            }
             if allowed <= 0 {
-                let desired = budget
-                    .pointer("/status/desiredHealthy")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                let current = budget
-                    .pointer("/status/currentHealthy")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
+                let (desired, current) = (desired_healthy, current_healthy);
                 return Err(ApiError::new(
                     429,
                     "TooManyRequests",
-                    "Cannot evict pod as it would violate the pod's disruption budget.",
+                    "Too many requests: Cannot evict pod as it would violate the pod's disruption budget.",
                 )
                 .with_details(json!({"causes": [{
                     "reason": "DisruptionBudget",

@@ -29,6 +29,7 @@ use crate::router::{self, RequestInfo};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::shared::Shared;
 use crate::status::ApiError;
+use crate::store::State;
 use crate::writes::{self, DeleteOptions};
 
 /// Response body type.
@@ -88,7 +89,17 @@ fn json_response(code: u16, body: &Value) -> Response<ResBody> {
 }
 
 fn error_response(e: &ApiError) -> Response<ResBody> {
-    json_response(e.code, &e.to_status())
+    let mut resp = json_response(e.code, &e.to_status());
+    if let Some(secs) = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_u64)
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<ResBody> {
@@ -125,9 +136,9 @@ impl Req {
     }
 
     fn body_or_400(&self) -> Result<Value, ApiError> {
-        self.body
-            .clone()
-            .ok_or_else(|| ApiError::bad_request("the request body is missing or is not valid JSON/YAML"))
+        self.body.clone().ok_or_else(|| {
+            ApiError::bad_request("the request body is missing or is not valid JSON/YAML")
+        })
     }
 }
 
@@ -254,7 +265,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody
 }
 
 fn not_found_path() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, ApiError> {
@@ -274,6 +289,15 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         "eviction" if res == pods() => {}
         _ => return Err(not_found_path()),
     }
+    if info.namespaced
+        && r.info.namespace.is_empty()
+        && !matches!(r.info.verb.as_str(), "list" | "watch")
+    {
+        // Only list and watch exist across all namespaces.
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
     let ns = if info.namespaced {
         r.info.namespace.as_str()
     } else {
@@ -281,12 +305,16 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
     };
     let name = r.info.name.as_str();
     let rendering = render::negotiate(&r.accept);
+    let dry = dry_run(r)?;
     match r.info.verb.as_str() {
         "list" => {
             let q = ListQuery {
                 selection: selection(r, ns)?,
                 limit: r.param("limit").and_then(|l| l.parse().ok()),
-                continue_token: r.param("continue").filter(|c| !c.is_empty()).map(str::to_string),
+                continue_token: r
+                    .param("continue")
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string),
                 resource_version: r.param("resourceVersion").map(str::to_string),
                 resource_version_match: r.param("resourceVersionMatch").map(str::to_string),
             };
@@ -298,7 +326,10 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                     meta["remainingItemCount"] = json!(page.remaining);
                 }
             }
-            Ok(json_response(200, &render::list(&rendering, info, page.items, meta)))
+            Ok(json_response(
+                200,
+                &render::list(&rendering, info, page.items, meta),
+            ))
         }
         "watch" => {
             list_watch::validate_watch(
@@ -311,9 +342,10 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                 list_watch::name_selection(&mut selection, name);
             }
             if let Some(rv) = r.param("resourceVersion").filter(|v| !v.is_empty()) {
-                rv.parse::<u64>().map_err(|_| {
+                let rv = rv.parse::<u64>().map_err(|_| {
                     ApiError::bad_request(format!("invalid resource version: {rv:?}"))
                 })?;
+                wait_for_resource_version(shared, rv).await?;
             }
             let timeout = match r.param("timeoutSeconds") {
                 Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| {
@@ -343,7 +375,7 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         }
         "create" if sub == "eviction" => {
             let body = r.body_or_400()?;
-            let (status, code) = shared.write(|st| {
+            let (status, code) = mutate(shared, dry, |st| {
                 eviction::evict(st, &shared.config, ns, name, &body)
             })?;
             Ok(json_response(code, &status))
@@ -351,7 +383,7 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
         "create" if sub.is_empty() => {
             let body = r.body_or_400()?;
             let manager = field_manager(r);
-            let created = shared.write(|st| {
+            let created = mutate(shared, dry, |st| {
                 let mut body = body;
                 apply::record_update(res, None, &mut body, &manager, false);
                 writes::create(st, res, ns, body)
@@ -362,13 +394,16 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
             let body = r.body_or_400()?;
             let manager = field_manager(r);
             let status_sub = sub == "status";
-            let updated = shared.write(|st| {
+            let (updated, created) = mutate(shared, dry, |st| {
                 let old = st.get(res, ns, name).cloned();
                 let mut body = body;
                 apply::record_update(res, old.as_ref(), &mut body, &manager, status_sub);
-                writes::update(st, res, ns, name, body, status_sub)
+                if old.is_none() && !status_sub && writes::allows_create_on_update(res) {
+                    return writes::create(st, res, ns, body).map(|o| (o, true));
+                }
+                writes::update(st, res, ns, name, body, status_sub).map(|o| (o, false))
             })?;
-            Ok(json_response(200, &updated))
+            Ok(json_response(if created { 201 } else { 200 }, &updated))
         }
         "patch" => patch_request(shared, r, res, ns, name),
         "delete" => {
@@ -382,7 +417,9 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                     ApiError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
                 })?);
             }
-            let deleted = shared.write(|st| writes::delete(st, &shared.config, res, ns, name, &opts))?;
+            let deleted = mutate(shared, dry, |st| {
+                writes::delete(st, &shared.config, res, ns, name, &opts)
+            })?;
             Ok(json_response(200, &writes::delete_response(res, &deleted)))
         }
         "deletecollection" => {
@@ -392,7 +429,7 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
                 .as_ref()
                 .map(DeleteOptions::from_body)
                 .unwrap_or_default();
-            let items = shared.write(|st| {
+            let items = mutate(shared, dry, |st| {
                 let targets: Vec<Value> = st
                     .list(res, None)
                     .into_iter()
@@ -414,13 +451,83 @@ async fn dispatch(shared: &Arc<Shared>, r: &Req) -> Result<Response<ResBody>, Ap
             let rv = shared.lock().rv;
             Ok(json_response(
                 200,
-                &render::list(&Rendering::Full, info, items, json!({"resourceVersion": rv.to_string()})),
+                &render::list(
+                    &Rendering::Full,
+                    info,
+                    items,
+                    json!({"resourceVersion": rv.to_string()}),
+                ),
             ))
         }
         other => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({other})"
         ))),
     }
+}
+
+/// A watch from a resourceVersion the server has not reached waits up to 3 s for it, then
+/// fails with 504 `Timeout` ("Too large resource version", retry after 1 s), as the watch
+/// cache does.
+async fn wait_for_resource_version(shared: &Arc<Shared>, rv: u64) -> Result<(), ApiError> {
+    let mut changes = shared.changed.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let current = shared.lock().rv;
+        if rv <= current {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return Err(ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {rv}, current: {current}"),
+            )
+            .with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1})));
+        }
+    }
+}
+
+/// `dryRun=All`: the write is validated and answered but not persisted.
+fn dry_run(r: &Req) -> Result<bool, ApiError> {
+    // DeleteOptions (a delete's body, an eviction's deleteOptions) carry `dryRun: ["All"]`.
+    let options = match r.body.as_ref() {
+        Some(b) if r.info.subresource == "eviction" => b.get("deleteOptions"),
+        Some(b) if r.method == "DELETE" => Some(b),
+        _ => None,
+    };
+    if let Some(values) = options
+        .and_then(|o| o.get("dryRun"))
+        .and_then(Value::as_array)
+        && !values.is_empty()
+    {
+        return if values.iter().all(|v| v == "All") {
+            Ok(true)
+        } else {
+            Err(ApiError::bad_request(
+                "dryRun: Unsupported value: supported values: \"All\"",
+            ))
+        };
+    }
+    match r.param("dryRun") {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: {other:?}: supported values: \"All\""
+        ))),
+    }
+}
+
+/// Runs a write on the shared state, or on a scratch copy for dry runs (no events, no
+/// reactions, nothing kept).
+fn mutate<R>(shared: &Arc<Shared>, dry: bool, f: impl FnOnce(&mut State) -> R) -> R {
+    if dry {
+        let mut scratch = shared.lock().clone();
+        return f(&mut scratch);
+    }
+    shared.write(f)
 }
 
 fn field_manager(r: &Req) -> String {
@@ -455,6 +562,7 @@ fn patch_request(
         .ok_or_else(|| ApiError::unsupported_media_type(&r.content_type))?;
     let status_sub = r.info.subresource == "status";
     let body = r.body_or_400()?;
+    let dry = dry_run(r)?;
     if kind == PatchType::Apply {
         let manager = r
             .param("fieldManager")
@@ -466,7 +574,7 @@ fn patch_request(
             })?
             .to_string();
         let force = r.flag("force");
-        let (obj, created) = shared.write(|st| {
+        let (obj, created) = mutate(shared, dry, |st| {
             apply::apply(st, res, ns, name, &body, &manager, force, status_sub)
         })?;
         return Ok(json_response(if created { 201 } else { 200 }, &obj));
@@ -480,7 +588,7 @@ fn patch_request(
         return Err(ApiError::unsupported_media_type(&r.content_type));
     }
     let manager = field_manager(r);
-    let obj = shared.write(|st| {
+    let obj = mutate(shared, dry, |st| {
         let old = st
             .get(res, ns, name)
             .cloned()

@@ -26,13 +26,16 @@
 //! api.inject(Fault::status(Matcher::resource("pods").verb("list"), 500).times(2));
 //! // ... start the program under test with KUBECONFIG=kubeconfig ...
 //! let seen = api
-//!     .wait_for(std::time::Duration::from_secs(10), |api| {
-//!         api.requests().iter().any(|r| r.verb == "watch" && r.resource == "pods")
-//!     })
+//!     .wait_for(
+//!         |api| api.count_requests(|r| r.verb == "watch" && r.resource == "pods") > 0,
+//!         std::time::Duration::from_secs(10),
+//!     )
 //!     .await;
 //! assert!(seen);
 //! # }
 //! ```
+
+#![deny(missing_docs)]
 
 mod apply;
 mod controller;
@@ -137,6 +140,14 @@ impl Builder {
             tokio::net::TcpListener::from_std(std_listener)?
         };
         let shared = Shared::new(self.config, runtime.handle().clone());
+        // The namespaces every cluster has.
+        shared
+            .write(|st| {
+                ["default", "kube-system", "kube-public", "kube-node-lease"]
+                    .into_iter()
+                    .try_for_each(|ns| writes::ensure_namespace(st, ns))
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         runtime.spawn(http::serve(listener, Arc::clone(&shared), shutdown_rx));
         Ok(FakeApiServer {
@@ -296,6 +307,13 @@ impl FakeApiServer {
         self.shared.read(|st| st.requests.clone())
     }
 
+    /// How many recorded requests satisfy `predicate` (cheaper than [`Self::requests`] in
+    /// `wait_for` predicates: nothing is cloned).
+    pub fn count_requests(&self, predicate: impl Fn(&RecordedRequest) -> bool) -> usize {
+        self.shared
+            .read(|st| st.requests.iter().filter(|r| predicate(r)).count())
+    }
+
     /// Forgets the request log (and the eviction log).
     pub fn clear_requests(&self) {
         self.shared.write(|st| {
@@ -355,6 +373,12 @@ impl FakeApiServer {
         self.shared.read(|st| st.open_watches)
     }
 
+    /// Number of watch streams started so far (open or ended). Waiting for
+    /// `watches_started() == n && open_watches() == 1` means the n-th watch is the open one.
+    pub fn watches_started(&self) -> usize {
+        self.shared.read(|st| st.watches_started)
+    }
+
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.read(|st| st.rv)
@@ -365,8 +389,8 @@ impl FakeApiServer {
     /// timers (any flavour).
     pub async fn wait_for(
         &self,
-        timeout: Duration,
         predicate: impl Fn(&FakeApiServer) -> bool,
+        timeout: Duration,
     ) -> bool {
         let mut changes = self.shared.changed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -385,8 +409,8 @@ impl FakeApiServer {
     /// [`Self::wait_for`] for synchronous code (must not be called from async code).
     pub fn wait_for_blocking(
         &self,
-        timeout: Duration,
         predicate: impl Fn(&FakeApiServer) -> bool,
+        timeout: Duration,
     ) -> bool {
         let mut changes = self.shared.changed.subscribe();
         let deadline = std::time::Instant::now() + timeout;

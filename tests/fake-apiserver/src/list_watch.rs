@@ -146,7 +146,10 @@ pub fn list(st: &mut State, res: ResourceId, q: &ListQuery) -> Result<ListPage, 
                 )));
             }
         };
-        if q.resource_version_match.as_deref().is_some_and(|m| !m.is_empty()) && rv_param.is_empty()
+        if q.resource_version_match
+            .as_deref()
+            .is_some_and(|m| !m.is_empty())
+            && rv_param.is_empty()
         {
             return Err(ApiError::bad_request(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
@@ -187,7 +190,10 @@ pub fn list(st: &mut State, res: ResourceId, q: &ListQuery) -> Result<ListPage, 
     let start = offset.map(|(_, o)| o).unwrap_or(0);
     let limit = q.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
     let end = start.saturating_add(limit).min(items.len());
-    let page: Vec<Value> = items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let page: Vec<Value> = items
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
     let remaining = items.len().saturating_sub(end);
     let continue_token = if remaining > 0 {
         let id = match offset {
@@ -276,7 +282,10 @@ pub fn gone_line(message: &str) -> Bytes {
 fn bookmark(res: ResourceId, rendering: &Rendering, rv: u64, initial_end: bool) -> Value {
     let info = &RESOURCES[res];
     let (kind, api_version) = match rendering {
-        Rendering::Metadata => ("PartialObjectMetadata".to_string(), "meta.k8s.io/v1".to_string()),
+        Rendering::Metadata => (
+            "PartialObjectMetadata".to_string(),
+            "meta.k8s.io/v1".to_string(),
+        ),
         _ => (info.kind.to_string(), info.api_version()),
     };
     let mut meta = json!({"resourceVersion": rv.to_string()});
@@ -304,9 +313,9 @@ pub async fn run(shared: Arc<Shared>, res: ResourceId, q: WatchQuery, tx: mpsc::
     let (mut cursor, close_gen, expire_gen, initial) = {
         let mut st = shared.lock();
         st.open_watches += 1;
+        st.watches_started += 1;
         let rv_param = q.resource_version.clone().unwrap_or_default();
-        let (cursor, initial) = if q.send_initial_events || rv_param.is_empty() || rv_param == "0"
-        {
+        let (cursor, initial) = if q.send_initial_events || rv_param.is_empty() || rv_param == "0" {
             let objects: Vec<Value> = st
                 .list(res, None)
                 .into_iter()

@@ -54,7 +54,11 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 fn merge_key(field: &str) -> Option<&'static str> {
     Some(match field {
         "conditions" | "addresses" => "type",
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
         | "imagePullSecrets" => "name",
         "volumeMounts" => "mountPath",
         "ports" => "containerPort",

@@ -35,7 +35,10 @@ pub fn selecting(st: &State, pod: &Value) -> Vec<Value> {
 }
 
 fn selects(pdb: &Value, pod: &Value) -> bool {
-    let sel = pdb.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
+    let sel = pdb
+        .pointer("/spec/selector")
+        .cloned()
+        .unwrap_or(Value::Null);
     matches!(LabelSelector::from_object(&sel), Ok(Some(s)) if s.matches_object(pod))
 }
 

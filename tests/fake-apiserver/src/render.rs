@@ -108,11 +108,34 @@ fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
     obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
-/// A minimal server-side `Table`: Name and Age for every kind, plus Status and Node for pods
-/// and Status for nodes. Each row carries the object as `PartialObjectMetadata`.
+fn number_at(obj: &Value, pointer: &str) -> String {
+    obj.pointer(pointer)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
+fn condition(obj: &Value, kind: &str) -> String {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+        })
+        .and_then(|c| c.get("status").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Computes one table cell from an object.
+type Cell = fn(&Value) -> String;
+
+/// A minimal server-side `Table`: Name and Age for every kind, plus Status and Node for pods,
+/// Status for nodes and the CRD's printer columns for InterferencePolicies. Each row carries the object as `PartialObjectMetadata`.
 fn table(api_version: &str, info: &ResourceInfo, items: &[Value], meta: Value) -> Value {
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
-    let extra: Vec<(&str, fn(&Value) -> String)> = match info.kind {
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
+    ];
+    let extra: Vec<(&str, Cell)> = match info.kind {
         "Pod" => vec![
             ("Status", |o| {
                 if o.pointer("/metadata/deletionTimestamp").is_some() {
@@ -124,27 +147,28 @@ fn table(api_version: &str, info: &ResourceInfo, items: &[Value], meta: Value) -
             ("Node", |o| str_at(o, "/spec/nodeName").to_string()),
         ],
         "Node" => vec![("Status", |o| {
-            let ready = o
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .and_then(|cs| {
-                    cs.iter()
-                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
-                })
-                .and_then(|c| c.get("status").and_then(Value::as_str))
-                == Some("True");
+            let ready = condition(o, "Ready") == "True";
             let mut s = if ready { "Ready" } else { "NotReady" }.to_string();
             if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
                 s.push_str(",SchedulingDisabled");
             }
             s
         })],
+        // The CRD's additionalPrinterColumns.
+        "InterferencePolicy" => vec![
+            ("Mode", |o| str_at(o, "/spec/mode").to_string()),
+            ("Ready", |o| condition(o, "Ready")),
+            ("Detections", |o| number_at(o, "/status/detections")),
+            ("Actions", |o| number_at(o, "/status/actions/total")),
+        ],
         _ => vec![],
     };
     for (name, _) in &extra {
         columns.push(json!({"name": name, "type": "string", "format": "", "description": name, "priority": 0}));
     }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}));
+    columns.push(
+        json!({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0}),
+    );
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
@@ -178,7 +202,9 @@ mod tests {
             Rendering::Metadata
         );
         assert_eq!(
-            negotiate("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"),
+            negotiate(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
             Rendering::Table("meta.k8s.io/v1".into())
         );
         assert_eq!(
@@ -186,7 +212,9 @@ mod tests {
             Rendering::Full
         );
         assert_eq!(
-            negotiate("application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io,application/json"),
+            negotiate(
+                "application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io,application/json"
+            ),
             Rendering::Full
         );
     }

@@ -94,7 +94,9 @@ pub static RESOURCES: &[ResourceInfo] = &[
         plural: "namespaces",
         singular: "namespace",
         namespaced: false,
-        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         short_names: &["ns"],
         has_status: true,
         strategic: true,
@@ -243,6 +245,10 @@ pub fn pods() -> ResourceId {
 pub fn nodes() -> ResourceId {
     1
 }
+/// Core namespaces.
+pub fn namespaces() -> ResourceId {
+    2
+}
 /// policy/v1 PodDisruptionBudgets.
 pub fn pdbs() -> ResourceId {
     6
@@ -253,9 +259,27 @@ pub static SUBRESOURCES: &[(&str, &str, &str, &str, &[&str])] = &[
     ("", "pods", "status", "Pod", &["get", "patch", "update"]),
     ("", "pods", "eviction", "Eviction", &["create"]),
     ("", "nodes", "status", "Node", &["get", "patch", "update"]),
-    ("", "namespaces", "status", "Namespace", &["get", "patch", "update"]),
-    ("apps", "replicasets", "status", "ReplicaSet", &["get", "patch", "update"]),
-    ("apps", "deployments", "status", "Deployment", &["get", "patch", "update"]),
+    (
+        "",
+        "namespaces",
+        "status",
+        "Namespace",
+        &["get", "patch", "update"],
+    ),
+    (
+        "apps",
+        "replicasets",
+        "status",
+        "ReplicaSet",
+        &["get", "patch", "update"],
+    ),
+    (
+        "apps",
+        "deployments",
+        "status",
+        "Deployment",
+        &["get", "patch", "update"],
+    ),
     (
         "policy",
         "poddisruptionbudgets",
@@ -281,7 +305,11 @@ mod tests {
         assert_eq!(RESOURCES[pods()].plural, "pods");
         assert_eq!(RESOURCES[nodes()].plural, "nodes");
         assert_eq!(RESOURCES[pdbs()].plural, "poddisruptionbudgets");
-        assert_eq!(by_name("ifp").map(|i| RESOURCES[i].kind), Some("InterferencePolicy"));
+        assert_eq!(RESOURCES[namespaces()].plural, "namespaces");
+        assert_eq!(
+            by_name("ifp").map(|i| RESOURCES[i].kind),
+            Some("InterferencePolicy")
+        );
         assert_eq!(by_kind("policy/v1", "PodDisruptionBudget"), Some(pdbs()));
     }
 }

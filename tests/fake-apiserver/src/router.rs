@@ -156,7 +156,10 @@ mod tests {
             ("namespaces", "kube-system", "kube-system")
         );
         let i = parse("PUT", "/api/v1/namespaces/x/status", false);
-        assert_eq!((i.resource.as_str(), i.subresource.as_str()), ("namespaces", "status"));
+        assert_eq!(
+            (i.resource.as_str(), i.subresource.as_str()),
+            ("namespaces", "status")
+        );
         let i = parse(
             "PATCH",
             "/apis/fulcrum.dev/v1alpha1/interferencepolicies/a/status",

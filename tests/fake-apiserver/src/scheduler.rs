@@ -116,9 +116,7 @@ fn label<'a>(node: &'a Value, key: &str) -> Option<&'a str> {
 
 fn affinity_matches(pod: &Value, node: &Value) -> bool {
     if let Some(sel) = pod.pointer("/spec/nodeSelector").and_then(Value::as_object)
-        && !sel
-            .iter()
-            .all(|(k, v)| label(node, k) == v.as_str())
+        && !sel.iter().all(|(k, v)| label(node, k) == v.as_str())
     {
         return false;
     }

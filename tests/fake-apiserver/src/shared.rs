@@ -54,21 +54,26 @@ impl Shared {
             (result, later)
         };
         self.notify();
-        for (key, uid, delay) in later {
-            let shared = Arc::clone(self);
-            self.runtime.spawn(async move {
-                tokio::time::sleep(delay).await;
-                let later = {
-                    let mut st = shared.lock();
-                    crate::controller::finish_termination(&mut st, &key, &uid);
-                    settle(&mut st, &shared.config)
-                };
-                shared.notify();
-                // Removals scheduled while finishing run at once (delay already waited).
-                drop(later);
-            });
-        }
+        spawn_removals(self, later);
         result
+    }
+}
+
+/// Starts timers that finish delayed pod terminations.
+fn spawn_removals(shared: &Arc<Shared>, later: Vec<Removal>) {
+    for (key, uid, delay) in later {
+        let shared = Arc::clone(shared);
+        let runtime = shared.runtime.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let later = {
+                let mut st = shared.lock();
+                crate::controller::finish_termination(&mut st, &key, &uid);
+                settle(&mut st, &shared.config)
+            };
+            shared.notify();
+            spawn_removals(&shared, later);
+        });
     }
 }
 

@@ -12,6 +12,9 @@ use crate::record::RecordedRequest;
 use crate::resources::{RESOURCES, ResourceId};
 use crate::status::ApiError;
 
+/// Events retained for watches; older ones are compacted away.
+pub const HISTORY_LIMIT: usize = 100_000;
+
 /// Key of a stored object: resource, namespace ("" for cluster-scoped), name.
 pub type Key = (ResourceId, String, String);
 
@@ -25,7 +28,6 @@ pub enum EventType {
     /// Object removed.
     Deleted,
 }
-
 
 /// One change, as retained for watches.
 #[derive(Debug, Clone)]
@@ -65,7 +67,7 @@ impl Default for Config {
 }
 
 /// Everything the server keeps, behind one mutex.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct State {
     /// Current (latest) resourceVersion.
     pub rv: u64,
@@ -87,6 +89,8 @@ pub struct State {
     pub expire_generation: u64,
     /// Number of watch streams open now.
     pub open_watches: usize,
+    /// Number of watch streams started so far.
+    pub watches_started: usize,
     /// Paginated list snapshots by id: (rv, remaining items).
     pub snapshots: HashMap<u64, (u64, Vec<Value>)>,
     /// Next snapshot id.
@@ -178,6 +182,12 @@ impl State {
             object,
             previous,
         });
+        // Bounded history, like etcd compaction: the oldest events are forgotten.
+        while self.history.len() > HISTORY_LIMIT {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted_rv = old.rv;
+            }
+        }
     }
 
     /// Stores a new object: fills uid, creationTimestamp, resourceVersion, generation and
@@ -194,7 +204,9 @@ impl State {
             ));
         }
         if info.namespaced && ns.is_empty() {
-            return Err(ApiError::bad_request("the namespace of the object is empty"));
+            return Err(ApiError::bad_request(
+                "the namespace of the object is empty",
+            ));
         }
         let key = (res, ns, name.clone());
         if self.objects.contains_key(&key) {
@@ -222,7 +234,11 @@ impl State {
     /// Replaces a stored object with `new` (metadata already merged by the caller); sets a
     /// new resourceVersion and emits MODIFIED. Returns the stored object.
     pub fn replace(&mut self, res: ResourceId, mut new: Value) -> Value {
-        let key = (res, namespace_of(&new).to_string(), name_of(&new).to_string());
+        let key = (
+            res,
+            namespace_of(&new).to_string(),
+            name_of(&new).to_string(),
+        );
         let rv = self.next_rv();
         if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), json!(rv.to_string()));

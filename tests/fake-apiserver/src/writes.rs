@@ -4,9 +4,11 @@
 
 use serde_json::{Value, json};
 
-use crate::resources::{RESOURCES, ResourceId, pods};
+use crate::resources::{RESOURCES, ResourceId, namespaces, pods};
 use crate::status::{self, ApiError};
-use crate::store::{Config, State, ensure_object, in_seconds, name_of, namespace_of, now, rv_of, uid_of};
+use crate::store::{
+    Config, State, ensure_object, in_seconds, name_of, namespace_of, now, rv_of, uid_of,
+};
 
 /// Options of a delete (query parameters and/or a `DeleteOptions` body).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,11 +88,19 @@ pub fn create(
     mut body: Value,
 ) -> Result<Value, ApiError> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     check_type(res, &body)?;
     settle_namespace(res, path_ns, &mut body)?;
     let info = &RESOURCES[res];
+    if info.namespaced {
+        let ns = namespace_of(&body).to_string();
+        if st.get(namespaces(), "", &ns).is_none() {
+            return Err(ApiError::not_found("", "namespaces", &ns));
+        }
+    }
     if name_of(&body).is_empty()
         && let Some(prefix) = body
             .pointer("/metadata/generateName")
@@ -104,6 +114,8 @@ pub fn create(
         let map = ensure_object(&mut body);
         if res == pods() {
             map.insert("status".into(), json!({"phase": "Pending"}));
+        } else if res == namespaces() {
+            map.insert("status".into(), json!({"phase": "Active"}));
         } else {
             map.remove("status");
         }
@@ -139,7 +151,9 @@ pub fn commit_update(
     let info = &RESOURCES[res];
     let name = name_of(old).to_string();
     if !new.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be an object",
+        ));
     }
     check_type(res, &new)?;
     let new_name = name_of(&new);
@@ -225,6 +239,11 @@ pub fn commit_update(
         return Ok(st.remove(res, &ns, &name).unwrap_or(result));
     }
     Ok(st.replace(res, result))
+}
+
+/// Whether PUT on a missing object creates it (leases and events, as their strategies allow).
+pub fn allows_create_on_update(res: ResourceId) -> bool {
+    matches!(RESOURCES[res].plural, "leases" | "events")
 }
 
 /// PUT on the object or its status subresource.
@@ -323,8 +342,11 @@ pub fn delete(
             let marked = st.replace(res, marked);
             st.to_replace.push(marked.clone());
             let key = (res, ns.to_string(), name.to_string());
-            st.deferred_removals
-                .push((key, uid_of(&marked).to_string(), cfg.pod_termination_delay));
+            st.deferred_removals.push((
+                key,
+                uid_of(&marked).to_string(),
+                cfg.pod_termination_delay,
+            ));
             return Ok(Deleted::Terminating(marked));
         }
     } else if obj
@@ -373,6 +395,9 @@ pub fn upsert(st: &mut State, res: ResourceId, mut obj: Value) -> Result<Value, 
     }
     let ns = namespace_of(&obj).to_string();
     let name = name_of(&obj).to_string();
+    if RESOURCES[res].namespaced {
+        ensure_namespace(st, &ns)?;
+    }
     let Some(old) = st.get(res, &ns, &name).cloned() else {
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
@@ -403,4 +428,21 @@ pub fn upsert(st: &mut State, res: ResourceId, mut obj: Value) -> Result<Value, 
         obj["metadata"]["generation"] = json!(generation);
     }
     Ok(st.replace(res, obj))
+}
+
+/// Creates a namespace object (phase Active) unless it exists.
+pub fn ensure_namespace(st: &mut State, ns: &str) -> Result<(), ApiError> {
+    if st.get(namespaces(), "", ns).is_none() {
+        st.insert_new(
+            namespaces(),
+            json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            }),
+        )?;
+    }
+    Ok(())
 }

@@ -11,7 +11,10 @@ use fulcrum_fake_apiserver::FakeApiServer;
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(name = "fake-apiserver", about = "A fake Kubernetes API server for tests")]
+#[command(
+    name = "fake-apiserver",
+    about = "A fake Kubernetes API server for tests"
+)]
 struct Args {
     /// Seed objects: a Kubernetes List, multi-document YAML or JSON (repeatable).
     #[arg(long = "seed", short = 's')]
