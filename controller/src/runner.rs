@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fulcrum_engine::{ClusterUpdate, Decision, Engine, Event, Outcome};
+use fulcrum_policies::InterferencePolicy;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -57,6 +58,9 @@ pub struct RunnerIo<A> {
     pub reports: mpsc::Sender<Report>,
     /// Changes to the cluster view (from a watch), applied between batches.
     pub updates: Option<mpsc::Receiver<ClusterUpdate>>,
+    /// The policy set (from the cluster), handed to the engine whenever it changes; the
+    /// sender validates them first (invalid policies never reach the engine).
+    pub policies: Option<watch::Receiver<Vec<InterferencePolicy>>>,
     /// Readiness, shared with health endpoints.
     pub health: Arc<FeedHealth>,
     /// Counters.
@@ -76,6 +80,7 @@ pub async fn run<A: Actuator>(
         actuator,
         reports,
         updates,
+        policies,
         health,
         stats,
         mut shutdown,
@@ -94,7 +99,7 @@ pub async fn run<A: Actuator>(
         reports,
         stats,
     };
-    runner.run(updates, shutdown).await
+    runner.run(updates, policies, shutdown).await
 }
 
 /// Restores past actions from the audit topic into `engine` (on a blocking thread).
@@ -134,6 +139,7 @@ impl<A: Actuator> Runner<A> {
     async fn run(
         mut self,
         mut updates: Option<mpsc::Receiver<ClusterUpdate>>,
+        mut policies: Option<watch::Receiver<Vec<InterferencePolicy>>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Engine, FeedError> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -157,6 +163,15 @@ impl<A: Actuator> Runner<A> {
                         updates = None;
                     }
                 }
+                changed = async {
+                    match policies.as_mut() {
+                        Some(p) => p.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => match changed {
+                    Ok(()) => self.set_policies(policies.as_mut()),
+                    Err(_) => policies = None,
+                },
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break Ok(()),
             }
@@ -179,6 +194,21 @@ impl<A: Actuator> Runner<A> {
         };
         self.feed.close(self.engine.watermark()).await;
         result.map(|()| self.engine)
+    }
+
+    /// Hands the current policy set to the engine.
+    fn set_policies(&mut self, policies: Option<&mut watch::Receiver<Vec<InterferencePolicy>>>) {
+        let Some(policies) = policies else {
+            return;
+        };
+        let set = policies.borrow_and_update().clone();
+        for (name, errors) in self.engine.set_policies(&set) {
+            warn!(policy = %name, errors = errors.len(), "policy rejected by the engine");
+        }
+        info!(
+            policies = self.engine.policies().count(),
+            "policy set updated"
+        );
     }
 
     /// Advances the engine to the feed's watermark and handles what happened.

@@ -3,5 +3,6 @@
 mod check_policy;
 mod demo;
 mod kafka;
+mod operator;
 mod scenario;
 mod support;

@@ -385,7 +385,10 @@ impl Fulcrum {
     pub fn spawn(args: &[String]) -> Self {
         let mut child = Command::new(fulcrum_bin())
             .args(args)
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("FULCRUM_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -438,14 +441,22 @@ impl Fulcrum {
     }
 
     /// SIGTERM, then waits for the final `Stopped` line.
-    pub fn stop(mut self) -> (Vec<String>, serde_json::Value) {
+    pub fn stop(self) -> (Vec<String>, serde_json::Value) {
+        let (seen, stopped, _) = self.stop_with_status();
+        (seen, stopped)
+    }
+
+    /// SIGTERM, then waits for the final `Stopped` line and the exit status.
+    pub fn stop_with_status(
+        mut self,
+    ) -> (Vec<String>, serde_json::Value, std::process::ExitStatus) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let stopped = self.wait_for(Duration::from_secs(30), "the Stopped line", |v| {
             v["kind"] == "Stopped"
         });
-        let _ = self.child.wait();
-        (std::mem::take(&mut self.seen), stopped)
+        let status = self.child.wait().expect("fulcrum exits");
+        (std::mem::take(&mut self.seen), stopped, status)
     }
 
     pub fn alive(&mut self) -> bool {

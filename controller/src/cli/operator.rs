@@ -1,0 +1,296 @@
+//! `fulcrum run` in operator mode: wiring of the Kubernetes adapter, the run loop, the
+//! admin server and the report consumers (stdout, Events, policy status, metrics).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fulcrum::admin::metrics::Metrics;
+use fulcrum::admin::{self, Admin};
+use fulcrum::cluster::events::Recorder;
+use fulcrum::cluster::evict::{KubeActuator, RetrySettings};
+use fulcrum::cluster::policies::{PolicySinks, watch_policies};
+use fulcrum::cluster::reflect::{self, Shared};
+use fulcrum::cluster::status::StatusBook;
+use fulcrum::cluster::steer;
+use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats};
+use fulcrum::runner::{Report, RunnerIo};
+use fulcrum_engine::{ClusterUpdate, Engine};
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use super::{Output, RunArgs, print_event, print_stop, runtime, shutdown_signal};
+
+/// How often expired steering taints are looked for, and statuses written at most.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// The two clients: one for watches, status and Events (kube's retry layer on), one for
+/// actions (retry layer off: the actuator owns its retry policy).
+async fn clients(args: &RunArgs) -> anyhow::Result<(Client, Client)> {
+    let mut config = match &args.operator.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading --kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .context("loading the kubeconfig")?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding a Kubernetes configuration (kubeconfig or in-cluster)")?,
+    };
+    let watch_client = Client::try_from(config.clone()).context("building the client")?;
+    config.default_retry = false;
+    config.read_timeout = Some(Duration::from_millis(args.operator.api_timeout));
+    let act_client = Client::try_from(config).context("building the client")?;
+    Ok((watch_client, act_client))
+}
+
+/// Runs the operator until SIGINT/SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(
+        args.policies.is_empty(),
+        "--policy is for shadow mode (--cluster); in operator mode the policies are the cluster's InterferencePolicy objects"
+    );
+    let settings = args
+        .kafka
+        .settings()
+        .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
+    let mut options = FeedOptions::new(settings);
+    options.lateness_ms = args.engine.lateness;
+    options.max_evidence_age_ms = args.max_evidence_age;
+    let rt = runtime()?;
+    let shutdown = shutdown_signal(&rt);
+    let stats = Arc::new(FeedStats::default());
+    let summary = rt.block_on(operate(args, options, stats.clone(), shutdown))?;
+    let Some(engine_stats) = summary else {
+        return Ok(true);
+    };
+    let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine_stats});
+    info!(%summary, "stopped");
+    print_stop(&summary);
+    Ok(true)
+}
+
+async fn operate(
+    args: RunArgs,
+    options: FeedOptions,
+    stats: Arc<FeedStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let (watch_client, act_client) = clients(&args).await?;
+    let shared = Shared::default();
+    let health = Arc::new(FeedHealth::default());
+    let metrics = Arc::new(Metrics::new());
+    let admin_task = admin::serve(
+        args.operator.admin_addr,
+        admin_handlers(&shared, &health, &stats, &metrics),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("binding --admin-addr {}", args.operator.admin_addr))?;
+
+    let (updates_tx, mut updates) = mpsc::channel::<ClusterUpdate>(4096);
+    reflect::spawn(&watch_client, updates_tx, &shared, &shutdown);
+    let instance = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "fulcrum".into());
+    let recorder = Recorder::spawn(watch_client.clone(), instance);
+    let book = Arc::new(StatusBook::default());
+    let (set_tx, mut policies) = watch::channel(Vec::new());
+    let facts = Default::default();
+    let sinks = PolicySinks {
+        set: set_tx,
+        book: book.clone(),
+        recorder: recorder.clone(),
+        facts: Arc::clone(&facts),
+        synced: shared.synced.clone(),
+        dry_run: args.operator.dry_run,
+    };
+    tokio::spawn(watch_policies(watch_client.clone(), sinks));
+
+    let mut engine = Engine::new(args.engine.config());
+    if !sync(&mut engine, &shared, &mut updates, &mut shutdown).await {
+        return Ok(None);
+    }
+    let invalid = engine.set_policies(&policies.borrow_and_update());
+    anyhow::ensure!(
+        invalid.is_empty(),
+        "validated policies rejected: {invalid:?}"
+    );
+    info!(
+        nodes = engine.cluster().node_count(),
+        pods = engine.cluster().pod_count(),
+        policies = engine.policies().count(),
+        "cluster listed"
+    );
+    tokio::spawn(steer::sweep(
+        act_client.clone(),
+        shared.marks.clone(),
+        SWEEP_EVERY,
+        shutdown.clone(),
+    ));
+    let status_task = {
+        let (book, client, shutdown) = (book.clone(), watch_client.clone(), shutdown.clone());
+        tokio::spawn(async move { book.write_loop(client, STATUS_EVERY, shutdown).await })
+    };
+    let retry = RetrySettings {
+        max_retries: args.operator.eviction_retries,
+        timeout: Duration::from_millis(args.operator.api_timeout),
+        ..RetrySettings::default()
+    };
+    let observer = metrics.clone();
+    let actuator = KubeActuator::new(act_client, shared.uids.clone(), facts, retry)
+        .observe(move |code| observer.eviction_answered(code));
+    let (reports_tx, reports_rx) = mpsc::channel::<Report>(1024);
+    let consumer = tokio::spawn(consume(
+        reports_rx,
+        args.output,
+        recorder,
+        book,
+        metrics,
+        shared.clone(),
+    ));
+    let io = RunnerIo {
+        actuator,
+        reports: reports_tx,
+        updates: Some(updates),
+        policies: Some(policies),
+        health,
+        stats,
+        shutdown,
+    };
+    let engine = fulcrum::runner::run(options, engine, io).await?;
+    let _ = consumer.await;
+    // Bounded: a final status write, then the admin server stops.
+    let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
+    admin_task.abort();
+    Ok(Some(serde_json::to_value(engine.stats())?))
+}
+
+/// Applies cluster updates until every reflector has listed once (false: shutdown first).
+async fn sync(
+    engine: &mut Engine,
+    shared: &Shared,
+    updates: &mut mpsc::Receiver<ClusterUpdate>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut shutdown2 = shutdown.clone();
+    let synced = reflect::wait_synced(&shared.synced, &mut shutdown2);
+    tokio::pin!(synced);
+    loop {
+        tokio::select! {
+            biased;
+            Some(update) = updates.recv() => engine.apply(update),
+            ok = &mut synced => {
+                // Updates sent before the last list completed are applied now.
+                while let Ok(update) = updates.try_recv() {
+                    engine.apply(update);
+                }
+                return ok;
+            }
+            _ = shutdown.wait_for(|s| *s) => return false,
+        }
+    }
+}
+
+/// Hands every report to stdout, Events, policy status and metrics.
+async fn consume(
+    mut reports: mpsc::Receiver<Report>,
+    output: Output,
+    recorder: Recorder,
+    book: Arc<StatusBook>,
+    metrics: Arc<Metrics>,
+    shared: Shared,
+) {
+    let uid = |pod: &str| {
+        let (ns, name) = pod.split_once('/')?;
+        shared
+            .uids
+            .lock()
+            .ok()?
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
+    };
+    while let Some(report) = reports.recv().await {
+        recorder.report(&report, uid);
+        book.record(&report);
+        metrics.observe(&report);
+        match &report {
+            Report::Engine(event) => print_event(event, output),
+            Report::Actuated { decision, .. } => print_json(serde_json::json!({
+                "kind": "Actuated", "policy": decision.policy, "target": decision.target,
+                "action": decision.action, "node": decision.node,
+            })),
+            Report::NotActuated { decision, error } => print_json(serde_json::json!({
+                "kind": "NotActuated", "policy": decision.policy, "target": decision.target,
+                "action": decision.action, "error": error.kind(), "message": error.to_string(),
+            })),
+        }
+    }
+}
+
+fn print_json(value: serde_json::Value) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{value}");
+    let _ = stdout.flush();
+}
+
+fn admin_handlers(
+    shared: &Shared,
+    health: &Arc<FeedHealth>,
+    stats: &Arc<FeedStats>,
+    metrics: &Arc<Metrics>,
+) -> Admin {
+    let (synced, health2) = (shared.synced.clone(), health.clone());
+    let ready = Arc::new(move || {
+        let pending = synced.pending();
+        if !pending.is_empty() || !synced.all() {
+            return Err(format!("not listed yet: {}", pending.join(", ")));
+        }
+        if !health2.ready() {
+            return Err("Kafka brokers not reachable yet".into());
+        }
+        Ok(())
+    });
+    let (metrics2, stats, health, uids) = (
+        metrics.clone(),
+        stats.clone(),
+        health.clone(),
+        shared.uids.clone(),
+    );
+    let render = Arc::new(move || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &metrics2;
+        let accepted = stats.samples.load(Relaxed);
+        let rejected = stats.rejected_samples.load(Relaxed);
+        Metrics::set_counter(
+            &m.samples,
+            vec![("result".into(), "accepted".into())],
+            accepted,
+        );
+        Metrics::set_counter(
+            &m.samples,
+            vec![("result".into(), "rejected".into())],
+            rejected,
+        );
+        let dead = stats.dead_letters.load(Relaxed);
+        Metrics::set_counter(&m.dead_letters, vec![("reason".into(), "all".into())], dead);
+        let watermark = health.watermark_ms.load(Relaxed);
+        if watermark > 0 {
+            let lag = (fulcrum::clock::now_ms() - watermark) as f64 / 1000.0;
+            m.watermark_lag.set(lag);
+        }
+        let pods = uids.lock().map(|u| u.len()).unwrap_or(0);
+        m.tracked_pods.set(pods as i64);
+        m.render()
+    });
+    Admin {
+        ready,
+        metrics: render,
+    }
+}

@@ -1,0 +1,379 @@
+//! End-to-end tests of `fulcrum run` in operator mode: the real binary against the fake
+//! Kubernetes API server and a real broker (tansu), samples produced with kcat. Every test
+//! checks what the API server received.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fulcrum_fake_apiserver::{FakeApiServer, Fault, Matcher, RecordedRequest};
+use serde_json::Value;
+
+use crate::scenario::{Scenario, temp_dir};
+use crate::support::{Broker, Fulcrum, committed, create_topics, end_offsets, kcat_produce};
+
+const TOPIC: &str = "samples";
+const MINUTE: Duration = Duration::from_secs(60);
+const CULPRIT: &str = "sort-exec-0";
+
+/// The scenario's policy with a short cooldown (the steering taint lasts that long).
+const POLICY: &str = r#"
+apiVersion: fulcrum.dev/v1alpha1
+kind: InterferencePolicy
+metadata: {name: protect-online}
+spec:
+  mode: MODE
+  nodeSelector: {matchLabels: {pool: colocated}}
+  victims: {podSelector: {matchLabels: {fulcrum.dev/class: online}}}
+  candidates:
+    - {name: big-data, podSelector: {matchLabels: {fulcrum.dev/class: batch}}, action: Migrate}
+    - {name: ai, podSelector: {matchLabels: {fulcrum.dev/class: ai}}, action: Evict}
+  triggers:
+    - {name: p99-slo, metric: latency_p99_ms, above: 250, sustainedFor: 5s}
+  attribution:
+    method: Correlation
+    metrics: [mem_bw_bytes_per_sec, cpu_usage_cores, llc_miss_rate]
+    window: 90s
+    minCorrelation: 0.5
+  recovery: {clearFor: 5s}
+  limits: {cooldown: 3s, minPodAge: 1s}
+  eviction: {gracePeriodSeconds: 7}
+"#;
+
+struct Setup {
+    broker: Broker,
+    api: FakeApiServer,
+    dir: PathBuf,
+    lines: Vec<(String, String)>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A broker with the topics, the fake API server holding the antagonist scenario's cluster
+/// and the policy in `mode`, and the scenario's samples: one tick every 2 s, starting just
+/// after the pods were created (the API server stamps creation time and UID; the samples
+/// carry the UIDs it gave).
+fn setup(name: &str, mode: &str) -> Setup {
+    let broker = Broker::start();
+    create_topics(
+        &broker.addr(),
+        &[(TOPIC, 1), ("samples.dlq", 1), ("fulcrum.decisions", 1)],
+    );
+    let api = FakeApiServer::start();
+    let mut scenario = Scenario::new(2, Some(5));
+    scenario.ticks = 60;
+    scenario.period_ms = 2000;
+    api.apply_manifest(&scenario.cluster().to_string())
+        .expect("cluster loads");
+    scenario.t0 = now_ms() + 1000;
+    let uids: Vec<(String, String)> = api
+        .list_objects("pods", None)
+        .iter()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap_or_default();
+            let uid = p["metadata"]["uid"].as_str().unwrap_or_default();
+            (format!("\"uid-{name}\""), format!("\"{uid}\""))
+        })
+        .collect();
+    let lines = scenario
+        .keyed_events()
+        .into_iter()
+        .map(|(k, mut line)| {
+            for (from, to) in &uids {
+                line = line.replace(from, to);
+            }
+            (k, line)
+        })
+        .collect();
+    api.apply_manifest(&POLICY.replace("MODE", mode))
+        .expect("policy loads");
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    api.write_kubeconfig(dir.join("kubeconfig")).unwrap();
+    Setup {
+        broker,
+        api,
+        dir,
+        lines,
+    }
+}
+
+impl Setup {
+    fn spawn(&self, group: &str, extra: &[&str]) -> Fulcrum {
+        let kubeconfig = self.dir.join("kubeconfig").display().to_string();
+        let mut args: Vec<String> = [
+            "run",
+            "--kubeconfig",
+            &kubeconfig,
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--brokers",
+            &self.broker.addr(),
+            "--topic",
+            TOPIC,
+            "--group",
+            group,
+            "--start",
+            "earliest",
+            "--max-evidence-age",
+            "2h",
+            "--kafka-config",
+            "session.timeout.ms=6000",
+            "--kafka-config",
+            "heartbeat.interval.ms=500",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Fulcrum::spawn(&args)
+    }
+
+    fn evictions(&self) -> Vec<RecordedRequest> {
+        self.api
+            .requests()
+            .into_iter()
+            .filter(|r| r.subresource == "eviction")
+            .collect()
+    }
+
+    fn wait(&self, what: &str, predicate: impl Fn(&FakeApiServer) -> bool) {
+        assert!(
+            self.api.wait_for_blocking(predicate, MINUTE),
+            "timed out waiting for {what}"
+        );
+    }
+
+    fn policy_status(&self) -> Value {
+        self.api
+            .get_object("interferencepolicies", None, "protect-online")
+            .map(|p| p["status"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    fn events_with(&self, reason: &str) -> Vec<Value> {
+        self.api
+            .list_objects("events.events.k8s.io", None)
+            .into_iter()
+            .filter(|e| e["reason"] == reason)
+            .collect()
+    }
+}
+
+fn node_has_steer_taint(api: &FakeApiServer, node: &str) -> bool {
+    api.get_object("nodes", None, node).is_some_and(|n| {
+        n["spec"]["taints"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["key"] == "fulcrum.dev/steer-away"))
+    })
+}
+
+fn actuated(v: &Value) -> bool {
+    v["kind"] == "Actuated" || v["kind"] == "NotActuated"
+}
+
+#[test]
+fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
+    let s = setup("operator-enforce", "Enforce");
+    let uid = s.api.get_object("pods", Some("spark"), CULPRIT).unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut fulcrum = s.spawn("op", &[]);
+    kcat_produce(&s.broker.addr(), TOPIC, &s.lines);
+    let done = fulcrum.wait_for(MINUTE, "the migration", actuated);
+    assert_eq!(done["kind"], "Actuated", "{done}");
+    assert_eq!(done["target"], format!("spark/{CULPRIT}"));
+
+    // Exactly one eviction, with a policy/v1 body in camelCase, the UID precondition and
+    // the policy's grace period.
+    let evictions = s.api.evictions();
+    assert_eq!(evictions.len(), 1, "{evictions:#?}");
+    let e = &evictions[0];
+    assert_eq!((e.namespace.as_str(), e.pod.as_str()), ("spark", CULPRIT));
+    assert!(e.delete_options_camel_case && !e.delete_options_snake_case);
+    assert_eq!(e.precondition_uid.as_deref(), Some(uid.as_str()));
+    assert_eq!(e.grace_period_seconds, Some(7));
+    assert_eq!(e.status, 201);
+    assert_eq!(e.body["kind"], "Eviction");
+
+    // The steering taint was set on the source node before the eviction, other taints
+    // untouched, and it is removed after the cooldown.
+    let patches: Vec<RecordedRequest> = s
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.resource == "nodes" && r.verb == "patch" && r.name == "node-0")
+        .collect();
+    let first = patches.first().expect("a node patch");
+    let taints = first.body.as_ref().unwrap()["spec"]["taints"].clone();
+    assert!(
+        taints
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "fulcrum.dev/steer-away"
+                && t["effect"] == "PreferNoSchedule"
+                && t["value"] == "protect-online"),
+        "{taints}"
+    );
+    assert!(first.body.as_ref().unwrap()["metadata"]["resourceVersion"].is_string());
+    s.wait("the steering taint to be removed", |api| {
+        !node_has_steer_taint(api, "node-0")
+            && api
+                .requests()
+                .iter()
+                .filter(|r| r.resource == "nodes" && r.verb == "patch")
+                .count()
+                >= 2
+    });
+    let node = s.api.get_object("nodes", None, "node-0").unwrap();
+    assert!(node["metadata"]["annotations"]["fulcrum.dev/steer-until"].is_null());
+
+    // Policy status (server-side apply, field manager fulcrum) and a pod Event.
+    s.wait("the policy status", |_| {
+        s.policy_status()["actions"]["migrated"] == 1
+    });
+    let status = s.policy_status();
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert_eq!(status["lastAction"]["pod"], format!("spark/{CULPRIT}"));
+    let applies = s.api.requests().into_iter().any(|r| {
+        r.resource == "interferencepolicies"
+            && r.subresource == "status"
+            && r.content_type.starts_with("application/apply-patch")
+            && r.query_param("fieldManager").as_deref() == Some("fulcrum")
+    });
+    assert!(applies, "status written with server-side apply by fulcrum");
+    s.wait("the pod Event", |_| {
+        !s.events_with("InterferenceMigrated").is_empty()
+    });
+    let event = &s.events_with("InterferenceMigrated")[0];
+    assert_eq!(event["regarding"]["name"], CULPRIT);
+    assert_eq!(event["reportingController"], "fulcrum.dev/controller");
+    assert_eq!(event["related"]["namespace"], "shop");
+
+    // A watch answered 410 mid-run: the reflectors list again and nothing is done twice.
+    let lists = |api: &FakeApiServer| {
+        api.requests()
+            .iter()
+            .filter(|r| r.resource == "pods" && r.verb == "list")
+            .count()
+    };
+    let before = lists(&s.api);
+    s.api.expire_watches();
+    s.wait("a re-list", |api| lists(api) > before);
+    kcat_produce(&s.broker.addr(), TOPIC, &s.lines[s.lines.len() - 4..]);
+
+    // SIGTERM: exit 0 with offsets committed, still one eviction.
+    let (_, stopped, status) = fulcrum.stop_with_status();
+    assert!(status.success(), "{status:?}");
+    assert!(stopped["feed"]["offsets_stored"].as_u64().unwrap() > 0);
+    // Committed up to what the event-time watermark applied (the last `lateness` of
+    // samples, dated ahead of the wall clock here, is read again by the next run).
+    let committed = committed(&s.broker.addr(), "op", TOPIC, 1)[0];
+    let end = end_offsets(&s.broker.addr(), TOPIC, 1)[0];
+    assert!(
+        committed > end / 2 && committed <= end,
+        "{committed} of {end}"
+    );
+    assert_eq!(s.evictions().len(), 1);
+
+    // A restart that reads every sample again (a new group) acts on nothing twice.
+    let mut again = s.spawn("op-again", &[]);
+    again.wait_for(MINUTE, "the replayed decision", |v| {
+        v["kind"] == "Decision" || v["kind"] == "Recovered"
+    });
+    let (seen, _, status) = again.stop_with_status();
+    assert!(status.success());
+    assert!(
+        !seen.iter().any(|l| l.contains("\"Actuated\"")),
+        "{seen:#?}"
+    );
+    assert_eq!(s.evictions().len(), 1);
+}
+
+#[test]
+fn dry_run_and_invalid_policies_never_evict() {
+    let s = setup("operator-dry-run", "Enforce");
+    let invalid = POLICY
+        .replace("protect-online", "broken")
+        .replace("MODE", "Enforce")
+        .replace("window: 90s", "window: 90 seconds");
+    s.api.apply_manifest(&invalid).unwrap();
+    let mut fulcrum = s.spawn("dry", &["--dry-run"]);
+    kcat_produce(&s.broker.addr(), TOPIC, &s.lines);
+    let d = fulcrum.wait_for(MINUTE, "a dry-run decision", |v| {
+        v["kind"] == "Decision" && v["outcome"] == "DryRun"
+    });
+    assert_eq!(d["policy"], "protect-online");
+    s.wait("the DryRun Event", |_| {
+        !s.events_with("InterferenceDryRun").is_empty()
+    });
+    s.wait("the invalid policy's status", |api| {
+        api.get_object("interferencepolicies", None, "broken")
+            .is_some_and(|p| p["status"]["conditions"][0]["status"] == "False")
+    });
+    let broken = s
+        .api
+        .get_object("interferencepolicies", None, "broken")
+        .unwrap();
+    let condition = &broken["status"]["conditions"][0];
+    assert_eq!(condition["reason"], "Invalid");
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.attribution.window"),
+        "{condition}"
+    );
+    let (seen, _, status) = fulcrum.stop_with_status();
+    assert!(status.success());
+    assert!(s.evictions().is_empty(), "no eviction POST in dry-run");
+    assert!(
+        !seen.iter().any(|l| l.contains("\"policy\":\"broken\"")),
+        "the invalid policy never decides"
+    );
+}
+
+#[test]
+fn a_pdb_refusal_is_blocked_then_retried_and_server_errors_are_retried() {
+    let s = setup("operator-retries", "Enforce");
+    let eviction = || Matcher::resource("pods").subresource("eviction");
+    s.api.inject(Fault::status(eviction(), 429));
+    let mut fulcrum = s.spawn("retry", &[]);
+    // Samples until the first decision; the rest later, one tick at a time.
+    let (first, rest) = s.lines.split_at(s.lines.len() * 3 / 4);
+    kcat_produce(&s.broker.addr(), TOPIC, first);
+    let blocked = fulcrum.wait_for(MINUTE, "the refused eviction", actuated);
+    assert_eq!(blocked["kind"], "NotActuated", "{blocked}");
+    assert_eq!(blocked["error"], "Blocked");
+    s.wait("the Blocked Event", |_| {
+        !s.events_with("InterferenceBlocked").is_empty()
+    });
+    // The next attempt meets two server errors, retried with backoff, then succeeds.
+    s.api.inject(Fault::status(eviction(), 500).times(2));
+    let mut done = None;
+    for tick in rest.chunks(3) {
+        kcat_produce(&s.broker.addr(), TOPIC, tick);
+        let v = fulcrum.wait_for(MINUTE, "an attempt", |v| {
+            actuated(v) || v["kind"] == "Decision"
+        });
+        if v["kind"] == "Actuated" {
+            done = Some(v);
+            break;
+        }
+    }
+    assert!(
+        done.is_some(),
+        "executed after the refusal: {:#?}",
+        fulcrum.seen
+    );
+    let codes: Vec<u16> = s.evictions().iter().map(|r| r.status).collect();
+    assert_eq!(codes, [429, 500, 500, 201]);
+    let (_, _, status) = fulcrum.stop_with_status();
+    assert!(status.success());
+}
