@@ -9,7 +9,9 @@ use fulcrum_fake_apiserver::{FakeApiServer, Fault, Matcher, RecordedRequest};
 use serde_json::Value;
 
 use crate::scenario::{Scenario, temp_dir};
-use crate::support::{Broker, Fulcrum, committed, create_topics, end_offsets, kcat_produce};
+use crate::support::{
+    Broker, Fulcrum, committed, create_topics, end_offsets, eventually, kcat_produce,
+};
 
 const TOPIC: &str = "samples";
 const MINUTE: Duration = Duration::from_secs(60);
@@ -337,6 +339,32 @@ fn dry_run_and_invalid_policies_never_evict() {
         !seen.iter().any(|l| l.contains("\"policy\":\"broken\"")),
         "the invalid policy never decides"
     );
+    let applied = committed(&s.broker.addr(), "dry", TOPIC, 1)[0];
+
+    // A restart that reads every sample again (a new group) restores the decision from the
+    // audit topic and does not decide about the same pod twice...
+    let target = |v: &Value| {
+        v["kind"] == "Decision" && v["target"] == d["target"] && v["outcome"] != "Blocked"
+    };
+    let again = s.spawn("dry-again", &["--dry-run"]);
+    eventually(MINUTE, "the restart to apply the samples again", || {
+        committed(&s.broker.addr(), "dry-again", TOPIC, 1)[0] >= applied
+    });
+    let (seen, _, status) = again.stop_with_status();
+    assert!(status.success());
+    let repeated: Vec<&String> = seen
+        .iter()
+        .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| target(&v)))
+        .collect();
+    assert!(repeated.is_empty(), "{repeated:#?}");
+    // ...while the same restart without that audit history decides again (the control).
+    create_topics(&s.broker.addr(), &[("audit-control", 1)]);
+    let mut control = s.spawn(
+        "dry-control",
+        &["--dry-run", "--audit-topic", "audit-control"],
+    );
+    control.wait_for(MINUTE, "the decision without history", target);
+    assert!(s.evictions().is_empty());
 }
 
 #[test]

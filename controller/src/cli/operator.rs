@@ -10,13 +10,14 @@ use fulcrum::admin::metrics::Metrics;
 use fulcrum::admin::{self, Admin};
 use fulcrum::cluster::events::Recorder;
 use fulcrum::cluster::evict::{KubeActuator, RetrySettings};
-use fulcrum::cluster::policies::{PolicySinks, watch_policies};
+use fulcrum::cluster::policies::{Facts, PolicySinks, watch_policies};
 use fulcrum::cluster::reflect::{self, Shared};
 use fulcrum::cluster::status::StatusBook;
 use fulcrum::cluster::steer;
 use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats};
 use fulcrum::runner::{Report, RunnerIo};
 use fulcrum_engine::{ClusterUpdate, Engine};
+use fulcrum_policies::InterferencePolicy;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::{mpsc, watch};
@@ -100,18 +101,8 @@ async fn operate(
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "fulcrum".into());
     let recorder = Recorder::spawn(watch_client.clone(), instance);
-    let book = Arc::new(StatusBook::default());
-    let (set_tx, mut policies) = watch::channel(Vec::new());
-    let facts = Default::default();
-    let sinks = PolicySinks {
-        set: set_tx,
-        book: book.clone(),
-        recorder: recorder.clone(),
-        facts: Arc::clone(&facts),
-        synced: shared.synced.clone(),
-        dry_run: args.operator.dry_run,
-    };
-    tokio::spawn(watch_policies(watch_client.clone(), sinks));
+    let (book, facts, mut policies) =
+        start_policies(&watch_client, &shared, &recorder, args.operator.dry_run);
 
     let mut engine = Engine::new(args.engine.config());
     if !sync(&mut engine, &shared, &mut updates, &mut shutdown).await {
@@ -138,14 +129,7 @@ async fn operate(
         let (book, client, shutdown) = (book.clone(), watch_client.clone(), shutdown.clone());
         tokio::spawn(async move { book.write_loop(client, STATUS_EVERY, shutdown).await })
     };
-    let retry = RetrySettings {
-        max_retries: args.operator.eviction_retries,
-        timeout: Duration::from_millis(args.operator.api_timeout),
-        ..RetrySettings::default()
-    };
-    let observer = metrics.clone();
-    let actuator = KubeActuator::new(act_client, shared.uids.clone(), facts, retry)
-        .observe(move |code| observer.eviction_answered(code));
+    let actuator = actuator(&args, act_client, &shared, facts, &metrics);
     let (reports_tx, reports_rx) = mpsc::channel::<Report>(1024);
     let consumer = tokio::spawn(consume(
         reports_rx,
@@ -170,6 +154,50 @@ async fn operate(
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     admin_task.abort();
     Ok(Some(serde_json::to_value(engine.stats())?))
+}
+
+/// The Eviction-API actuator, counting answers in the metrics.
+fn actuator(
+    args: &RunArgs,
+    client: Client,
+    shared: &Shared,
+    facts: Facts,
+    metrics: &Arc<Metrics>,
+) -> KubeActuator {
+    let retry = RetrySettings {
+        max_retries: args.operator.eviction_retries,
+        timeout: Duration::from_millis(args.operator.api_timeout),
+        ..RetrySettings::default()
+    };
+    let observer = metrics.clone();
+    KubeActuator::new(client, shared.uids.clone(), facts, retry)
+        .observe(move |code| observer.eviction_answered(code))
+}
+
+/// Starts the policy watch; returns the status book, the policy facts and the valid set.
+fn start_policies(
+    client: &Client,
+    shared: &Shared,
+    recorder: &Recorder,
+    dry_run: bool,
+) -> (
+    Arc<StatusBook>,
+    Facts,
+    watch::Receiver<Vec<InterferencePolicy>>,
+) {
+    let book = Arc::new(StatusBook::default());
+    let (set_tx, policies) = watch::channel(Vec::new());
+    let facts: Facts = Default::default();
+    let sinks = PolicySinks {
+        set: set_tx,
+        book: book.clone(),
+        recorder: recorder.clone(),
+        facts: Arc::clone(&facts),
+        synced: shared.synced.clone(),
+        dry_run,
+    };
+    tokio::spawn(watch_policies(client.clone(), sinks));
+    (book, facts, policies)
 }
 
 /// Applies cluster updates until every reflector has listed once (false: shutdown first).
