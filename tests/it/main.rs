@@ -3,6 +3,7 @@
 mod check_policy;
 mod demo;
 mod kafka;
+mod memory;
 mod operator;
 mod scenario;
 mod support;
