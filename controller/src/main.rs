@@ -77,7 +77,8 @@ enum Command {
     /// acted on. Either way decisions go to the audit topic and standard output, offsets
     /// are committed once samples are applied, malformed messages go to the dead-letter
     /// topic, and SIGINT or SIGTERM stops cleanly (exit 0). Every flag has a `FULCRUM_*`
-    /// environment twin; OpenTelemetry export is not built in yet.
+    /// environment twin; in operator mode, spans (one per decision and per API call) are exported
+    /// over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (standard `OTEL_*` variables).
     Run(RunArgs),
 }
 
@@ -100,10 +101,10 @@ struct DemoArgs {
 #[derive(Args)]
 struct EngineArgs {
     /// How late a sample may arrive (event time) and still be applied in order.
-    #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
+    #[arg(long, env = "FULCRUM_LATENESS", default_value = "15s", value_parser = parse_duration_ms)]
     lateness: u64,
     /// A node or series without samples this long is stale and never acted on.
-    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    #[arg(long, env = "FULCRUM_STALE_AFTER", default_value = "60s", value_parser = parse_duration_ms)]
     stale_after: u64,
 }
 
@@ -429,10 +430,11 @@ fn print_event(event: &Event, output: Output) {
 
 /// Runs the operator (or shadow mode with `--cluster`) until SIGINT/SIGTERM.
 fn run(args: RunArgs) -> anyhow::Result<bool> {
-    fulcrum::telemetry::init_logging(args.log_json || args.log_format == LogFormat::Json);
+    let json_logs = args.log_json || args.log_format == LogFormat::Json;
     if args.cluster.is_empty() {
-        return operator::run(args);
+        return operator::run(args, json_logs);
     }
+    fulcrum::telemetry::init_logging(json_logs);
     anyhow::ensure!(
         !args.policies.is_empty(),
         "shadow mode (--cluster) needs at least one --policy file"

@@ -22,7 +22,7 @@ use fulcrum_engine::{ClusterUpdate, Decision, Engine, Event, Outcome};
 use fulcrum_policies::InterferencePolicy;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::actuator::{Actuation, ActuationError, Actuator};
 use crate::clock::now_ms;
@@ -228,8 +228,23 @@ impl<A: Actuator> Runner<A> {
         Ok(())
     }
 
-    /// Publishes one event, reports it, and carries out an executed decision.
+    /// Handles one event, in a tracing span per decision.
     async fn handle(&mut self, event: Event) -> Result<(), FeedError> {
+        let span = match &event {
+            Event::Decision(d) => tracing::info_span!(
+                "decision",
+                policy = %d.policy,
+                node = %d.node,
+                target = %d.target,
+                outcome = ?d.outcome
+            ),
+            _ => tracing::Span::none(),
+        };
+        self.handle_event(event).instrument(span).await
+    }
+
+    /// Publishes one event, reports it, and carries out an executed decision.
+    async fn handle_event(&mut self, event: Event) -> Result<(), FeedError> {
         let executed = match &event {
             Event::Decision(decision) => {
                 match self.audit.publish(decision).await {

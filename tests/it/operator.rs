@@ -106,6 +106,10 @@ fn setup(name: &str, mode: &str) -> Setup {
 
 impl Setup {
     fn spawn(&self, group: &str, extra: &[&str]) -> Fulcrum {
+        self.spawn_with_env(group, extra, &[])
+    }
+
+    fn spawn_with_env(&self, group: &str, extra: &[&str], env: &[(&str, String)]) -> Fulcrum {
         let kubeconfig = self.dir.join("kubeconfig").display().to_string();
         let mut args: Vec<String> = [
             "run",
@@ -131,7 +135,7 @@ impl Setup {
         .map(String::from)
         .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
-        Fulcrum::spawn(&args)
+        Fulcrum::spawn_with_env(&args, env)
     }
 
     fn evictions(&self) -> Vec<RecordedRequest> {
@@ -311,6 +315,24 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     }
 }
 
+/// A TCP listener standing in for an OTLP collector: its URL, and the first bytes of the
+/// first connection.
+fn otlp_listener() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut preface = vec![0; 24];
+            if stream.read_exact(&mut preface).is_ok() {
+                let _ = tx.send(preface);
+            }
+        }
+    });
+    (url, rx)
+}
+
 /// The rules of the ClusterRole in deploy/operator/rbac.yaml.
 fn cluster_role_rules() -> Vec<Value> {
     let path = crate::support::workspace().join("deploy/operator/rbac.yaml");
@@ -341,7 +363,13 @@ fn dry_run_and_invalid_policies_never_evict() {
         .replace("MODE", "Enforce")
         .replace("window: 90s", "window: 90 seconds");
     s.api.apply_manifest(&invalid).unwrap();
-    let mut fulcrum = s.spawn("dry", &["--dry-run"]);
+    // An OTLP endpoint: spans are exported over gRPC (HTTP/2) to it.
+    let (collector, otlp) = otlp_listener();
+    let mut fulcrum = s.spawn_with_env(
+        "dry",
+        &["--dry-run"],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector)],
+    );
     kcat_produce(&s.broker.addr(), TOPIC, &s.lines);
     let d = fulcrum.wait_for(MINUTE, "a dry-run decision", |v| {
         v["kind"] == "Decision" && v["outcome"] == "DryRun"
@@ -370,6 +398,8 @@ fn dry_run_and_invalid_policies_never_evict() {
     let (seen, _, status) = fulcrum.stop_with_status();
     assert!(status.success());
     assert!(s.evictions().is_empty(), "no eviction POST in dry-run");
+    let preface = otlp.recv_timeout(MINUTE).expect("an OTLP connection");
+    assert!(preface.starts_with(b"PRI * HTTP/2.0"), "{preface:?}");
     assert!(
         !seen.iter().any(|l| l.contains("\"policy\":\"broken\"")),
         "the invalid policy never decides"

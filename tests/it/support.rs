@@ -383,8 +383,14 @@ pub struct Fulcrum {
 
 impl Fulcrum {
     pub fn spawn(args: &[String]) -> Self {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// [`Fulcrum::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[String], env: &[(&str, String)]) -> Self {
         let mut child = Command::new(fulcrum_bin())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("FULCRUM_TEST_LOG").unwrap_or_else(|_| "error".into()),

@@ -52,7 +52,7 @@ async fn clients(args: &RunArgs) -> anyhow::Result<(Client, Client)> {
 }
 
 /// Runs the operator until SIGINT/SIGTERM.
-pub fn run(args: RunArgs) -> anyhow::Result<bool> {
+pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<bool> {
     anyhow::ensure!(
         args.policies.is_empty(),
         "--policy is for shadow mode (--cluster); in operator mode the policies are the cluster's InterferencePolicy objects"
@@ -65,9 +65,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<bool> {
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
     let rt = runtime()?;
+    let telemetry = {
+        let _context = rt.enter(); // the OTLP channel runs on the runtime
+        fulcrum::telemetry::init_tracing(json_logs)?
+    };
+    if telemetry.exporting() {
+        info!("exporting spans over OTLP");
+    }
     let shutdown = shutdown_signal(&rt);
     let stats = Arc::new(FeedStats::default());
-    let summary = rt.block_on(operate(args, options, stats.clone(), shutdown))?;
+    let summary = rt.block_on(operate(args, options, stats.clone(), shutdown));
+    telemetry.shutdown();
+    let summary = summary?;
     let Some(engine_stats) = summary else {
         return Ok(true);
     };
