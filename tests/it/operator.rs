@@ -42,6 +42,7 @@ spec:
 "#;
 
 struct Setup {
+    admin_port: u16,
     broker: Broker,
     api: FakeApiServer,
     dir: PathBuf,
@@ -96,7 +97,12 @@ fn setup(name: &str, mode: &str) -> Setup {
     let dir = temp_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
     api.write_kubeconfig(dir.join("kubeconfig")).unwrap();
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
     Setup {
+        admin_port,
         broker,
         api,
         dir,
@@ -111,12 +117,13 @@ impl Setup {
 
     fn spawn_with_env(&self, group: &str, extra: &[&str], env: &[(&str, String)]) -> Fulcrum {
         let kubeconfig = self.dir.join("kubeconfig").display().to_string();
+        let admin = format!("127.0.0.1:{}", self.admin_port);
         let mut args: Vec<String> = [
             "run",
             "--kubeconfig",
             &kubeconfig,
             "--admin-addr",
-            "127.0.0.1:0",
+            &admin,
             "--brokers",
             &self.broker.addr(),
             "--topic",
@@ -136,6 +143,29 @@ impl Setup {
         .to_vec();
         args.extend(extra.iter().map(|s| s.to_string()));
         Fulcrum::spawn_with_env(&args, env)
+    }
+
+    /// `GET path` on the admin server: (status code, body).
+    fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: fulcrum\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let code = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (code, body)
     }
 
     fn evictions(&self) -> Vec<RecordedRequest> {
@@ -262,6 +292,21 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     assert_eq!(event["reportingController"], "fulcrum.dev/controller");
     assert_eq!(event["related"]["namespace"], "shop");
 
+    // The admin server: alive, ready, and the metrics count what happened.
+    assert_eq!(s.admin_get("/healthz").0, 200);
+    assert_eq!(s.admin_get("/readyz").0, 200);
+    let (code, metrics) = s.admin_get("/metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "fulcrum_eviction_requests_total{code=\"201\"} 1",
+        "fulcrum_decisions_total{policy=\"protect-online\",action=\"Migrate\",outcome=\"Executed\"} 1",
+        "fulcrum_detections_total{policy=\"protect-online\"} 1",
+        "fulcrum_tracked_pods ",
+        "fulcrum_build_info{version=",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+
     // A watch answered 410 mid-run: the reflectors list again and nothing is done twice.
     let lists = |api: &FakeApiServer| {
         api.requests()
@@ -363,6 +408,16 @@ fn dry_run_and_invalid_policies_never_evict() {
         .replace("MODE", "Enforce")
         .replace("window: 90s", "window: 90 seconds");
     s.api.apply_manifest(&invalid).unwrap();
+    // A steering taint left behind by an earlier run, expired: removed at start-up; the
+    // other taint on the node is kept.
+    let mut node = s.api.get_object("nodes", None, "node-1").unwrap();
+    node["spec"]["taints"] = serde_json::json!([
+        {"key": "fulcrum.dev/steer-away", "value": "old", "effect": "PreferNoSchedule"},
+        {"key": "example.com/maintenance", "value": "soon", "effect": "PreferNoSchedule"}
+    ]);
+    node["metadata"]["annotations"] =
+        serde_json::json!({"fulcrum.dev/steer-until": "2020-01-01T00:00:00Z"});
+    s.api.apply_object(node).unwrap();
     // An OTLP endpoint: spans are exported over gRPC (HTTP/2) to it.
     let (collector, otlp) = otlp_listener();
     let mut fulcrum = s.spawn_with_env(
@@ -382,6 +437,19 @@ fn dry_run_and_invalid_policies_never_evict() {
         api.get_object("interferencepolicies", None, "broken")
             .is_some_and(|p| p["status"]["conditions"][0]["status"] == "False")
     });
+    s.wait("the PolicyInvalid Event", |_| {
+        !s.events_with("PolicyInvalid").is_empty()
+    });
+    s.wait("the leftover taint to be removed", |api| {
+        !node_has_steer_taint(api, "node-1")
+    });
+    let node = s.api.get_object("nodes", None, "node-1").unwrap();
+    assert_eq!(
+        node["spec"]["taints"][0]["key"], "example.com/maintenance",
+        "{node}"
+    );
+    assert!(node["metadata"]["annotations"]["fulcrum.dev/steer-until"].is_null());
+    assert_eq!(s.admin_get("/readyz").0, 200);
     let broken = s
         .api
         .get_object("interferencepolicies", None, "broken")
