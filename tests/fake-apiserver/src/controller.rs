@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::pdb;
-use crate::resources::pods;
+use crate::resources::{crds, pods};
 use crate::scheduler;
 use crate::store::{Config, Key, State, ensure_object, name_of, namespace_of, uid_of};
 
@@ -16,6 +16,7 @@ const REPLACING_OWNERS: &[&str] = &["ReplicaSet", "StatefulSet", "Job"];
 pub fn reconcile(st: &mut State, cfg: &Config) {
     for _ in 0..16 {
         let before = st.rv;
+        establish_crds(st);
         if cfg.controllers {
             replace_pods(st);
             scheduler::schedule(st);
@@ -26,6 +27,42 @@ pub fn reconcile(st: &mut State, cfg: &Config) {
         if st.rv == before {
             break;
         }
+    }
+}
+
+/// Marks stored CustomResourceDefinitions `NamesAccepted` and `Established`, as the
+/// apiextensions controllers do (the fake serves only its built-in custom resources).
+fn establish_crds(st: &mut State) {
+    let pending: Vec<Value> = st
+        .iter(crds(), None)
+        .filter(|c| c.pointer("/status/acceptedNames").is_none())
+        .cloned()
+        .collect();
+    for mut crd in pending {
+        let t = crate::store::now();
+        let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+        let stored: Vec<Value> = crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                    .filter_map(|v| v.get("name").cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = json!({
+            "acceptedNames": names,
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                 "message": "no conflicts found", "lastTransitionTime": t},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                 "message": "the initial names have been accepted", "lastTransitionTime": t},
+            ],
+            "storedVersions": stored,
+        });
+        ensure_object(&mut crd).insert("status".into(), status);
+        st.replace(crds(), crd);
     }
 }
 

@@ -42,6 +42,7 @@ mod controller;
 mod discovery;
 mod eviction;
 mod faults;
+pub mod fixtures;
 mod http;
 mod kubeconfig;
 mod list_watch;
@@ -243,7 +244,8 @@ impl FakeApiServer {
     }
 
     /// Applies every object of a manifest: JSON or YAML, a single object, a `List`, or
-    /// multiple YAML documents. Returns how many objects were stored.
+    /// multiple YAML documents, in one write (controllers react once, after the last object;
+    /// an error leaves the objects before it stored). Returns how many objects were stored.
     pub fn apply_manifest(&self, text: &str) -> Result<usize, ApiError> {
         let mut objects = Vec::new();
         for doc in serde_yaml_ng::Deserializer::from_str(text) {
@@ -257,10 +259,19 @@ impl FakeApiServer {
                 _ => objects.push(v),
             }
         }
-        for o in &objects {
-            self.apply_object(o.clone())?;
-        }
-        Ok(objects.len())
+        // One write for the whole manifest: the controllers react once, at the end.
+        let count = objects.len();
+        self.shared.write(|st| {
+            objects.into_iter().try_for_each(|o| {
+                let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+                let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
+                let res = resources::by_kind(api_version, kind).ok_or_else(|| {
+                    ApiError::bad_request(format!("unknown apiVersion/kind {api_version}/{kind}"))
+                })?;
+                writes::upsert(st, res, o).map(|_| ())
+            })
+        })?;
+        Ok(count)
     }
 
     /// Removes an object at once (no grace period, no finalizers). 404 when missing.

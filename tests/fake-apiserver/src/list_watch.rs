@@ -117,6 +117,14 @@ fn state_at(st: &State, res: ResourceId, rv: u64) -> Vec<Value> {
     objects.into_values().collect()
 }
 
+/// The selected objects as they are now.
+fn current(st: &State, res: ResourceId, selection: &Selection) -> Vec<Value> {
+    st.iter(res, selection.namespace.as_deref())
+        .filter(|o| selection.matches(o))
+        .cloned()
+        .collect()
+}
+
 /// Serves a list request.
 pub fn list(st: &mut State, res: ResourceId, q: &ListQuery) -> Result<ListPage, ApiError> {
     let (snapshot_rv, items, offset) = if let Some(token) = &q.continue_token {
@@ -161,7 +169,7 @@ pub fn list(st: &mut State, res: ResourceId, q: &ListQuery) -> Result<ListPage, 
                     "resourceVersionMatch \"Exact\" is forbidden for resourceVersion \"0\"",
                 ));
             }
-            (st.rv, st.list(res, None))
+            (st.rv, current(st, res, &q.selection))
         } else {
             let rv = parse_rv(rv_param)?;
             if rv > st.rv {
@@ -175,17 +183,16 @@ pub fn list(st: &mut State, res: ResourceId, q: &ListQuery) -> Result<ListPage, 
                 if rv < st.compacted_rv {
                     return Err(too_old(rv, st.compacted_rv));
                 }
-                (rv, state_at(st, res, rv))
+                let selected = state_at(st, res, rv)
+                    .into_iter()
+                    .filter(|o| q.selection.matches(o))
+                    .collect();
+                (rv, selected)
             } else {
-                (st.rv, st.list(res, None))
+                (st.rv, current(st, res, &q.selection))
             }
         };
-        let selected = all
-            .1
-            .into_iter()
-            .filter(|o| q.selection.matches(o))
-            .collect();
-        (all.0, selected, None)
+        (all.0, all.1, None)
     };
     let start = offset.map(|(_, o)| o).unwrap_or(0);
     let limit = q.limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
@@ -316,12 +323,7 @@ pub async fn run(shared: Arc<Shared>, res: ResourceId, q: WatchQuery, tx: mpsc::
         st.watches_started += 1;
         let rv_param = q.resource_version.clone().unwrap_or_default();
         let (cursor, initial) = if q.send_initial_events || rv_param.is_empty() || rv_param == "0" {
-            let objects: Vec<Value> = st
-                .list(res, None)
-                .into_iter()
-                .filter(|o| q.selection.matches(o))
-                .collect();
-            (st.rv, Some(objects))
+            (st.rv, Some(current(&st, res, &q.selection)))
         } else {
             match rv_param.parse::<u64>() {
                 Ok(rv) => (rv, None),

@@ -1,12 +1,13 @@
 //! PodDisruptionBudget status, as the disruption controller maintains it: healthy pods are
 //! Running, Ready and not terminating; `minAvailable`/`maxUnavailable` (int or percent,
 //! rounded up) give `desiredHealthy`; `disruptionsAllowed = max(0, currentHealthy -
-//! desiredHealthy)`. `expectedPods` is the number of selected pods (the real controller asks
-//! the owning controller's scale; the fake counts the pods).
+//! desiredHealthy)`. `expectedPods` is the number of selected pods for an integer
+//! `minAvailable`, otherwise the scale of their controllers (`spec.replicas` of stored
+//! ReplicaSets/Deployments; pods without a stored controller count themselves).
 
 use serde_json::{Value, json};
 
-use crate::resources::{pdbs, pods};
+use crate::resources::{by_plural, pdbs, pods};
 use crate::selectors::LabelSelector;
 use crate::store::{State, name_of, namespace_of};
 
@@ -28,18 +29,20 @@ pub fn pod_healthy(pod: &Value) -> bool {
 /// The PDBs in the pod's namespace whose selector selects it.
 pub fn selecting(st: &State, pod: &Value) -> Vec<Value> {
     let ns = namespace_of(pod);
-    st.list(pdbs(), Some(ns))
-        .into_iter()
+    st.iter(pdbs(), Some(ns))
         .filter(|pdb| selects(pdb, pod))
+        .cloned()
         .collect()
 }
 
+/// The PDB's selector (None selects nothing: a null or invalid selector).
+fn selector(pdb: &Value) -> Option<LabelSelector> {
+    let sel = pdb.pointer("/spec/selector").unwrap_or(&Value::Null);
+    LabelSelector::from_object(sel).ok().flatten()
+}
+
 fn selects(pdb: &Value, pod: &Value) -> bool {
-    let sel = pdb
-        .pointer("/spec/selector")
-        .cloned()
-        .unwrap_or(Value::Null);
-    matches!(LabelSelector::from_object(&sel), Ok(Some(s)) if s.matches_object(pod))
+    selector(pdb).is_some_and(|s| s.matches_object(pod))
 }
 
 /// Scales an int-or-percent against `total`, rounding up.
@@ -54,15 +57,75 @@ fn scaled(v: &Value, total: i64) -> Option<i64> {
     }
 }
 
+fn controller_of(obj: &Value) -> Option<(String, String)> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map(|r| {
+            let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            (field("kind"), field("name"))
+        })
+}
+
+/// `spec.replicas` of a stored workload (default 1), following a ReplicaSet up to its
+/// Deployment.
+fn scale_of(st: &State, ns: &str, kind: &str, name: &str) -> Option<(String, i64)> {
+    let plural = match kind {
+        "ReplicaSet" => "replicasets",
+        "Deployment" => "deployments",
+        _ => return None,
+    };
+    let res = by_plural("apps", "v1", plural)?;
+    let obj = st.get(res, ns, name)?;
+    if kind == "ReplicaSet"
+        && let Some((owner_kind, owner_name)) = controller_of(obj)
+        && let Some(up) = scale_of(st, ns, &owner_kind, &owner_name)
+    {
+        return Some(up);
+    }
+    let replicas = obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    Some((format!("{kind}/{name}"), replicas))
+}
+
+/// Expected pods: the summed scale of the distinct stored controllers of the selected pods,
+/// plus one for each selected pod whose controller is not stored (or has no scale here).
+fn expected_from_controllers(st: &State, selected: &[&Value]) -> i64 {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut loose = 0;
+    for pod in selected {
+        let ns = namespace_of(pod);
+        match controller_of(pod).and_then(|(k, n)| scale_of(st, ns, &k, &n)) {
+            Some((key, replicas)) => {
+                seen.insert(key, replicas);
+            }
+            None => loose += 1,
+        }
+    }
+    seen.values().sum::<i64>() + loose
+}
+
 /// The status a PDB should have now.
 pub fn compute_status(st: &State, pdb: &Value) -> Value {
     let ns = namespace_of(pdb);
-    let selected: Vec<Value> = st
-        .list(pods(), Some(ns))
-        .into_iter()
-        .filter(|p| selects(pdb, p))
+    let sel = selector(pdb);
+    let selected: Vec<&Value> = st
+        .iter(pods(), Some(ns))
+        .filter(|p| sel.as_ref().is_some_and(|s| s.matches_object(p)))
         .collect();
-    let expected = selected.len() as i64;
+    // An integer minAvailable counts the selected pods; percentages and maxUnavailable use
+    // the scale of the pods' controllers, as the disruption controller does.
+    let int_min = pdb
+        .pointer("/spec/minAvailable")
+        .is_some_and(Value::is_number);
+    let expected = if int_min {
+        selected.len() as i64
+    } else {
+        expected_from_controllers(st, &selected)
+    };
     let healthy = selected.iter().filter(|p| pod_healthy(p)).count() as i64;
     let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
         scaled(min, expected).unwrap_or(0)
@@ -120,8 +183,12 @@ pub fn compute_status(st: &State, pdb: &Value) -> Value {
     status
 }
 
-/// Recomputes every PDB's status; writes (one MODIFIED each) only those that changed.
+/// Recomputes every PDB's status when pods or budgets changed; writes (one MODIFIED each)
+/// only those that changed.
 pub fn recompute(st: &mut State) {
+    if !std::mem::take(&mut st.budgets_dirty) {
+        return;
+    }
     for pdb in st.list(pdbs(), None) {
         let status = compute_status(st, &pdb);
         if pdb.get("status") != Some(&status) {

@@ -193,6 +193,19 @@ pub static RESOURCES: &[ResourceInfo] = &[
         strategic: false,
         categories: &["fulcrum"],
     },
+    ResourceInfo {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        singular: "customresourcedefinition",
+        namespaced: false,
+        verbs: ALL_VERBS,
+        short_names: &["crd", "crds"],
+        has_status: true,
+        strategic: false,
+        categories: &["api-extensions"],
+    },
 ];
 
 /// Index of a resource in [`RESOURCES`].
@@ -249,6 +262,10 @@ pub fn nodes() -> ResourceId {
 pub fn namespaces() -> ResourceId {
     2
 }
+/// apiextensions.k8s.io/v1 CustomResourceDefinitions.
+pub fn crds() -> ResourceId {
+    10
+}
 /// policy/v1 PodDisruptionBudgets.
 pub fn pdbs() -> ResourceId {
     6
@@ -288,6 +305,13 @@ pub static SUBRESOURCES: &[(&str, &str, &str, &str, &[&str])] = &[
         &["get", "patch", "update"],
     ),
     (
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "status",
+        "CustomResourceDefinition",
+        &["get", "patch", "update"],
+    ),
+    (
         "fulcrum.dev",
         "interferencepolicies",
         "status",
@@ -306,6 +330,7 @@ mod tests {
         assert_eq!(RESOURCES[nodes()].plural, "nodes");
         assert_eq!(RESOURCES[pdbs()].plural, "poddisruptionbudgets");
         assert_eq!(RESOURCES[namespaces()].plural, "namespaces");
+        assert_eq!(RESOURCES[crds()].plural, "customresourcedefinitions");
         assert_eq!(
             by_name("ifp").map(|i| RESOURCES[i].kind),
             Some("InterferencePolicy")

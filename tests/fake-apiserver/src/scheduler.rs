@@ -219,7 +219,7 @@ fn needs_scheduling(pod: &Value) -> bool {
 /// Requests of pods bound to each node (terminal pods excluded).
 fn usage(st: &State) -> BTreeMap<String, (i128, i128)> {
     let mut used: BTreeMap<String, (i128, i128)> = BTreeMap::new();
-    for pod in st.list(pods(), None) {
+    for pod in st.iter(pods(), None) {
         let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) else {
             continue;
         };
@@ -229,7 +229,7 @@ fn usage(st: &State) -> BTreeMap<String, (i128, i128)> {
         ) {
             continue;
         }
-        let (c, m) = pod_requests(&pod);
+        let (c, m) = pod_requests(pod);
         let e = used.entry(node.to_string()).or_default();
         e.0 += c;
         e.1 += m;
@@ -239,17 +239,20 @@ fn usage(st: &State) -> BTreeMap<String, (i128, i128)> {
 
 /// Schedules every unbound pending pod (one write per pod whose state changes).
 pub fn schedule(st: &mut State) {
+    if !std::mem::take(&mut st.scheduling_dirty) {
+        return;
+    }
     let pending: Vec<Value> = st
-        .list(pods(), None)
-        .into_iter()
-        .filter(needs_scheduling)
+        .iter(pods(), None)
+        .filter(|p| needs_scheduling(p))
+        .cloned()
         .collect();
     if pending.is_empty() {
         return;
     }
     let all_nodes = st.list(nodes(), None);
+    let mut used = usage(st);
     for pod in pending {
-        let used = usage(st);
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut best: Option<(usize, i128, String)> = None;
         for node in &all_nodes {
@@ -266,6 +269,10 @@ pub fn schedule(st: &mut State) {
         let mut updated = pod.clone();
         match best {
             Some((_, _, node_name)) => {
+                let (cpu, memory) = pod_requests(&pod);
+                let e = used.entry(node_name.clone()).or_default();
+                e.0 += cpu;
+                e.1 += memory;
                 let t = now();
                 crate::store::ensure_object(&mut updated["spec"])
                     .insert("nodeName".into(), json!(node_name));

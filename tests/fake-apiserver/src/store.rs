@@ -101,6 +101,10 @@ pub struct State {
     pub replaced: HashSet<String>,
     /// Pods whose owner must get a replacement (filled by deletes).
     pub to_replace: Vec<Value>,
+    /// Pods or nodes changed since the scheduler last ran.
+    pub scheduling_dirty: bool,
+    /// Pods, budgets or workloads changed since PDB statuses were last computed.
+    pub budgets_dirty: bool,
     /// Pods to remove later: (key, uid, delay).
     pub deferred_removals: Vec<(Key, String, Duration)>,
 }
@@ -161,11 +165,20 @@ impl State {
 
     /// All objects of a resource (in one namespace, or all when `ns` is None), by key order.
     pub fn list(&self, res: ResourceId, ns: Option<&str>) -> Vec<Value> {
+        self.iter(res, ns).cloned().collect()
+    }
+
+    /// Borrows the objects of a resource (in one namespace, or all), by key order.
+    pub fn iter<'a>(
+        &'a self,
+        res: ResourceId,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let start = (res, ns.unwrap_or("").to_string(), String::new());
         self.objects
-            .iter()
-            .filter(|((r, n, _), _)| *r == res && ns.is_none_or(|ns| ns == n))
-            .map(|(_, v)| v.clone())
-            .collect()
+            .range(start..)
+            .take_while(move |((r, n, _), _)| *r == res && ns.is_none_or(|ns| ns == n))
+            .map(|(_, v)| v)
     }
 
     fn push_event(
@@ -175,6 +188,16 @@ impl State {
         object: Value,
         previous: Option<Value>,
     ) {
+        let plural = RESOURCES[res].plural;
+        if RESOURCES[res].group.is_empty() && matches!(plural, "pods" | "nodes") {
+            self.scheduling_dirty = true;
+        }
+        if matches!(
+            plural,
+            "pods" | "poddisruptionbudgets" | "replicasets" | "deployments"
+        ) {
+            self.budgets_dirty = true;
+        }
         self.history.push_back(StoredEvent {
             rv: self.rv,
             resource: res,

@@ -1531,3 +1531,140 @@ async fn dry_run_writes_answer_but_keep_nothing() {
     assert!(api.get_object("pods", Some("default"), "solo").is_some());
     assert_eq!(api.evictions()[0].status, 201);
 }
+
+#[tokio::test]
+async fn percent_budgets_with_fixtures() {
+    use fulcrum_fake_apiserver::fixtures;
+    let api = FakeApiServer::builder().controllers(false).start();
+    api.apply_object(fixtures::node("n1", "8", "16Gi")).unwrap();
+    // Percent budgets count the controller's scale (4 replicas), not the pods left.
+    api.apply_object(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "rs-uid"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}},
+    }))
+    .unwrap();
+    for i in 0..4 {
+        let pod = fixtures::running_pod(
+            "shop",
+            &format!("web-{i}"),
+            "n1",
+            json!({"app": "web"}),
+            "100m",
+            "64Mi",
+        );
+        api.apply_object(fixtures::owned_by(
+            pod,
+            "apps/v1",
+            "ReplicaSet",
+            "web",
+            "rs-uid",
+        ))
+        .unwrap();
+    }
+    api.apply_object(fixtures::pdb(
+        "shop",
+        "web",
+        json!({"app": "web"}),
+        ("maxUnavailable", json!("50%")),
+    ))
+    .unwrap();
+    let status =
+        |a: &FakeApiServer| a.get_object("pdb", Some("shop"), "web").unwrap()["status"].clone();
+    let s = status(&api);
+    assert_eq!(
+        (
+            &s["expectedPods"],
+            &s["desiredHealthy"],
+            &s["disruptionsAllowed"]
+        ),
+        (&json!(4), &json!(2), &json!(2))
+    );
+    let pods: Api<Pod> = Api::namespaced(client(&api), "shop");
+    pods.evict("web-0", &EvictParams::default()).await.unwrap();
+    pods.evict("web-1", &EvictParams::default()).await.unwrap();
+    let err = pods
+        .evict("web-2", &EvictParams::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), Some(429));
+    let s = status(&api);
+    assert_eq!(
+        (&s["currentHealthy"], &s["disruptionsAllowed"]),
+        (&json!(2), &json!(0))
+    );
+    // Without the controller nothing replaces them.
+    assert_eq!(api.list_objects("pods", Some("shop")).len(), 2);
+}
+
+#[tokio::test]
+async fn real_crd_and_typed_policy_round_trip() {
+    use fulcrum_policies::{InterferencePolicy, InterferencePolicyStatus};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use kube::CustomResourceExt;
+    use kube::runtime::{conditions, wait::await_condition};
+
+    let api = FakeApiServer::start();
+    let client = client(&api);
+    // The operator's CRD, applied server-side, becomes Established.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = InterferencePolicy::crd();
+    let name = crd.metadata.name.clone().unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply("fulcrum").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let established = tokio::time::timeout(
+        WAIT,
+        await_condition(crds.clone(), &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(established.is_some());
+
+    // A shipped example policy round-trips through the typed API.
+    let manifest = include_str!("../../../deploy/examples/online-vs-ai-evict.yaml");
+    let policy: InterferencePolicy = serde_yaml_ng::from_str(manifest).unwrap();
+    let policies: Api<InterferencePolicy> = Api::all(client.clone());
+    let created = policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    assert_eq!(created.spec, policy.spec);
+    let status = InterferencePolicyStatus {
+        observed_generation: created.metadata.generation,
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "Valid".into(),
+            message: "policy is active".into(),
+            observed_generation: created.metadata.generation,
+            last_transition_time: Time(jiff::Timestamp::now()),
+        }],
+        detections: 3,
+        ..InterferencePolicyStatus::default()
+    };
+    let body = json!({
+        "apiVersion": "fulcrum.dev/v1alpha1",
+        "kind": "InterferencePolicy",
+        "status": status,
+    });
+    let applied = policies
+        .patch_status(
+            &created.metadata.name.clone().unwrap(),
+            &PatchParams::apply("fulcrum").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap();
+    let got = applied.status.unwrap();
+    assert_eq!(got.detections, 3);
+    assert_eq!(got.conditions[0].reason, "Valid");
+    assert_eq!(applied.metadata.generation, created.metadata.generation);
+}
