@@ -236,6 +236,25 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     assert_eq!(e.status, 201);
     assert_eq!(e.body["kind"], "Eviction");
 
+    // The replacement is scheduled away from the tainted node, and that is reported.
+    let landed = fulcrum.wait_for(MINUTE, "the replacement", |v| v["kind"] == "Replacement");
+    assert_eq!(landed["node"], "node-1", "{landed}");
+    assert_eq!(landed["evicted"], format!("spark/{CULPRIT}"));
+    s.wait("the landing Event", |api| {
+        api.list_objects("events.events.k8s.io", None)
+            .iter()
+            .any(|e| {
+                e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("landed on node-1"))
+            })
+    });
+    s.wait("lastAction naming the destination", |_| {
+        s.policy_status()["lastAction"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("replacement landed on node-1"))
+    });
+
     // The steering taint was set on the source node before the eviction, other taints
     // untouched, and it is removed after the cooldown.
     let patches: Vec<RecordedRequest> = s

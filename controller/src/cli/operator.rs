@@ -12,6 +12,7 @@ use fulcrum::cluster::events::Recorder;
 use fulcrum::cluster::evict::{KubeActuator, RetrySettings};
 use fulcrum::cluster::policies::{Facts, PolicySinks, watch_policies};
 use fulcrum::cluster::reflect::{self, Shared};
+use fulcrum::cluster::replacement::Landing;
 use fulcrum::cluster::status::StatusBook;
 use fulcrum::cluster::steer;
 use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats};
@@ -21,7 +22,7 @@ use fulcrum_policies::InterferencePolicy;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Output, RunArgs, print_event, print_stop, runtime, shutdown_signal};
 
@@ -93,7 +94,7 @@ async fn operate(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<serde_json::Value>> {
     let (watch_client, act_client) = clients(&args).await?;
-    let shared = Shared::default();
+    let (shared, landings) = Shared::new();
     let health = Arc::new(FeedHealth::default());
     let metrics = Arc::new(Metrics::new());
     let admin_task = admin::serve(
@@ -139,6 +140,7 @@ async fn operate(
         tokio::spawn(async move { book.write_loop(client, STATUS_EVERY, shutdown).await })
     };
     let actuator = actuator(&args, act_client, &shared, facts, &metrics);
+    tokio::spawn(report_landings(landings, recorder.clone(), book.clone()));
     let (reports_tx, reports_rx) = mpsc::channel::<Report>(1024);
     let consumer = tokio::spawn(consume(
         reports_rx,
@@ -179,7 +181,8 @@ fn actuator(
         ..RetrySettings::default()
     };
     let observer = metrics.clone();
-    KubeActuator::new(client, shared.uids.clone(), facts, retry)
+    let replacements = shared.replacements.clone();
+    KubeActuator::new(client, shared.uids.clone(), facts, replacements, retry)
         .observe(move |code| observer.eviction_answered(code))
 }
 
@@ -251,7 +254,7 @@ async fn consume(
             .lock()
             .ok()?
             .get(&(ns.to_owned(), name.to_owned()))
-            .cloned()
+            .map(|m| m.uid.clone())
     };
     while let Some(report) = reports.recv().await {
         recorder.report(&report, uid);
@@ -268,6 +271,31 @@ async fn consume(
                 "action": decision.action, "error": error.kind(), "message": error.to_string(),
             })),
         }
+    }
+}
+
+/// Reports where replacements landed (or that they cannot be scheduled).
+async fn report_landings(
+    mut landings: mpsc::UnboundedReceiver<Landing>,
+    recorder: Recorder,
+    book: Arc<StatusBook>,
+) {
+    while let Some(landing) = landings.recv().await {
+        match &landing.node {
+            Ok(node) => {
+                info!(evicted = %landing.evicted, replacement = %landing.replacement, %node, "replacement landed")
+            }
+            Err(why) => {
+                warn!(evicted = %landing.evicted, replacement = %landing.replacement, %why, "replacement cannot be scheduled")
+            }
+        }
+        recorder.landing(&landing);
+        book.landed(&landing);
+        print_json(serde_json::json!({
+            "kind": "Replacement", "policy": landing.policy, "evicted": landing.evicted,
+            "replacement": landing.replacement, "node": landing.node.as_ref().ok(),
+            "unschedulable": landing.node.as_ref().err(),
+        }));
     }
 }
 
@@ -294,11 +322,12 @@ fn admin_handlers(
         }
         Ok(())
     });
-    let (metrics2, stats, health, uids) = (
+    let (metrics2, stats, health, uids, nodes) = (
         metrics.clone(),
         stats.clone(),
         health.clone(),
         shared.uids.clone(),
+        shared.nodes.clone(),
     );
     let render = Arc::new(move || {
         use std::sync::atomic::Ordering::Relaxed;
@@ -324,6 +353,7 @@ fn admin_handlers(
         }
         let pods = uids.lock().map(|u| u.len()).unwrap_or(0);
         m.tracked_pods.set(pods as i64);
+        m.tracked_nodes.set(nodes.load(Relaxed) as i64);
         m.render()
     });
     Admin {

@@ -13,6 +13,7 @@ use kube::{Api, Client};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::replacement::Landing;
 use crate::actuator::ActuationError;
 use crate::runner::Report;
 
@@ -105,6 +106,38 @@ impl Recorder {
         let event = self.event(
             "default", name, regarding, None, reason, message, kind, "Validate",
         );
+        self.send(event);
+    }
+
+    /// Writes an Event on the evicted pod saying where its replacement landed, or that it
+    /// cannot be scheduled (Warning).
+    pub fn landing(&self, landing: &Landing) {
+        let (note, warning) = match &landing.node {
+            Ok(node) => (
+                format!("replacement {} landed on {node}", landing.replacement),
+                false,
+            ),
+            Err(why) => (
+                format!(
+                    "replacement {} cannot be scheduled: {why}",
+                    landing.replacement
+                ),
+                true,
+            ),
+        };
+        let (ns, name) = landing
+            .evicted
+            .split_once('/')
+            .unwrap_or(("default", &landing.evicted));
+        let regarding = pod_ref(&landing.evicted, None);
+        let related = Some(pod_ref(&landing.replacement, None));
+        let kind = if warning { "Warning" } else { "Normal" };
+        let reason = if warning {
+            REASON_BLOCKED
+        } else {
+            REASON_MIGRATED
+        };
+        let event = self.event(ns, name, regarding, related, reason, &note, kind, "Replace");
         self.send(event);
     }
 

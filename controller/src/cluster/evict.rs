@@ -29,6 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::policies::Facts;
 use super::reflect::PodUids;
+use super::replacement::Replacements;
 use super::steer;
 use crate::actuator::{Actuation, ActuationError, Actuator};
 
@@ -61,6 +62,7 @@ pub struct KubeActuator {
     client: Client,
     uids: PodUids,
     facts: Facts,
+    replacements: Replacements,
     retry: RetrySettings,
     /// Pods refused with 429: not asked again before the instant; the delay doubles.
     blocked: HashMap<String, (Instant, Duration)>,
@@ -76,11 +78,18 @@ enum Attempt {
 
 impl KubeActuator {
     /// An actuator over `client` (which must have kube's default retry off).
-    pub fn new(client: Client, uids: PodUids, facts: Facts, retry: RetrySettings) -> Self {
+    pub fn new(
+        client: Client,
+        uids: PodUids,
+        facts: Facts,
+        replacements: Replacements,
+        retry: RetrySettings,
+    ) -> Self {
         Self {
             client,
             uids,
             facts,
+            replacements,
             retry,
             blocked: HashMap::new(),
             observer: None,
@@ -136,12 +145,13 @@ impl KubeActuator {
             .target
             .split_once('/')
             .ok_or_else(|| ActuationError::Gone(d.target.clone()))?;
-        let uid = self
+        let meta = self
             .uids
             .lock()
             .ok()
             .and_then(|u| u.get(&(ns.to_owned(), name.to_owned())).cloned())
             .ok_or_else(|| ActuationError::Gone(d.target.clone()))?;
+        let uid = meta.uid;
         if let Some((until, _)) = self.blocked.get(&d.target)
             && Instant::now() < *until
         {
@@ -170,6 +180,10 @@ impl KubeActuator {
         match result {
             Ok(()) => {
                 self.blocked.remove(&d.target);
+                if let Some(owner) = meta.owner {
+                    let now = jiff::Timestamp::now().as_millisecond();
+                    self.replacements.expect(&d.policy, &d.target, owner, now);
+                }
                 Ok(())
             }
             Err(Attempt::Code(429, message)) => {

@@ -22,7 +22,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use super::convert::{node_info, pdb_info, pod_info};
+use super::replacement::{Landing, Replacements};
 use super::steer::{STEER_TAINT, STEER_UNTIL, SteerMarks};
+use fulcrum_engine::cluster::Owner;
 
 /// Which reflectors have listed at least once (the operator is not ready before).
 #[derive(Debug, Default)]
@@ -61,18 +63,46 @@ impl Synced {
     }
 }
 
-/// UIDs of the pods the reflector knows, for the eviction's UID precondition.
-pub type PodUids = Arc<Mutex<HashMap<(String, String), String>>>;
+/// What the actuator and Events need about a pod the reflector knows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodMeta {
+    /// The pod's UID (the eviction's precondition).
+    pub uid: String,
+    /// Its controller, to find its replacement.
+    pub owner: Option<Owner>,
+}
+
+/// [`PodMeta`] of the pods the reflector knows, by (namespace, name).
+pub type PodUids = Arc<Mutex<HashMap<(String, String), PodMeta>>>;
 
 /// What the reflectors share with the rest of the adapter.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Shared {
     /// Sync state, for `/readyz`.
     pub synced: Arc<Synced>,
-    /// Pod UIDs by (namespace, name).
+    /// Pod UIDs and owners by (namespace, name).
     pub uids: PodUids,
     /// Nodes carrying Fulcrum's steering taint, with their expiry.
     pub marks: SteerMarks,
+    /// Replacements of evicted pods awaited.
+    pub replacements: Replacements,
+    /// Nodes listed or watched.
+    pub nodes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared {
+    /// Shared state, and the receiver of replacement reports.
+    pub fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Landing>) {
+        let (replacements, landings) = Replacements::new();
+        let shared = Self {
+            synced: Arc::default(),
+            uids: Arc::default(),
+            marks: Arc::default(),
+            replacements,
+            nodes: Arc::default(),
+        };
+        (shared, landings)
+    }
 }
 
 /// How one kind of object becomes cluster updates.
@@ -179,6 +209,11 @@ where
             }
             Err(e) => warn!(kind = mapper.name, error = %e, "watch failed; retrying with backoff"),
         }
+        if mapper.name == "nodes" {
+            shared
+                .nodes
+                .store(known.len(), std::sync::atomic::Ordering::Relaxed);
+        }
         for update in out {
             if tx.send(update).await.is_err() {
                 return;
@@ -202,6 +237,9 @@ fn node_mapper() -> Mapper<Node> {
                 .get(STEER_UNTIL)
                 .and_then(|v| v.parse::<jiff::Timestamp>().ok());
             if let Ok(mut marks) = shared.marks.lock() {
+                if !marks.contains_key(&info.name) && steered {
+                    debug!(node = %info.name, "steering taint seen");
+                }
                 if steered {
                     marks.insert(info.name.clone(), until);
                 } else {
@@ -225,11 +263,15 @@ fn pod_mapper() -> Mapper<Pod> {
         upsert: |pod, shared| {
             let info = pod_info(pod);
             if let Ok(mut uids) = shared.uids.lock() {
-                uids.insert(
-                    (info.namespace.clone(), info.name.clone()),
-                    info.uid.clone(),
-                );
+                let meta = PodMeta {
+                    uid: info.uid.clone(),
+                    owner: info.owner.clone(),
+                };
+                uids.insert((info.namespace.clone(), info.name.clone()), meta);
             }
+            shared
+                .replacements
+                .observe(pod, info.owner.as_ref(), info.created_ms);
             vec![ClusterUpdate::UpsertPod(Box::new(info))]
         },
         remove: |ns, name, shared| {

@@ -19,6 +19,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
+use super::replacement::Landing;
 use crate::actuator::ActuationError;
 use crate::runner::Report;
 
@@ -101,6 +102,23 @@ impl StatusBook {
             }
             _ => {}
         }
+    }
+
+    /// Adds where the replacement of the last action landed to `lastAction.reason`.
+    pub fn landed(&self, landing: &Landing) {
+        self.update(&landing.policy, |e| {
+            if let Some(last) = e.status.last_action.as_mut()
+                && last.pod == landing.evicted
+            {
+                match &landing.node {
+                    Ok(node) => last
+                        .reason
+                        .push_str(&format!("; replacement landed on {node}")),
+                    Err(_) => last.reason.push_str("; replacement cannot be scheduled"),
+                }
+                e.dirty = true;
+            }
+        });
     }
 
     fn count(&self, d: &Decision, f: impl FnOnce(&mut ActionCounts)) {
