@@ -99,7 +99,13 @@ async fn operate(
     let metrics = Arc::new(Metrics::new());
     let admin_task = admin::serve(
         args.operator.admin_addr,
-        admin_handlers(&shared, &health, &stats, &metrics),
+        admin_handlers(
+            args.engine.stale_after as i64,
+            &shared,
+            &health,
+            &stats,
+            &metrics,
+        ),
         shutdown.clone(),
     )
     .await
@@ -306,11 +312,13 @@ fn print_json(value: serde_json::Value) {
 }
 
 fn admin_handlers(
+    stale_after_ms: i64,
     shared: &Shared,
     health: &Arc<FeedHealth>,
     stats: &Arc<FeedStats>,
     metrics: &Arc<Metrics>,
 ) -> Admin {
+    use std::sync::atomic::Ordering::Relaxed;
     let (synced, health2) = (shared.synced.clone(), health.clone());
     let ready = Arc::new(move || {
         let pending = synced.pending();
@@ -319,6 +327,14 @@ fn admin_handlers(
         }
         if !health2.ready() {
             return Err("Kafka brokers not reachable yet".into());
+        }
+        if health2.assigned.load(Relaxed) == 0 {
+            return Err("no partition assigned".into());
+        }
+        let last = health2.last_message_ms.load(Relaxed);
+        let age = fulcrum::clock::now_ms() - last;
+        if last > 0 && age > stale_after_ms {
+            return Err(format!("feed stale: no sample for {} s", age / 1000));
         }
         Ok(())
     });
@@ -330,7 +346,6 @@ fn admin_handlers(
         shared.nodes.clone(),
     );
     let render = Arc::new(move || {
-        use std::sync::atomic::Ordering::Relaxed;
         let m = &metrics2;
         let accepted = stats.samples.load(Relaxed);
         let rejected = stats.rejected_samples.load(Relaxed);
