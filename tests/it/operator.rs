@@ -237,7 +237,16 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     assert_eq!(e.body["kind"], "Eviction");
 
     // The replacement is scheduled away from the tainted node, and that is reported.
-    let landed = fulcrum.wait_for(MINUTE, "the replacement", |v| v["kind"] == "Replacement");
+    // (It may be printed before the Actuated line: the reflector can see the new pod bound
+    // before the eviction's answer is reported.)
+    let replacement = |v: &Value| v["kind"] == "Replacement";
+    let earlier = fulcrum
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(replacement);
+    let landed =
+        earlier.unwrap_or_else(|| fulcrum.wait_for(MINUTE, "the replacement", replacement));
     assert_eq!(landed["node"], "node-1", "{landed}");
     assert_eq!(landed["evicted"], format!("spark/{CULPRIT}"));
     s.wait("the landing Event", |api| {

@@ -97,20 +97,17 @@ async fn operate(
     let (shared, landings) = Shared::new();
     let health = Arc::new(FeedHealth::default());
     let metrics = Arc::new(Metrics::new());
-    let admin_task = admin::serve(
-        args.operator.admin_addr,
-        admin_handlers(
-            args.engine.stale_after as i64,
-            &shared,
-            &health,
-            &stats,
-            &metrics,
-        ),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("binding --admin-addr {}", args.operator.admin_addr))?;
-
+    let handlers = admin_handlers(
+        args.engine.stale_after as i64,
+        &shared,
+        &health,
+        &stats,
+        &metrics,
+    );
+    let admin_addr = args.operator.admin_addr;
+    let admin_task = admin::serve(admin_addr, handlers, shutdown.clone())
+        .await
+        .with_context(|| format!("binding --admin-addr {admin_addr}"))?;
     let (updates_tx, mut updates) = mpsc::channel::<ClusterUpdate>(4096);
     reflect::spawn(&watch_client, updates_tx, &shared, &shutdown);
     let instance = std::env::var("POD_NAME")
@@ -124,17 +121,7 @@ async fn operate(
     if !sync(&mut engine, &shared, &mut updates, &mut shutdown).await {
         return Ok(None);
     }
-    let invalid = engine.set_policies(&policies.borrow_and_update());
-    anyhow::ensure!(
-        invalid.is_empty(),
-        "validated policies rejected: {invalid:?}"
-    );
-    info!(
-        nodes = engine.cluster().node_count(),
-        pods = engine.cluster().pod_count(),
-        policies = engine.policies().count(),
-        "cluster listed"
-    );
+    set_initial_policies(&mut engine, &mut policies)?;
     tokio::spawn(steer::sweep(
         act_client.clone(),
         shared.marks.clone(),
@@ -171,6 +158,22 @@ async fn operate(
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     admin_task.abort();
     Ok(Some(serde_json::to_value(engine.stats())?))
+}
+
+/// Hands the policies listed at start to the engine (before the audit restore needs them).
+fn set_initial_policies(
+    engine: &mut Engine,
+    policies: &mut watch::Receiver<Vec<InterferencePolicy>>,
+) -> anyhow::Result<()> {
+    let invalid = engine.set_policies(&policies.borrow_and_update());
+    anyhow::ensure!(
+        invalid.is_empty(),
+        "validated policies rejected: {invalid:?}"
+    );
+    let (nodes, pods) = (engine.cluster().node_count(), engine.cluster().pod_count());
+    let policies = engine.policies().count();
+    info!(nodes, pods, policies, "cluster listed");
+    Ok(())
 }
 
 /// The Eviction-API actuator, counting answers in the metrics.

@@ -168,6 +168,9 @@ impl KubeActuator {
             .with_min_delay(self.retry.min_delay)
             .with_max_delay(self.retry.max_delay)
             .with_max_times(self.retry.max_retries);
+        // A replacement is created after this instant (taken before the call: the
+        // controller may create it before the answer arrives).
+        let started = jiff::Timestamp::now().as_millisecond();
         let this = &*self;
         let result = (|| async { this.post_eviction(ns, name, &uid, grace).await })
             .retry(backoff)
@@ -181,8 +184,8 @@ impl KubeActuator {
             Ok(()) => {
                 self.blocked.remove(&d.target);
                 if let Some(owner) = meta.owner {
-                    let now = jiff::Timestamp::now().as_millisecond();
-                    self.replacements.expect(&d.policy, &d.target, owner, now);
+                    self.replacements
+                        .expect(&d.policy, &d.target, owner, started);
                 }
                 Ok(())
             }
