@@ -132,7 +132,8 @@ async fn operate(
         let (book, client, shutdown) = (book.clone(), watch_client.clone(), shutdown.clone());
         tokio::spawn(async move { book.write_loop(client, STATUS_EVERY, shutdown).await })
     };
-    let actuator = actuator(&args, act_client, &shared, facts, &metrics);
+    let actuator =
+        actuator(&args, act_client, &shared, facts, &metrics).abandon_on(shutdown.clone());
     tokio::spawn(report_landings(landings, recorder.clone(), book.clone()));
     let (reports_tx, reports_rx) = mpsc::channel::<Report>(1024);
     let consumer = tokio::spawn(consume(

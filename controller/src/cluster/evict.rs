@@ -25,6 +25,7 @@ use fulcrum_engine::Decision;
 use fulcrum_policies::spec::Action;
 use kube::Client;
 use serde_json::json;
+use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::policies::Facts;
@@ -67,7 +68,11 @@ pub struct KubeActuator {
     /// Pods refused with 429: not asked again before the instant; the delay doubles.
     blocked: HashMap<String, (Instant, Duration)>,
     observer: Option<Box<dyn Fn(u16) + Send + Sync>>,
+    shutdown: Option<watch::Receiver<bool>>,
 }
+
+/// How long an action in progress may still run once shutdown is asked for.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// One attempt's failure.
 #[derive(Debug)]
@@ -93,7 +98,15 @@ impl KubeActuator {
             retry,
             blocked: HashMap::new(),
             observer: None,
+            shutdown: None,
         }
+    }
+
+    /// Once `shutdown` turns true, an action in progress gets [`SHUTDOWN_GRACE`] to finish,
+    /// then it is abandoned (reported Failed; nothing more is sent).
+    pub fn abandon_on(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = Some(shutdown);
+        self
     }
 
     /// Calls `f` with the HTTP status of every eviction answer (0: no answer), for metrics.
@@ -228,7 +241,8 @@ impl KubeActuator {
 impl Actuator for KubeActuator {
     async fn execute(&mut self, decision: &Decision) -> Result<Actuation, ActuationError> {
         let span = info_span!("actuate", policy = %decision.policy, target = %decision.target, action = ?decision.action);
-        async {
+        let mut shutdown = self.shutdown.clone();
+        let work = async {
             if decision.action == Action::Migrate {
                 self.steer(decision).await;
             }
@@ -236,7 +250,22 @@ impl Actuator for KubeActuator {
             info!(target = %decision.target, "evicted");
             Ok(Actuation::default())
         }
-        .instrument(span)
-        .await
+        .instrument(span);
+        let abandon = async {
+            match shutdown.as_mut() {
+                Some(s) => {
+                    let _ = s.wait_for(|stop| *stop).await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = work => result,
+            () = abandon => {
+                warn!(target = %decision.target, "action abandoned at shutdown");
+                Err(ActuationError::Failed("abandoned at shutdown".into()))
+            }
+        }
     }
 }
