@@ -31,6 +31,8 @@ struct Entry {
     status: InterferencePolicyStatus,
     valid: Option<bool>,
     dirty: bool,
+    /// Where replacements landed, reported before their action was counted.
+    early_landings: Vec<(String, String)>,
 }
 
 /// Status of every policy, written to the API by [`StatusBook::write_loop`].
@@ -106,17 +108,19 @@ impl StatusBook {
 
     /// Adds where the replacement of the last action landed to `lastAction.reason`.
     pub fn landed(&self, landing: &Landing) {
-        self.update(&landing.policy, |e| {
-            if let Some(last) = e.status.last_action.as_mut()
-                && last.pod == landing.evicted
-            {
-                match &landing.node {
-                    Ok(node) => last
-                        .reason
-                        .push_str(&format!("; replacement landed on {node}")),
-                    Err(_) => last.reason.push_str("; replacement cannot be scheduled"),
-                }
+        let suffix = match &landing.node {
+            Ok(node) => format!("; replacement landed on {node}"),
+            Err(_) => "; replacement cannot be scheduled".to_owned(),
+        };
+        self.update(&landing.policy, |e| match e.status.last_action.as_mut() {
+            Some(last) if last.pod == landing.evicted => {
+                last.reason.push_str(&suffix);
                 e.dirty = true;
+            }
+            // The reflector can see the replacement before the action is counted.
+            _ => {
+                e.early_landings.truncate(15);
+                e.early_landings.push((landing.evicted.clone(), suffix));
             }
         });
     }
@@ -127,13 +131,21 @@ impl StatusBook {
             f(&mut e.status.actions);
             let c = &mut e.status.actions;
             c.total = c.evicted + c.migrated + c.dry_run + c.blocked;
+            let mut reason = d.reason.clone();
+            if let Some(i) = e
+                .early_landings
+                .iter()
+                .position(|(pod, _)| *pod == d.target)
+            {
+                reason.push_str(&e.early_landings.swap_remove(i).1);
+            }
             e.status.last_action = Some(LastAction {
                 time: Time(jiff::Timestamp::from_millisecond(d.at).unwrap_or_default()),
                 node: d.node.clone(),
                 pod: d.target.clone(),
                 action: d.action,
                 trigger: d.trigger.clone(),
-                reason: d.reason.clone(),
+                reason,
             });
         });
     }
@@ -236,5 +248,88 @@ pub fn ready_condition(errors: &[FieldError], generation: Option<i64>) -> Condit
         reason: reason.into(),
         status: status.into(),
         type_: READY_CONDITION.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actuator::Actuation;
+    use fulcrum_engine::decision::{Evidence, Explanation};
+    use fulcrum_policies::spec::{Mode, TriggerScope};
+
+    fn decision() -> Decision {
+        Decision {
+            at: 0,
+            policy: "p".into(),
+            node: "n0".into(),
+            trigger: "t".into(),
+            victim: None,
+            target: "ns/pod".into(),
+            action: Action::Migrate,
+            mode: Mode::Enforce,
+            outcome: Outcome::Executed,
+            reason: "why".into(),
+            destination: None,
+            explanation: Explanation {
+                episode: 1,
+                evidence: Evidence {
+                    scope: TriggerScope::Victim,
+                    metric: "m".into(),
+                    value: 0.0,
+                    threshold: 0.0,
+                    baseline: None,
+                    since: 0,
+                    held_ms: 0,
+                    window_ms: 0,
+                },
+                method: "Correlation".into(),
+                scores: Vec::new(),
+                guard: String::new(),
+            },
+        }
+    }
+
+    fn actuated() -> Report {
+        Report::Actuated {
+            decision: Box::new(decision()),
+            actuation: Actuation::default(),
+        }
+    }
+
+    fn landing() -> Landing {
+        Landing {
+            policy: "p".into(),
+            evicted: "ns/pod".into(),
+            replacement: "ns/pod-2".into(),
+            node: Ok("n1".into()),
+        }
+    }
+
+    fn last_reason(book: &StatusBook) -> String {
+        let entries = book.entries.lock().expect("lock");
+        entries["p"]
+            .status
+            .last_action
+            .as_ref()
+            .expect("last action")
+            .reason
+            .clone()
+    }
+
+    #[test]
+    fn where_the_replacement_landed_reaches_last_action_in_either_order() {
+        let after = StatusBook::default();
+        after.record(&actuated());
+        after.landed(&landing());
+        let before = StatusBook::default();
+        before.landed(&landing());
+        before.record(&actuated());
+        for book in [after, before] {
+            assert_eq!(last_reason(&book), "why; replacement landed on n1");
+            let entries = book.entries.lock().expect("lock");
+            assert_eq!(entries["p"].status.actions.migrated, 1);
+            assert_eq!(entries["p"].status.actions.total, 1);
+        }
     }
 }
