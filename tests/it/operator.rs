@@ -525,13 +525,24 @@ fn dry_run_and_invalid_policies_never_evict() {
         .collect();
     assert!(repeated.is_empty(), "{repeated:#?}");
     // ...while the same restart without that audit history decides again (the control).
+    // This run has no --dry-run: the policy itself is switched to DryRun.
+    let mut policy = s
+        .api
+        .get_object("interferencepolicies", None, "protect-online")
+        .unwrap();
+    policy["spec"]["mode"] = Value::from("DryRun");
+    s.api.apply_object(policy).unwrap();
     create_topics(&s.broker.addr(), &[("audit-control", 1)]);
-    let mut control = s.spawn(
-        "dry-control",
-        &["--dry-run", "--audit-topic", "audit-control"],
+    let mut control = s.spawn("dry-control", &["--audit-topic", "audit-control"]);
+    let again = control.wait_for(MINUTE, "the decision without history", target);
+    assert_eq!(again["outcome"], "DryRun");
+    assert_eq!(again["mode"], "DryRun");
+    let (_, _, status) = control.stop_with_status();
+    assert!(status.success());
+    assert!(
+        s.evictions().is_empty(),
+        "a DryRun policy never posts an eviction"
     );
-    control.wait_for(MINUTE, "the decision without history", target);
-    assert!(s.evictions().is_empty());
 }
 
 #[test]
