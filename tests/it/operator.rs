@@ -336,6 +336,8 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         "fulcrum_decisions_total{policy=\"protect-online\",action=\"Migrate\",outcome=\"Executed\"} 1",
         "fulcrum_detections_total{policy=\"protect-online\"} 1",
         "fulcrum_tracked_pods ",
+        "fulcrum_tracked_nodes 2",
+        "fulcrum_api_request_duration_seconds_count{verb=\"evict\"} 1",
         "fulcrum_build_info{version=",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");

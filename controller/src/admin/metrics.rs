@@ -10,6 +10,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
@@ -32,6 +33,8 @@ pub struct Metrics {
     pub detections: Family<Labels, Counter>,
     /// `fulcrum_eviction_requests_total{code}` (code 0: no answer).
     pub eviction_requests: Family<Labels, Counter>,
+    /// `fulcrum_api_request_duration_seconds{verb}` (verb `evict`: the actuator's calls).
+    pub api_duration: Family<Labels, Histogram>,
     /// `fulcrum_watermark_lag_seconds`.
     pub watermark_lag: Gauge<f64, AtomicU64>,
     /// `fulcrum_tracked_pods`.
@@ -57,6 +60,9 @@ impl Metrics {
             decisions: Family::default(),
             detections: Family::default(),
             eviction_requests: Family::default(),
+            api_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
             watermark_lag: Gauge::default(),
             tracked_pods: Gauge::default(),
             tracked_nodes: Gauge::default(),
@@ -98,6 +104,11 @@ impl Metrics {
             m.tracked_nodes.clone(),
         );
         let version = vec![("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned())];
+        registry.register(
+            "api_request_duration_seconds",
+            "Duration of the Kubernetes API calls made to act",
+            m.api_duration.clone(),
+        );
         registry.register("build", "Build information", Info::new(version));
         if let Ok(mut r) = m.registry.lock() {
             *r = registry;
@@ -144,8 +155,11 @@ impl Metrics {
         }
     }
 
-    /// Counts one eviction answer.
-    pub fn eviction_answered(&self, code: u16) {
+    /// Counts one eviction answer and its duration.
+    pub fn eviction_answered(&self, code: u16, took: std::time::Duration) {
+        self.api_duration
+            .get_or_create(&vec![("verb".into(), "evict".into())])
+            .observe(took.as_secs_f64());
         self.eviction_requests
             .get_or_create(&vec![("code".into(), code.to_string())])
             .inc();

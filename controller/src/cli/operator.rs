@@ -193,7 +193,7 @@ fn actuator(
     let observer = metrics.clone();
     let replacements = shared.replacements.clone();
     KubeActuator::new(client, shared.uids.clone(), facts, replacements, retry)
-        .observe(move |code| observer.eviction_answered(code))
+        .observe(move |code, took| observer.eviction_answered(code, took))
 }
 
 /// Starts the policy watch; returns the status book, the policy facts and the valid set.

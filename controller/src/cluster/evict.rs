@@ -67,7 +67,7 @@ pub struct KubeActuator {
     retry: RetrySettings,
     /// Pods refused with 429: not asked again before the instant; the delay doubles.
     blocked: HashMap<String, (Instant, Duration)>,
-    observer: Option<Box<dyn Fn(u16) + Send + Sync>>,
+    observer: Option<Box<dyn Fn(u16, Duration) + Send + Sync>>,
     shutdown: Option<watch::Receiver<bool>>,
 }
 
@@ -109,8 +109,9 @@ impl KubeActuator {
         self
     }
 
-    /// Calls `f` with the HTTP status of every eviction answer (0: no answer), for metrics.
-    pub fn observe(mut self, f: impl Fn(u16) + Send + Sync + 'static) -> Self {
+    /// Calls `f` with the HTTP status of every eviction answer (0: no answer) and how long
+    /// the call took, for metrics.
+    pub fn observe(mut self, f: impl Fn(u16, Duration) + Send + Sync + 'static) -> Self {
         self.observer = Some(Box::new(f));
         self
     }
@@ -137,6 +138,7 @@ impl KubeActuator {
             .body(serde_json::to_vec(&body).unwrap_or_default())
             .map_err(|e| Attempt::Transport(e.to_string()))?;
         let call = self.client.request_text(request);
+        let started = Instant::now();
         let result = match tokio::time::timeout(self.retry.timeout, call).await {
             Err(_) => Err(Attempt::Transport("timed out".into())),
             Ok(Ok(_)) => Ok(()),
@@ -144,11 +146,12 @@ impl KubeActuator {
             Ok(Err(e)) => Err(Attempt::Transport(e.to_string())),
         };
         if let Some(observe) = &self.observer {
-            observe(match &result {
+            let code = match &result {
                 Ok(()) => 201,
                 Err(Attempt::Code(c, _)) => *c,
                 Err(Attempt::Transport(_)) => 0,
-            });
+            };
+            observe(code, started.elapsed());
         }
         result
     }
