@@ -22,6 +22,24 @@ pub enum ActuationError {
     /// The target no longer exists (HTTP 404): nothing to do.
     #[error("target gone: {0}")]
     Gone(String),
+    /// The API refused for now (HTTP 429: a PodDisruptionBudget allows no disruption). The
+    /// action is not counted against limits; the episode may decide again.
+    #[error("blocked: {0}")]
+    Blocked(String),
+    /// The API kept failing (5xx, timeouts, connection errors) after bounded retries.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+impl ActuationError {
+    /// A short label for metrics and Events: `Gone`, `Blocked` or `Failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Gone(_) => "Gone",
+            Self::Blocked(_) => "Blocked",
+            Self::Failed(_) => "Failed",
+        }
+    }
 }
 
 /// Carries out executed decisions.

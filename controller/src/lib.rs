@@ -4,7 +4,9 @@
 //! - [`runner`]: the run loop joining feed, engine, actuator and audit (`run`, `demo`).
 //! - [`feed`]: Kafka (consume, dead-letter, audit topic, commit).
 //! - [`inputs`]: OTLP and Prometheus samples mapped onto policy metrics.
-//! - [`cluster`]: Kubernetes objects into the engine's cluster view.
+//! - [`cluster`]: the Kubernetes adapter: reflectors, policies and status, the Eviction-API
+//!   actuator, the steering taint, Events.
+//! - [`admin`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`actuator`]: how decisions become changes (Eviction API, simulator, shadow).
 //! - [`replay`]: `fulcrum replay` (backtests on recorded inputs).
 //! - [`sim`]: `fulcrum demo` (simulated cluster through an embedded Kafka).
@@ -24,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod actuator;
+pub mod admin;
 pub mod bench;
 pub mod check;
 pub mod clock;

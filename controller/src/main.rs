@@ -27,6 +27,9 @@ use fulcrum_engine::{EngineConfig, Event};
 use fulcrum_policies::Duration;
 use tokio::sync::{mpsc, watch};
 
+#[path = "cli/operator.rs"]
+mod operator;
+
 /// Fulcrum: detects interference between co-located workloads and evicts or migrates the
 /// noisy neighbour, as InterferencePolicy resources declare.
 #[derive(Parser)]
@@ -72,12 +75,18 @@ enum Command {
     /// (`--brokers`, `--topic`; `--follow` keeps reading). Bad lines are reported on stderr
     /// and skipped. Exits 0 unless an input is unusable (2).
     Replay(ReplayArgs),
-    /// Consume samples from Kafka and decide continuously (the operator's feed).
+    /// The operator: consume samples from Kafka, decide, and act on the cluster.
     ///
-    /// Shadow mode: the cluster comes from a snapshot file (`--cluster`), decisions go to
-    /// the audit topic and standard output, and nothing is evicted. Offsets are committed
-    /// once samples are applied; malformed messages go to the dead-letter topic. Stops
-    /// cleanly on SIGINT or SIGTERM.
+    /// Operator mode (default): the cluster view and the InterferencePolicy objects come
+    /// from the Kubernetes API (kubeconfig or in-cluster config); decisions are carried out
+    /// with the Eviction API, reported as Events and in each policy's status, and served on
+    /// the admin server (`/healthz`, `/readyz`, `/metrics`). Shadow mode (`--cluster`):
+    /// the cluster is a snapshot file, policies come from `--policy` files, and nothing is
+    /// acted on. Either way decisions go to the audit topic and standard output, offsets
+    /// are committed once samples are applied, malformed messages go to the dead-letter
+    /// topic, and SIGINT or SIGTERM stops cleanly (exit 0). Every flag has a `FULCRUM_*`
+    /// environment twin; in operator mode, spans (one per decision and per API call) are exported
+    /// over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (standard `OTEL_*` variables).
     Run(RunArgs),
 }
 
@@ -114,11 +123,11 @@ struct DemoArgs {
 #[derive(Args)]
 struct EngineArgs {
     /// How late a sample may arrive (event time) and still be applied in order.
-    #[arg(long, default_value = "15s", value_parser = parse_duration_ms)]
+    #[arg(long, env = "FULCRUM_LATENESS", default_value = "15s", value_parser = parse_duration_ms)]
     lateness: u64,
     /// A node or series without samples this long is stale and never acted on. Without
     /// it: 60 s, or 2.5 of the series' own sampling intervals if longer (a 60 s feed).
-    #[arg(long, value_parser = parse_duration_ms)]
+    #[arg(long, env = "FULCRUM_STALE_AFTER", value_parser = parse_duration_ms)]
     stale_after: Option<u64>,
 }
 
@@ -207,32 +216,84 @@ struct ReplayArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Cluster snapshot to decide against (shadow mode; required until the Kubernetes
-    /// adapter lands).
-    #[arg(long, required = true, value_name = "FILE")]
+    /// Shadow mode: decide against this cluster snapshot (YAML or JSON; repeatable) and act
+    /// on nothing. Without it, the cluster is the Kubernetes API (operator mode).
+    #[arg(
+        long,
+        env = "FULCRUM_CLUSTER",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
     cluster: Vec<PathBuf>,
-    /// Policy file; repeatable.
-    #[arg(long = "policy", required = true, value_name = "FILE")]
+    /// Shadow mode only: policy file (repeatable). In operator mode the policies are the
+    /// cluster's InterferencePolicy objects.
+    #[arg(
+        long = "policy",
+        env = "FULCRUM_POLICY",
+        value_delimiter = ',',
+        value_name = "FILE"
+    )]
     policies: Vec<PathBuf>,
     /// Decisions about evidence older than this (wall clock) are blocked.
-    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    #[arg(long, env = "FULCRUM_MAX_EVIDENCE_AGE", default_value = "5m", value_parser = parse_duration_ms)]
     max_evidence_age: u64,
     /// How far (event time) a lagging partition may hold the others back; its older
     /// samples are late beyond it.
     #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
     max_skew: u64,
     /// How each event is printed on standard output.
-    #[arg(long, value_enum, default_value_t = Output::Json)]
+    #[arg(long, env = "FULCRUM_OUTPUT", value_enum, default_value_t = Output::Json)]
     output: Output,
-    /// Log as JSON lines.
-    #[arg(long)]
+    /// Log format on standard error.
+    #[arg(long, env = "FULCRUM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Same as `--log-format json` (kept for compatibility).
+    #[arg(long, hide = true)]
     log_json: bool,
+    #[command(flatten)]
+    operator: OperatorArgs,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
     input: InputArgs,
+}
+
+/// Flags of operator mode (ignored in shadow mode).
+#[derive(Args)]
+struct OperatorArgs {
+    /// Kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster config).
+    #[arg(long, env = "FULCRUM_KUBECONFIG", value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Address of the admin server (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(
+        long,
+        env = "FULCRUM_ADMIN_ADDR",
+        default_value = "0.0.0.0:8080",
+        value_name = "HOST:PORT"
+    )]
+    admin_addr: std::net::SocketAddr,
+    /// Force DryRun on every policy: decide, record and report, never evict (a safe
+    /// first install).
+    #[arg(long, env = "FULCRUM_DRY_RUN")]
+    dry_run: bool,
+    /// Retries of an eviction that failed with 5xx, a timeout or a connection error
+    /// (exponential backoff), before it is reported Failed.
+    #[arg(long, env = "FULCRUM_EVICTION_RETRIES", default_value_t = 3)]
+    eviction_retries: usize,
+    /// Time limit of one Kubernetes API call made to act (eviction, taint).
+    #[arg(long, env = "FULCRUM_API_TIMEOUT", default_value = "10s", value_parser = parse_duration_ms)]
+    api_timeout: u64,
+}
+
+/// Log formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// Output formats.
@@ -426,9 +487,17 @@ fn print_event(event: &Event, output: Output) {
     let _ = stdout.flush();
 }
 
-/// Runs the Kafka feed in shadow mode until SIGINT/SIGTERM.
+/// Runs the operator (or shadow mode with `--cluster`) until SIGINT/SIGTERM.
 fn run(args: RunArgs) -> anyhow::Result<bool> {
-    fulcrum::telemetry::init_logging(args.log_json);
+    let json_logs = args.log_json || args.log_format == LogFormat::Json;
+    if args.cluster.is_empty() {
+        return operator::run(args, json_logs);
+    }
+    fulcrum::telemetry::init_logging(json_logs);
+    anyhow::ensure!(
+        !args.policies.is_empty(),
+        "shadow mode (--cluster) needs at least one --policy file"
+    );
     let settings = args
         .kafka
         .settings()
@@ -464,6 +533,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         actuator: Shadow,
         reports: tx,
         updates: None,
+        policies: None,
         health,
         stats: stats.clone(),
         shutdown,

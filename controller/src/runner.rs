@@ -19,9 +19,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use fulcrum_engine::{ClusterUpdate, Decision, Engine, Event, Outcome};
+use fulcrum_policies::InterferencePolicy;
 use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::actuator::{Actuation, ActuationError, Actuator};
 use crate::clock::now_ms;
@@ -58,6 +59,9 @@ pub struct RunnerIo<A> {
     pub reports: mpsc::Sender<Report>,
     /// Changes to the cluster view (from a watch), applied between batches.
     pub updates: Option<mpsc::Receiver<ClusterUpdate>>,
+    /// The policy set (from the cluster), handed to the engine whenever it changes; the
+    /// sender validates them first (invalid policies never reach the engine).
+    pub policies: Option<watch::Receiver<Vec<InterferencePolicy>>>,
     /// Readiness, shared with health endpoints.
     pub health: Arc<FeedHealth>,
     /// Counters.
@@ -77,6 +81,7 @@ pub async fn run<A: Actuator>(
         actuator,
         reports,
         updates,
+        policies,
         health,
         stats,
         mut shutdown,
@@ -97,7 +102,7 @@ pub async fn run<A: Actuator>(
         stopping: shutdown.clone(),
         published: i64::MIN,
     };
-    runner.run(updates, shutdown).await
+    runner.run(updates, policies, shutdown).await
 }
 
 /// Restores past actions from the audit topic into `engine` (on a blocking thread).
@@ -138,6 +143,7 @@ impl<A: Actuator> Runner<A> {
     async fn run(
         mut self,
         mut updates: Option<mpsc::Receiver<ClusterUpdate>>,
+        mut policies: Option<watch::Receiver<Vec<InterferencePolicy>>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Engine, FeedError> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -161,6 +167,15 @@ impl<A: Actuator> Runner<A> {
                         updates = None;
                     }
                 }
+                changed = async {
+                    match policies.as_mut() {
+                        Some(p) => p.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => match changed {
+                    Ok(()) => self.set_policies(policies.as_mut()),
+                    Err(_) => policies = None,
+                },
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => break Ok(()),
             }
@@ -188,6 +203,21 @@ impl<A: Actuator> Runner<A> {
         result.map(|()| self.engine)
     }
 
+    /// Hands the current policy set to the engine.
+    fn set_policies(&mut self, policies: Option<&mut watch::Receiver<Vec<InterferencePolicy>>>) {
+        let Some(policies) = policies else {
+            return;
+        };
+        let set = policies.borrow_and_update().clone();
+        for (name, errors) in self.engine.set_policies(&set) {
+            warn!(policy = %name, errors = errors.len(), "policy rejected by the engine");
+        }
+        info!(
+            policies = self.engine.policies().count(),
+            "policy set updated"
+        );
+    }
+
     /// Advances the engine to the feed's watermark and handles what happened.
     async fn step(&mut self) -> Result<(), FeedError> {
         let Some(watermark) = self.feed.watermark(&self.engine) else {
@@ -206,8 +236,23 @@ impl<A: Actuator> Runner<A> {
         Ok(())
     }
 
-    /// Publishes one event, reports it, and carries out an executed decision.
+    /// Handles one event, in a tracing span per decision.
     async fn handle(&mut self, event: Event) -> Result<(), FeedError> {
+        let span = match &event {
+            Event::Decision(d) => tracing::info_span!(
+                "decision",
+                policy = %d.policy,
+                node = %d.node,
+                target = %d.target,
+                outcome = ?d.outcome
+            ),
+            _ => tracing::Span::none(),
+        };
+        self.handle_event(event).instrument(span).await
+    }
+
+    /// Publishes one event, reports it, and carries out an executed decision.
+    async fn handle_event(&mut self, event: Event) -> Result<(), FeedError> {
         let executed = match &event {
             Event::Decision(decision) => {
                 // Not in the audit, not acted on: a restart decides again from the samples.

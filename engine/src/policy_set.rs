@@ -5,19 +5,20 @@
 use std::collections::BTreeMap;
 
 use fulcrum_policies::spec::{Mode, TriggerScope};
-
-use crate::limits::Ledger;
 use fulcrum_policies::{CompiledPolicy, FieldError, InterferencePolicy};
 
 use crate::cluster::{self, NodeId, PodId};
 use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED, PolicySlot};
+use crate::limits::Ledger;
 use crate::state::{NodeState, PodState, Role, Track, Tracks};
 
 impl Engine {
     /// Replaces the policies. Invalid ones are returned with their errors and never act.
     ///
-    /// Trigger and episode state is rebuilt (warm-up starts again); action ledgers of
-    /// policies that keep their name are kept, so limits hold across policy edits.
+    /// Trigger and episode state of policies whose compiled spec did not change is kept
+    /// (editing one policy does not reset the others); a changed policy starts warming up
+    /// again. Action ledgers of policies that keep their name are kept, so limits hold
+    /// across policy edits.
     pub fn set_policies(
         &mut self,
         policies: &[InterferencePolicy],
@@ -36,15 +37,26 @@ impl Engine {
                 .cmp(&a.spec.priority)
                 .then_with(|| a.name.cmp(&b.name))
         });
-        let mut old: BTreeMap<String, PolicySlot> = self
-            .policies
-            .drain(..)
-            .map(|s| (s.policy.name.clone(), s))
+        let old: Vec<PolicySlot> = self.policies.drain(..).collect();
+        // Old index → new index, for policies whose compiled spec did not change: their
+        // trigger tracks and episodes are kept.
+        let mut remap: Vec<Option<u16>> = vec![None; old.len()];
+        let mut old_by_name: BTreeMap<String, (usize, PolicySlot)> = old
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (s.policy.name.clone(), (i, s)))
             .collect();
         self.policies = compiled
             .into_iter()
-            .map(|policy| {
-                let kept = old.remove(&policy.name);
+            .enumerate()
+            .map(|(new_index, policy)| {
+                let kept = old_by_name.remove(&policy.name);
+                if let Some((old_index, k)) = &kept
+                    && k.policy.spec == policy.spec
+                {
+                    remap[*old_index] = Some(new_index as u16);
+                }
+                let kept = kept.map(|(_, k)| k);
                 let (ledger, enforce_ledger) = carry_ledgers(kept.as_ref(), policy.spec.mode);
                 if policy.spec.mode == Mode::Enforce {
                     self.dry_acted_targets.retain(|(p, _), _| *p != policy.name);
@@ -58,6 +70,18 @@ impl Engine {
             })
             .collect();
         let old_span = self.series_span_ms;
+        self.rebuild_tracked();
+        // Series rings are sized for the longest attribution window: resize by starting over.
+        let resized = old_span != self.series_span_ms;
+        self.remap_state(&remap, resized);
+        let nodes: Vec<NodeId> = self.cluster.node_ids().collect();
+        for node in nodes {
+            self.refresh_node(node);
+        }
+        invalid
+    }
+    /// Which metrics are tracked on pods and nodes, and the longest attribution window.
+    fn rebuild_tracked(&mut self) {
         self.tracked = vec![0; self.registry.len()];
         self.series_span_ms = 0;
         for slot in &self.policies {
@@ -74,29 +98,41 @@ impl Engine {
             // Twice the window: the onset comparison needs a window before the onset.
             self.series_span_ms = self.series_span_ms.max(2 * spec.attribution.window_ms);
         }
-        // Series rings are sized for the longest attribution window: resize by starting over.
-        let resized = old_span != self.series_span_ms;
-        // Indices may have moved: rebuild coverage, roles and tracks from scratch.
+    }
+    /// Moves per-policy state to the new policy indices: tracks, episodes, coverage and
+    /// roles of unchanged policies are kept, those of changed or removed policies dropped.
+    fn remap_state(&mut self, remap: &[Option<u16>], resized: bool) {
+        let map = |p: u16| remap.get(p as usize).copied().flatten();
+        self.streaks = std::mem::take(&mut self.streaks)
+            .into_iter()
+            .filter_map(|((p, node), streak)| map(p).map(|p| ((p, node), streak)))
+            .collect();
+        self.onset_memo = std::mem::take(&mut self.onset_memo)
+            .into_iter()
+            .filter_map(|((p, node, at), steps)| map(p).map(|p| ((p, node, at), steps)))
+            .collect();
         for state in self.nodes.iter_mut().flatten() {
             if resized {
                 state.series.clear();
             }
-            state.covering.clear();
-            state.episodes.clear();
-            state.tracks.clear();
+            state.covering = state.covering.iter().filter_map(|&p| map(p)).collect();
+            state.episodes.retain(|e| map(e.policy).is_some());
+            for e in &mut state.episodes {
+                e.policy = map(e.policy).unwrap_or(e.policy);
+            }
+            remap_tracks(&mut state.tracks, map);
         }
         for state in self.pods.iter_mut().flatten() {
             if resized {
                 state.series.clear();
             }
-            state.roles.clear();
-            state.tracks.clear();
+            state.roles = state
+                .roles
+                .iter()
+                .filter_map(|&(p, role)| map(p).map(|p| (p, role)))
+                .collect();
+            remap_tracks(&mut state.tracks, map);
         }
-        let nodes: Vec<NodeId> = self.cluster.node_ids().collect();
-        for node in nodes {
-            self.refresh_node(node);
-        }
-        invalid
     }
     /// Recomputes which policies cover a node, and the roles of its pods.
     pub(crate) fn refresh_node(&mut self, node: NodeId) {
@@ -119,11 +155,12 @@ impl Engine {
             state
                 .episodes
                 .retain(|e| state.covering.contains(&e.policy));
+            let mut existing = std::mem::take(&mut state.tracks);
             state.tracks = build_tracks(
                 &self.policies,
                 state.covering.iter().copied(),
                 TriggerScope::Node,
-                &mut Tracks::new(),
+                &mut existing,
             );
         }
         let pods: Vec<PodId> = self.cluster.node_pods(node).to_vec();
@@ -205,6 +242,14 @@ fn build_tracks(
         }
     }
     tracks
+}
+
+/// Keeps the tracks of unchanged policies (under their new index) and drops the others.
+fn remap_tracks(tracks: &mut Tracks, map: impl Fn(u16) -> Option<u16>) {
+    tracks.retain(|t| map(t.policy).is_some());
+    for t in tracks.iter_mut() {
+        t.policy = map(t.policy).unwrap_or(t.policy);
+    }
 }
 
 /// The ledgers of a policy entering `mode` (the one limits are checked against, and the

@@ -15,7 +15,7 @@ pub const RESTORED_TARGET_TTL_MS: i64 = 24 * 3_600_000;
 impl Engine {
     /// The actuator could not carry out an Executed decision (for example the Eviction API
     /// answered 429 because of a PodDisruptionBudget): the action no longer counts against
-    /// limits and the pod may be targeted again.
+    /// limits, the pod may be targeted again, and its episode may decide again.
     pub fn retract(&mut self, decision: &Decision) {
         if decision.outcome != Outcome::Executed {
             return;
@@ -37,9 +37,19 @@ impl Engine {
         }
         if let Some(node) = self.cluster.node_id(&decision.node)
             && let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut)
-            && state.last_action == Some(decision.at)
         {
-            state.last_action = None;
+            if state.last_action == Some(decision.at) {
+                state.last_action = None;
+            }
+            // The episode may decide again (a PodDisruptionBudget refusal is retried while
+            // the episode lasts, through the limits and guards like any decision).
+            for episode in state
+                .episodes
+                .iter_mut()
+                .filter(|e| e.id == decision.explanation.episode)
+            {
+                episode.acted = false;
+            }
         }
         if let Some((ns, name)) = decision.target.split_once('/')
             && let Some(id) = self.cluster.pod_id(ns, name)

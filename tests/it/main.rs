@@ -5,6 +5,8 @@ mod check_policy;
 mod demo;
 mod inputs;
 mod kafka;
+mod memory;
+mod operator;
 mod scenario;
 mod support;
 mod trace;

@@ -410,14 +410,27 @@ pub struct Fulcrum {
 
 impl Fulcrum {
     pub fn spawn(args: &[String]) -> Self {
-        Self::spawn_with_stderr(args, Stdio::inherit())
+        Self::spawn_full(args, &[], Stdio::inherit())
     }
 
     /// Like [`Fulcrum::spawn`], with standard error going to `stderr`.
     pub fn spawn_with_stderr(args: &[String], stderr: impl Into<Stdio>) -> Self {
+        Self::spawn_full(args, &[], stderr)
+    }
+
+    /// [`Fulcrum::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[String], env: &[(&str, String)]) -> Self {
+        Self::spawn_full(args, env, Stdio::inherit())
+    }
+
+    fn spawn_full(args: &[String], env: &[(&str, String)], stderr: impl Into<Stdio>) -> Self {
         let mut child = Command::new(fulcrum_bin())
             .args(args)
-            .env("RUST_LOG", "error")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env(
+                "RUST_LOG",
+                std::env::var("FULCRUM_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -470,14 +483,22 @@ impl Fulcrum {
     }
 
     /// SIGTERM, then waits for the final `Stopped` line.
-    pub fn stop(mut self) -> (Vec<String>, serde_json::Value) {
+    pub fn stop(self) -> (Vec<String>, serde_json::Value) {
+        let (seen, stopped, _) = self.stop_with_status();
+        (seen, stopped)
+    }
+
+    /// SIGTERM, then waits for the final `Stopped` line and the exit status.
+    pub fn stop_with_status(
+        mut self,
+    ) -> (Vec<String>, serde_json::Value, std::process::ExitStatus) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let stopped = self.wait_for(Duration::from_secs(30), "the Stopped line", |v| {
             v["kind"] == "Stopped"
         });
-        let _ = self.child.wait();
-        (std::mem::take(&mut self.seen), stopped)
+        let status = self.child.wait().expect("fulcrum exits");
+        (std::mem::take(&mut self.seen), stopped, status)
     }
 
     /// Waits for the process to exit by itself; its status and every stdout line.

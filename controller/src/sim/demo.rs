@@ -441,6 +441,7 @@ impl RunningFeed {
                 },
                 reports: reports_tx,
                 updates: None,
+                policies: None,
                 health: health.clone(),
                 stats: stats.clone(),
                 shutdown: stop_rx,
