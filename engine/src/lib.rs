@@ -50,4 +50,6 @@ pub use ingest::Offered;
 pub use stats::{EngineStats, PolicyStats};
 
 #[cfg(test)]
+mod invariants;
+#[cfg(test)]
 mod tests;
