@@ -147,6 +147,7 @@ fn a_flood_of_samples_for_a_million_unknown_pods_and_nodes_keeps_no_state() {
         grown < 64 << 10,
         "the flood grew engine state by {grown} bytes"
     );
+    eprintln!("figure: {FLOOD} samples for unknown pods/nodes grew engine state by {grown} bytes");
 
     // Control: the same meter sees state grow with what the cluster view tracks.
     let before = live_bytes();
@@ -158,6 +159,7 @@ fn a_flood_of_samples_for_a_million_unknown_pods_and_nodes_keeps_no_state() {
         grown > 100_000,
         "1000 new pods grew state by only {grown} bytes"
     );
+    eprintln!("figure: control: 1000 new pods grew engine state by {grown} bytes");
 }
 
 #[test]
@@ -355,6 +357,10 @@ fn a_full_size_batch_decodes_in_memory_bounded_by_the_message_size() {
     assert!(
         per_byte < 16.0,
         "{per_byte:.1} bytes per message byte ({peak} bytes)"
+    );
+    eprintln!(
+        "figure: a {}-byte batch of {n} samples peaks at {peak} bytes ({per_byte:.1} per byte)",
+        message.len()
     );
     drop(decoded);
 
