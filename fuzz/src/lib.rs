@@ -3,11 +3,11 @@
 //! panics (an AFL "crash") when a property it checks does not hold.
 
 use cluster::convert::load_cluster;
-use manifest::read_documents;
 use fulcrum_engine::sample::{DecodeOptions, MIN_TS_MS, Sample};
 use fulcrum_engine::{ClusterIndex, Engine, EngineConfig};
 use fulcrum_policies::document::check_document;
 use fulcrum_policies::{InterferencePolicy, is_valid_metric_name};
+use manifest::read_documents;
 
 /// `fulcrum::manifest`, compiled from its source (see Cargo.toml).
 #[path = "../../controller/src/manifest.rs"]
@@ -37,7 +37,11 @@ pub fn check_sample(sample: &Sample<'_>) {
     assert!(!sample.node.is_empty(), "accepted an empty node");
     for m in &sample.metrics {
         assert!(m.value.is_finite(), "accepted a non-finite {}", m.name);
-        assert!(is_valid_metric_name(&m.name), "accepted metric name {:?}", m.name);
+        assert!(
+            is_valid_metric_name(&m.name),
+            "accepted metric name {:?}",
+            m.name
+        );
     }
     let owned = sample.clone().into_owned();
     assert_eq!(

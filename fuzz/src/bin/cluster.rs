@@ -3,9 +3,9 @@
 //! `load_cluster` (what `fulcrum::load::load_cluster_files` does with each file); a loaded
 //! index is then handed to an engine.
 
+use fulcrum_engine::{Engine, EngineConfig};
 use fulcrum_fuzz::cluster::convert::load_cluster;
 use fulcrum_fuzz::manifest::read_documents;
-use fulcrum_engine::{Engine, EngineConfig};
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
