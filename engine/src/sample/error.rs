@@ -38,9 +38,10 @@ pub enum DecodeError {
         /// Byte offset of the number.
         offset: usize,
     },
-    /// A field is missing, mistyped or out of range. A path longer than
-    /// [`MAX_QUOTED_BYTES`] (a huge metric name in it) is shortened when displayed.
-    #[error("{}: {problem}", Excerpt { text: field, quoted: false })]
+    /// A field is missing, mistyped or out of range. A path longer than twice
+    /// [`MAX_QUOTED_BYTES`] (a huge metric name in it; a valid one is at most 128 bytes) is
+    /// shortened when displayed.
+    #[error("{}: {problem}", Excerpt { text: field, quoted: false, limit: 2 * MAX_QUOTED_BYTES })]
     Field {
         /// Path of the field, e.g. `metrics.cpi` or `samples[3].ts`.
         field: String,
@@ -96,16 +97,17 @@ pub enum Problem {
 pub const MAX_QUOTED_BYTES: usize = 128;
 
 /// An input string as shown in an error message: whole when short, else its first
-/// [`MAX_QUOTED_BYTES`] (at a character boundary) followed by `… (N bytes)`.
+/// `limit` bytes (at a character boundary) followed by `… (N bytes)`.
 struct Excerpt<'a> {
     text: &'a str,
     quoted: bool,
+    limit: usize,
 }
 
 impl fmt::Display for Excerpt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = self.text;
-        let mut cut = text.len().min(MAX_QUOTED_BYTES);
+        let mut cut = text.len().min(self.limit);
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -120,7 +122,11 @@ impl fmt::Display for Excerpt<'_> {
 }
 
 fn quoted(text: &str) -> Excerpt<'_> {
-    Excerpt { text, quoted: true }
+    Excerpt {
+        text,
+        quoted: true,
+        limit: MAX_QUOTED_BYTES,
+    }
 }
 
 impl fmt::Display for Problem {
