@@ -20,6 +20,7 @@ mod stream;
 mod world;
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
 
@@ -164,6 +165,24 @@ fn check_memory(world: &World, run: &Run, steps: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Passed cases and decisions checked, per property, for the figures the run prints.
+static TALLIES: [(AtomicU64, AtomicU64); 3] = [
+    (AtomicU64::new(0), AtomicU64::new(0)),
+    (AtomicU64::new(0), AtomicU64::new(0)),
+    (AtomicU64::new(0), AtomicU64::new(0)),
+];
+
+/// Counts a passed case of property `i` that checked `decisions` decisions; when the last
+/// case of the run passes, prints how many cases and decisions the property checked.
+fn tally(i: usize, name: &str, decisions: usize) {
+    let (cases_passed, checked) = &TALLIES[i];
+    let checked = checked.fetch_add(decisions as u64, Ordering::Relaxed) + decisions as u64;
+    let passed = cases_passed.fetch_add(1, Ordering::Relaxed) + 1;
+    if passed == u64::from(cases()) {
+        eprintln!("figure: {name}: {passed} cases passed, {checked} decisions checked");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
@@ -178,6 +197,7 @@ proptest! {
         if let Err(message) = check_memory(&world, &run, steps.len()) {
             prop_assert!(false, "{}", message);
         }
+        tally(0, "safety, limits and bounded state", acted(&run.events).len());
     }
 
     /// The same input gives the same events; exact duplicates and reordering within the
@@ -202,6 +222,8 @@ proptest! {
         let ordered = run(&world, &clean, config());
         prop_assert_eq!(first.engine.stats().late, 0);
         prop_assert_eq!(&first.events, &ordered.events);
+        let decisions = first.events.iter().filter(|e| matches!(e, Event::Decision(_))).count();
+        tally(1, "determinism, duplicates and reordering", decisions);
     }
 
     /// When interference starts on every node at the same moment, the storm breaker holds
@@ -230,5 +252,7 @@ proptest! {
         prop_assert!(blocked, "no decision was blocked by the storm breaker");
         let control = run(&world, &steps, config());
         prop_assert!(!acted(&control.events).is_empty(), "the control did not act");
+        let held_back = held.events.iter().filter(|e| matches!(e, Event::Decision(_))).count();
+        tally(2, "storm breaker (all blocked)", held_back);
     }
 }
