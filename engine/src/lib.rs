@@ -58,6 +58,8 @@ pub use restore::RESTORED_TARGET_TTL_MS;
 pub use stats::{EngineStats, PolicyStats};
 
 #[cfg(test)]
+mod invariants;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_attribution;

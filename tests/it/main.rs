@@ -1,8 +1,10 @@
 //! Integration tests for Fulcrum. One binary, one module per area.
 
+mod alloc;
 mod attribution;
 mod check_policy;
 mod demo;
+mod hostile;
 mod inputs;
 mod kafka;
 mod memory;

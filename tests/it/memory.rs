@@ -1,48 +1,14 @@
 //! The operator's cluster index memory per pod: realistic Pod objects (managed fields,
 //! annotations, several containers) converted as the reflectors convert them and applied
-//! to an engine with a policy, measured with a counting allocator (this thread only).
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! to an engine with a policy, measured with the counting allocator of `alloc.rs` (this
+//! thread only).
 
 use fulcrum::cluster::convert::{node_info, pod_info};
 use fulcrum_engine::{ClusterUpdate, Engine, EngineConfig};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn add(delta: isize) {
-    let _ = LIVE.try_with(|c| c.set(c.get() + delta));
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter of the
-// calling thread is updated.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        add(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
+use crate::alloc::live_bytes as live;
 
 fn pod(i: usize) -> Pod {
     let node = format!("node-{}", i % 100);

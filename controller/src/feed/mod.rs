@@ -20,6 +20,7 @@ mod connect;
 pub mod context;
 pub mod dlq;
 mod ingest;
+mod nodes;
 pub mod progress;
 pub mod reader;
 pub mod retry;

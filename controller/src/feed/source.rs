@@ -3,7 +3,6 @@
 //! event-time watermark across partitions, and stores offsets once their samples are
 //! applied. It never advances the engine itself: [`crate::runner`] does.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -17,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::context::{FeedContext, RebalanceNote};
+use super::nodes::NodePartitions;
 use super::progress::Progress;
 use super::retry::{self, GaveUp, produce_with_retries};
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
@@ -34,7 +34,7 @@ pub struct Feed {
     health: Arc<FeedHealth>,
     stats: Arc<FeedStats>,
     progress: Progress,
-    node_partitions: HashMap<String, i32>,
+    node_partitions: NodePartitions,
     dlq_log: RateLimitedLog,
     shutdown: watch::Receiver<bool>,
     input: Input,
@@ -72,7 +72,7 @@ impl Feed {
             health,
             stats,
             progress: Progress::default(),
-            node_partitions: HashMap::new(),
+            node_partitions: NodePartitions::default(),
             dlq_log: RateLimitedLog::default(),
             shutdown,
         })
@@ -102,15 +102,9 @@ impl Feed {
                 for p in &partitions {
                     self.progress.revoke(*p);
                 }
-                let gone: Vec<String> = self
-                    .node_partitions
-                    .iter()
-                    .filter(|(_, p)| partitions.contains(p))
-                    .map(|(n, _)| n.clone())
-                    .collect();
+                let gone = self.node_partitions.revoke(&partitions);
                 for node in &gone {
                     engine.forget_node(node);
-                    self.node_partitions.remove(node);
                 }
                 info!(
                     ?partitions,
@@ -142,10 +136,10 @@ impl Feed {
                     if engine.offer(sample) == Offered::Queued {
                         newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
                     }
-                    if self.node_partitions.get(sample.node.as_ref()) != Some(&partition) {
-                        self.node_partitions
-                            .insert(sample.node.to_string(), partition);
-                    }
+                    // Only nodes in the cluster view are remembered (a flood of unknown
+                    // node names must not grow memory).
+                    let known = engine.cluster().node_id(&sample.node).is_some();
+                    self.node_partitions.note(&sample.node, partition, known);
                 }
                 self.stats
                     .samples

@@ -46,8 +46,10 @@ pub enum DecodeError {
         /// What the protobuf decoder found, naming the field.
         message: String,
     },
-    /// A field is missing, mistyped or out of range.
-    #[error("{field}: {problem}")]
+    /// A field is missing, mistyped or out of range. A path longer than twice
+    /// [`MAX_QUOTED_BYTES`] (a huge metric name in it; a valid one is at most 128 bytes) is
+    /// shortened when displayed.
+    #[error("{}: {problem}", Excerpt { text: field, quoted: false, limit: 2 * MAX_QUOTED_BYTES })]
     Field {
         /// Path of the field, e.g. `metrics.cpi` or `samples[3].ts`.
         field: String,
@@ -109,6 +111,44 @@ pub enum Problem {
     MixedBatch,
 }
 
+/// The most bytes of an input string (a name, a timestamp, a field path) an error message
+/// repeats; longer ones are cut there and their length is given, so a reason stays small
+/// (it goes into log lines and dead-letter headers) whatever the input.
+pub const MAX_QUOTED_BYTES: usize = 128;
+
+/// An input string as shown in an error message: whole when short, else its first
+/// `limit` bytes (at a character boundary) followed by `… (N bytes)`.
+struct Excerpt<'a> {
+    text: &'a str,
+    quoted: bool,
+    limit: usize,
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.text;
+        let mut cut = text.len().min(self.limit);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let head = &text[..cut];
+        match (self.quoted, cut < text.len()) {
+            (true, false) => write!(f, "{head:?}"),
+            (false, false) => f.write_str(head),
+            (true, true) => write!(f, "{head:?}… ({} bytes)", text.len()),
+            (false, true) => write!(f, "{head}… ({} bytes)", text.len()),
+        }
+    }
+}
+
+fn quoted(text: &str) -> Excerpt<'_> {
+    Excerpt {
+        text,
+        quoted: true,
+        limit: MAX_QUOTED_BYTES,
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -117,9 +157,12 @@ impl fmt::Display for Problem {
             Problem::WrongType { expected, got } => write!(f, "must be {expected}, got {got}"),
             Problem::NonFinite => f.write_str("must be a finite number, got NaN or infinity"),
             Problem::BadMetricName(name) => {
-                write!(f, "metric name {name:?} must match [a-z][a-z0-9_]* (at most 128 bytes)")
+                let name = quoted(name);
+                write!(f, "metric name {name} must match [a-z][a-z0-9_]* (at most 128 bytes)")
             }
-            Problem::BadName(name) => write!(f, "{name:?} is not a valid Kubernetes name"),
+            Problem::BadName(name) => {
+                write!(f, "{} is not a valid Kubernetes name", quoted(name))
+            }
             Problem::TooManyMetrics(n) => write!(
                 f,
                 "has {n} metrics, more than the {} allowed",
@@ -128,7 +171,8 @@ impl fmt::Display for Problem {
             Problem::NoMetrics => f.write_str("must hold at least one metric"),
             Problem::BadTimestamp(text) => write!(
                 f,
-                "{text:?} is not an RFC 3339 timestamp (e.g. 2026-11-26T10:00:00.123Z)"
+                "{} is not an RFC 3339 timestamp (e.g. 2026-11-26T10:00:00.123Z)",
+                quoted(text)
             ),
             Problem::TooOld(ts) => write!(f, "{ts} ms is before 2000-01-01 (is it in seconds?)"),
             Problem::InFuture { ts_ms, now_ms } => write!(
@@ -144,7 +188,8 @@ impl fmt::Display for Problem {
                 super::range::MAX_MAGNITUDE
             ),
             Problem::UnknownSchema(s) => {
-                write!(f, "{s:?} is not a supported schema (expected {:?})", super::SCHEMA)
+                let s = quoted(s);
+                write!(f, "{s} is not a supported schema (expected {:?})", super::SCHEMA)
             }
             Problem::MixedBatch => f.write_str(
                 "a batch (with `samples`) must not also carry single-sample fields (ts, node, pod, container, metrics)",

@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use smallvec::SmallVec;
 
 pub use decode::{DecodeOptions, Decoded, decode};
-pub use error::{DecodeError, Problem};
+pub use error::{DecodeError, MAX_QUOTED_BYTES, Problem};
 
 /// The schema identifier every message carries.
 pub const SCHEMA: &str = "fulcrum.metrics/v1";
