@@ -39,6 +39,8 @@ trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 mkdir -p "$rootfs/etc/ssl/certs" "$rootfs/tmp"
 cp "$binary" "$rootfs/fulcrum"
+# Line tables help profiling on a build machine, not in the image.
+strip --strip-debug "$rootfs/fulcrum"
 ldd "$binary" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
   cp --parents -L "$lib" "$rootfs"
 done
