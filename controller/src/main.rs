@@ -239,7 +239,7 @@ struct RunArgs {
     max_evidence_age: u64,
     /// How far (event time) a lagging partition may hold the others back; its older
     /// samples are late beyond it.
-    #[arg(long, default_value = "5m", value_parser = parse_duration_ms)]
+    #[arg(long, env = "FULCRUM_MAX_SKEW", default_value = "5m", value_parser = parse_duration_ms)]
     max_skew: u64,
     /// How each event is printed on standard output.
     #[arg(long, env = "FULCRUM_OUTPUT", value_enum, default_value_t = Output::Json)]

@@ -342,6 +342,15 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }
+    // Every metric the shipped alerts use is exported.
+    let alerts = alert_metrics();
+    assert!(alerts.len() >= 3, "{alerts:?}");
+    for name in &alerts {
+        assert!(
+            metrics.contains(name.as_str()),
+            "deploy/monitoring alerts on {name}, which /metrics does not export"
+        );
+    }
 
     // A watch answered 410 mid-run: the reflectors list again and nothing is done twice.
     let lists = |api: &FakeApiServer| {
@@ -384,16 +393,74 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     );
     assert_eq!(s.evictions().len(), 1);
 
-    // Every request made is allowed by the shipped, enumerated RBAC.
+    // Every request made is allowed by the shipped, enumerated RBAC, and every rule of it
+    // was used: the role grants exactly what the operator calls.
     let rules = cluster_role_rules();
     let used = s.api.rbac_rules();
     assert!(used.len() >= 8, "{used:?}");
     for (verb, group, resource, _) in &used {
         assert!(
             allowed(&rules, verb, group, resource),
-            "deploy/operator/rbac.yaml does not allow {verb} {group}/{resource}"
+            "deploy/rbac.yaml does not allow {verb} {group}/{resource}"
         );
     }
+    for (verb, group, resource) in granted(&rules) {
+        assert!(
+            used.iter()
+                .any(|(v, g, r, _)| (v, g, r) == (&verb, &group, &resource)),
+            "deploy/rbac.yaml grants {verb} {group}/{resource}, which the operator never used: {used:?}"
+        );
+    }
+}
+
+/// Every fulcrum_* metric an alert of deploy/monitoring uses.
+fn alert_metrics() -> std::collections::BTreeSet<String> {
+    let path = crate::support::workspace().join("deploy/monitoring/monitoring.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let doc = <Value as serde::Deserialize>::deserialize(doc).unwrap();
+        for group in doc["spec"]["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            for rule in group["rules"].as_array().cloned().unwrap_or_default() {
+                let expr = rule["expr"].as_str().unwrap_or_default();
+                for (i, _) in expr.match_indices("fulcrum_") {
+                    let name: String = expr[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The (verb, group, resource) triples the ClusterRole grants.
+fn granted(rules: &[Value]) -> Vec<(String, String, String)> {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for r in rules {
+        for verb in list(&r["verbs"]) {
+            for group in list(&r["apiGroups"]) {
+                for resource in list(&r["resources"]) {
+                    out.push((verb.clone(), group.clone(), resource));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A TCP listener standing in for an OTLP collector: its URL, and the first bytes of the
@@ -414,9 +481,9 @@ fn otlp_listener() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
     (url, rx)
 }
 
-/// The rules of the ClusterRole in deploy/operator/rbac.yaml.
+/// The rules of the ClusterRole in deploy/rbac.yaml.
 fn cluster_role_rules() -> Vec<Value> {
-    let path = crate::support::workspace().join("deploy/operator/rbac.yaml");
+    let path = crate::support::workspace().join("deploy/rbac.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml_ng::Deserializer::from_str(&text)
         .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
