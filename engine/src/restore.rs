@@ -53,9 +53,36 @@ impl Engine {
         }
         if let Some((ns, name)) = decision.target.split_once('/')
             && let Some(id) = self.cluster.pod_id(ns, name)
-            && let Some(state) = self.pods.get_mut(id.index()).and_then(Option::as_mut)
         {
-            state.acted = false;
+            self.forget_placement(id, decision.at);
+            if let Some(state) = self.pods.get_mut(id.index()).and_then(Option::as_mut) {
+                state.acted = false;
+            }
+        }
+    }
+
+    /// Undoes what an action recorded for placement: its migration (so the workload is not
+    /// taken for one that ping-pongs) and the disruption it spent of its budgets.
+    fn forget_placement(&mut self, pod: crate::cluster::PodId, at: i64) {
+        let Some(info) = self.cluster.pod_info(pod) else {
+            return;
+        };
+        if self
+            .migrations
+            .get(&info.workload)
+            .is_some_and(|m| m.at == at)
+        {
+            self.migrations.remove(&info.workload);
+        }
+        let budgets: Vec<(String, String)> = self
+            .cluster
+            .pdbs_for(info)
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect();
+        for key in budgets {
+            if let Some(spent) = self.pdb_spent.get_mut(&key) {
+                *spent = (*spent - 1).max(0);
+            }
         }
     }
 

@@ -797,7 +797,7 @@ fn a_retracted_action_frees_its_limit_budget() {
     }
     let again: Vec<&Decision> = w.decisions()[before..].to_vec();
     assert_eq!(again.len(), 1, "{again:?}");
-    assert_eq!(again[0].outcome, Outcome::Executed);
+    assert_eq!(again[0].outcome, Outcome::Executed, "{again:#?}");
     assert_eq!(again[0].target, first.target);
 }
 
