@@ -258,11 +258,19 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
                     .is_some_and(|n| n.contains("landed on node-1"))
             })
     });
-    s.wait("lastAction naming the destination", |_| {
-        s.policy_status()["lastAction"]["reason"]
-            .as_str()
-            .is_some_and(|r| r.ends_with("replacement landed on node-1"))
-    });
+    let named = s.api.wait_for_blocking(
+        |_| {
+            s.policy_status()["lastAction"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("replacement landed on node-1"))
+        },
+        MINUTE,
+    );
+    assert!(
+        named,
+        "lastAction does not name the destination: {}",
+        s.policy_status()
+    );
 
     // The steering taint was set on the source node before the eviction, other taints
     // untouched, and it is removed after the cooldown.

@@ -131,6 +131,12 @@ impl StatusBook {
             f(&mut e.status.actions);
             let c = &mut e.status.actions;
             c.total = c.evicted + c.migrated + c.dry_run + c.blocked;
+            // lastAction is the last action taken (executed, dry-run, or refused by the API):
+            // a decision the engine blocked is only counted, so it never hides the last
+            // action and where its replacement landed.
+            if d.outcome == Outcome::Blocked {
+                return;
+            }
             let mut reason = d.reason.clone();
             if let Some(i) = e
                 .early_landings
