@@ -55,29 +55,21 @@ impl Setup {
     }
 
     fn run_args(&self, group: &str) -> Vec<String> {
-        [
+        let mut args: Vec<String> = [
             "run",
             "--cluster",
             &self.path("cluster.json"),
             "--policy",
             &self.path("policy.yaml"),
-            "--brokers",
-            &self.broker.addr(),
-            "--topic",
-            TOPIC,
-            "--group",
-            group,
-            "--start",
-            "earliest",
-            "--max-evidence-age",
-            "2h",
-            "--kafka-config",
-            "session.timeout.ms=6000",
-            "--kafka-config",
-            "heartbeat.interval.ms=500",
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+        args.extend(crate::support::kafka_run_args(
+            &self.broker.addr(),
+            TOPIC,
+            group,
+        ));
+        args
     }
 
     /// Every partition's committed offset is its end (an empty partition needs none).

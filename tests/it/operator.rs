@@ -118,29 +118,14 @@ impl Setup {
     fn spawn_with_env(&self, group: &str, extra: &[&str], env: &[(&str, String)]) -> Fulcrum {
         let kubeconfig = self.dir.join("kubeconfig").display().to_string();
         let admin = format!("127.0.0.1:{}", self.admin_port);
-        let mut args: Vec<String> = [
-            "run",
-            "--kubeconfig",
-            &kubeconfig,
-            "--admin-addr",
-            &admin,
-            "--brokers",
+        let mut args: Vec<String> = ["run", "--kubeconfig", &kubeconfig, "--admin-addr", &admin]
+            .map(String::from)
+            .to_vec();
+        args.extend(crate::support::kafka_run_args(
             &self.broker.addr(),
-            "--topic",
             TOPIC,
-            "--group",
             group,
-            "--start",
-            "earliest",
-            "--max-evidence-age",
-            "2h",
-            "--kafka-config",
-            "session.timeout.ms=6000",
-            "--kafka-config",
-            "heartbeat.interval.ms=500",
-        ]
-        .map(String::from)
-        .to_vec();
+        ));
         args.extend(extra.iter().map(|s| s.to_string()));
         Fulcrum::spawn_with_env(&args, env)
     }

@@ -532,3 +532,27 @@ impl Drop for Fulcrum {
         let _ = self.child.wait();
     }
 }
+
+/// The Kafka flags every end-to-end run of `fulcrum run` shares: the broker, the topic and
+/// group, reading from the earliest offset, evidence up to 2 h old acted on (test samples
+/// are dated in the past), and fast consumer-group timeouts.
+pub fn kafka_run_args(brokers: &str, topic: &str, group: &str) -> Vec<String> {
+    [
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--start",
+        "earliest",
+        "--max-evidence-age",
+        "2h",
+        "--kafka-config",
+        "session.timeout.ms=6000",
+        "--kafka-config",
+        "heartbeat.interval.ms=500",
+    ]
+    .map(String::from)
+    .to_vec()
+}
