@@ -26,7 +26,8 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::actuator::{Actuation, ActuationError, Actuator};
 use crate::clock::now_ms;
-use crate::feed::audit::{AuditLog, restore_actions};
+use crate::feed::actuations::ActuationRecord;
+use crate::feed::audit::{AuditLog, AuditRecord, restore_actions};
 use crate::feed::retry::GaveUp;
 use crate::feed::{Feed, FeedError, FeedHealth, FeedOptions, FeedStats, wait_for_brokers};
 
@@ -120,9 +121,26 @@ async fn restore(
     })
     .await
     .map_err(|_| FeedError::Closed)?;
-    let n = restored?;
+    let restored = restored?;
+    let n = restored.total();
     stats.restored.store(n as u64, Ordering::Relaxed);
-    info!(actions = n, topic = %options.kafka.audit_topic, "restored past actions from the audit topic");
+    let s = restored.settled;
+    info!(
+        actions = n,
+        dry_run = restored.dry_run,
+        done = s.done,
+        not_done = s.not_done,
+        unsettled_counted = s.unsettled_counted,
+        unsettled_released = s.unsettled_released,
+        topic = %options.kafka.audit_topic,
+        "restored past actions from the audit topic"
+    );
+    if s.unsettled_released > 0 {
+        warn!(
+            released = s.unsettled_released,
+            "executed decisions without an actuation record whose target still exists with the same UID: not counted, their episodes may decide again"
+        );
+    }
     Ok(engine)
 }
 
@@ -256,7 +274,8 @@ impl<A: Actuator> Runner<A> {
         let executed = match &event {
             Event::Decision(decision) => {
                 // Not in the audit, not acted on: a restart decides again from the samples.
-                match self.audit.publish(decision, &mut self.stopping).await {
+                let record = AuditRecord::new((**decision).clone()).with_target_facts(&self.engine);
+                match self.audit.publish(&record, &mut self.stopping).await {
                     Ok(()) => {
                         self.stats.decisions.fetch_add(1, Ordering::Relaxed);
                     }
@@ -274,7 +293,9 @@ impl<A: Actuator> Runner<A> {
         let Some(decision) = executed else {
             return Ok(());
         };
-        let report = match self.actuator.execute(&decision).await {
+        let result = self.actuator.execute(&decision).await;
+        self.record_actuation(&decision, &result).await?;
+        let report = match result {
             Ok(actuation) => {
                 for update in actuation.updates.iter().cloned() {
                     self.engine.apply(update);
@@ -292,6 +313,32 @@ impl<A: Actuator> Runner<A> {
             }
         };
         self.send(report).await
+    }
+
+    /// Publishes what became of an executed decision. If that fails, the run goes on: a
+    /// restart finds the decision without its outcome and judges it by its target (see
+    /// [`crate::feed::actuations::settle`]).
+    async fn record_actuation(
+        &mut self,
+        decision: &Decision,
+        result: &Result<crate::actuator::Actuation, ActuationError>,
+    ) -> Result<(), FeedError> {
+        let record = ActuationRecord::new(decision, result, now_ms());
+        match self
+            .audit
+            .publish_actuation(&record, &mut self.stopping)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(GaveUp::Interrupted) => {
+                warn!(target = %decision.target, result = ?record.result, "stopping before the actuation record was published");
+                Ok(())
+            }
+            Err(GaveUp::Failed(e)) => {
+                error!(error = %e, target = %decision.target, result = ?record.result, "could not publish the actuation record; a restart judges the decision by its target");
+                Ok(())
+            }
+        }
     }
 
     async fn send(&self, report: Report) -> Result<(), FeedError> {

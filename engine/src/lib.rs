@@ -70,4 +70,6 @@ mod tests_modes;
 #[cfg(test)]
 mod tests_placement;
 #[cfg(test)]
+mod tests_restore;
+#[cfg(test)]
 mod tests_time;

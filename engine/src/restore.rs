@@ -92,12 +92,19 @@ impl Engine {
     /// only into a policy that is still in DryRun (a dry run consumes nothing Enforce
     /// needs); an Executed one counts whatever the policy's mode is now.
     pub fn restore(&mut self, decision: &Decision) {
+        self.restore_with_workload(decision, None);
+    }
+
+    /// [`Engine::restore`] with the target's workload as recorded when the decision was
+    /// made: it is what the action counts against when the pod is gone from the cluster
+    /// view by now (the usual case after an eviction), instead of the pod's own name.
+    pub fn restore_with_workload(&mut self, decision: &Decision, workload: Option<&str>) {
         let dry = match decision.outcome {
             Outcome::Blocked => return,
             Outcome::DryRun => true,
             Outcome::Executed => false,
         };
-        let (namespace, workload) = self.target_workload(&decision.target);
+        let (namespace, workload) = self.target_workload(&decision.target, workload);
         let node = self
             .cluster
             .node_id(&decision.node)
@@ -136,16 +143,50 @@ impl Engine {
         }
     }
 
-    /// The namespace and workload key of `namespace/name` (the pod's workload when the
-    /// cluster view knows it, else the pod itself).
-    fn target_workload(&self, target: &str) -> (String, String) {
+    /// An Executed decision whose intent is in the audit log but whose result is not (the
+    /// process stopped between the two). Restored as an action, unless its target still
+    /// exists with the UID recorded at the decision and is not terminating: then the
+    /// eviction did not take effect, nothing is restored, and the episode may decide again
+    /// (an eviction carries the UID as a precondition, so it can never disrupt a
+    /// replacement). Without a recorded UID it is restored. Returns whether it was.
+    pub fn restore_unsettled(
+        &mut self,
+        decision: &Decision,
+        target_uid: Option<&str>,
+        workload: Option<&str>,
+    ) -> bool {
+        let untouched = target_uid.is_some_and(|uid| {
+            decision
+                .target
+                .split_once('/')
+                .and_then(|(ns, name)| self.cluster.pod_id(ns, name))
+                .and_then(|id| self.cluster.pod_info(id))
+                .is_some_and(|info| !uid.is_empty() && info.uid == uid && !info.terminating)
+        });
+        if untouched {
+            return false;
+        }
+        self.restore_with_workload(decision, workload);
+        true
+    }
+
+    /// The namespace and workload key of `namespace/name`: the workload recorded with the
+    /// decision, else the pod's workload when the cluster view knows it, else the pod
+    /// itself.
+    fn target_workload(&self, target: &str, recorded: Option<&str>) -> (String, String) {
         match target.split_once('/') {
             Some((ns, name)) => {
-                let workload = self
-                    .cluster
-                    .pod_id(ns, name)
-                    .and_then(|id| self.cluster.pod_info(id))
-                    .map_or_else(|| format!("{ns}/Pod/{name}"), |i| i.workload.clone());
+                let known = || {
+                    self.cluster
+                        .pod_id(ns, name)
+                        .and_then(|id| self.cluster.pod_info(id))
+                        .map(|i| i.workload.clone())
+                };
+                let workload = recorded
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_owned)
+                    .or_else(known)
+                    .unwrap_or_else(|| format!("{ns}/Pod/{name}"));
                 (ns.to_owned(), workload)
             }
             None => (String::new(), target.to_owned()),

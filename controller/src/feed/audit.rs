@@ -1,6 +1,7 @@
 //! The audit topic: every decision (executed, dry-run or blocked) as JSON keyed by node,
-//! and the restore of past actions from it when a replica starts, so limits hold and no
-//! pod is acted on twice across restarts.
+//! followed for an executed one by an actuation record (see [`super::actuations`]), and
+//! the restore of past actions from it when a replica starts, so limits hold and no pod is
+//! acted on twice across restarts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::actuations::{ACTUATION_SCHEMA, ActuationRecord, Intent, Settled, settle};
 use super::config::KafkaSettings;
 use super::reader::ReaderContext;
 use super::retry::{GaveUp, produce_with_retries};
@@ -30,6 +32,15 @@ pub struct AuditRecord {
     /// The decision.
     #[serde(flatten)]
     pub decision: Decision,
+    /// The target pod's UID in the cluster view when the decision was made (absent when
+    /// unknown). A restart that finds no actuation record for an executed decision checks
+    /// it against the pod it sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_uid: Option<String>,
+    /// The target pod's workload (`namespace/Kind/name`) when the decision was made, so a
+    /// restored action counts against it after the pod is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_workload: Option<String>,
 }
 
 impl AuditRecord {
@@ -38,7 +49,24 @@ impl AuditRecord {
         Self {
             schema: AUDIT_SCHEMA.to_owned(),
             decision,
+            target_uid: None,
+            target_workload: None,
         }
+    }
+
+    /// Adds what the engine's cluster view knows of the target (UID and workload).
+    pub fn with_target_facts(mut self, engine: &Engine) -> Self {
+        let info = self
+            .decision
+            .target
+            .split_once('/')
+            .and_then(|(ns, name)| engine.cluster().pod_id(ns, name))
+            .and_then(|id| engine.cluster().pod_info(id));
+        if let Some(info) = info {
+            self.target_uid = Some(info.uid.clone()).filter(|u| !u.is_empty());
+            self.target_workload = Some(info.workload.clone()).filter(|w| !w.is_empty());
+        }
+        self
     }
 }
 
@@ -58,30 +86,43 @@ impl AuditLog {
         })
     }
 
-    /// Publishes `decision` with bounded, interruptible retries (see [`super::retry`]).
+    /// Publishes a decision record with bounded, interruptible retries (see
+    /// [`super::retry`]).
     pub async fn publish(
         &self,
-        decision: &Decision,
+        record: &AuditRecord,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), GaveUp> {
-        let send = || send_decision(&self.producer, &self.topic, decision);
+        let payload = serde_json::to_vec(record).unwrap_or_default();
+        let key = record.decision.node.as_bytes();
+        let send = || send_record(&self.producer, &self.topic, key, &payload);
         produce_with_retries("audit produce", send, shutdown).await
+    }
+
+    /// Publishes an actuation record (keyed by the decision's node, so after its decision
+    /// record in the same partition), with the same retries.
+    pub async fn publish_actuation(
+        &self,
+        record: &ActuationRecord,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), GaveUp> {
+        let payload = serde_json::to_vec(record).unwrap_or_default();
+        let key = record.node.as_bytes();
+        let send = || send_record(&self.producer, &self.topic, key, &payload);
+        produce_with_retries("actuation record produce", send, shutdown).await
     }
 }
 
-/// Produces a decision to the audit topic (keyed by node) and waits for the acknowledgement.
-pub async fn send_decision(
+/// Produces one record to the audit topic and waits for the acknowledgement.
+async fn send_record(
     producer: &FutureProducer,
     topic: &str,
-    decision: &Decision,
+    key: &[u8],
+    payload: &[u8],
 ) -> Result<(), KafkaError> {
-    let record = AuditRecord::new(decision.clone());
-    let payload = serde_json::to_vec(&record).unwrap_or_default();
     producer
         .send(
-            FutureRecord::to(topic)
-                .key(decision.node.as_bytes())
-                .payload(&payload),
+            FutureRecord::to(topic).key(key).payload(payload),
             Duration::from_secs(30),
         )
         .await
@@ -114,7 +155,8 @@ pub enum RestoreError {
 
 /// Reads the audit topic from the first record produced at or after `since_ms` (offsets
 /// for timestamps, so the size of the topic does not matter) to the end offsets seen at
-/// start, and restores every executed or dry-run action into `engine`. Returns how many.
+/// start, and restores into `engine` every dry-run action and every executed one that
+/// [`settle`] finds did (or may have) happened. Returns what was restored.
 /// There is no overall deadline: the read fails only when a partition delivers nothing for
 /// `stall` (or a Kafka call fails). A missing topic restores nothing (first deployment).
 ///
@@ -124,15 +166,15 @@ pub fn restore_actions(
     engine: &mut Engine,
     since_ms: i64,
     stall: Duration,
-) -> Result<usize, RestoreError> {
+) -> Result<Restored, RestoreError> {
     let consumer: BaseConsumer<ReaderContext> = settings
         .reader_config()
         .create_with_context(ReaderContext)?;
     let Some(mut ends) = seek_since(&consumer, &settings.audit_topic, since_ms, stall)? else {
         info!(topic = %settings.audit_topic, "audit topic not found: nothing to restore");
-        return Ok(0);
+        return Ok(Restored::default());
     };
-    let mut restored = 0;
+    let mut read = Read::default();
     let mut last_progress = std::time::Instant::now();
     while let Some((&partition, &(at, end))) = ends.iter().next() {
         if last_progress.elapsed() > stall {
@@ -162,21 +204,75 @@ pub fn restore_actions(
                 ends.remove(&message.partition());
             }
         }
-        let Some(payload) = message.payload() else {
-            continue;
-        };
-        match serde_json::from_slice::<AuditRecord>(payload) {
-            Ok(record) if record.decision.outcome != Outcome::Blocked => {
-                engine.restore(&record.decision);
-                restored += 1;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(error = %e, offset = message.offset(), "skipping an unreadable audit record")
-            }
+        if let Some(payload) = message.payload() {
+            read.add(engine, payload, message.offset());
         }
     }
-    Ok(restored)
+    let dry_run = read.dry_run;
+    let settled = settle(engine, read.intents, &read.outcomes);
+    Ok(Restored { dry_run, settled })
+}
+
+/// What [`restore_actions`] restored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// DryRun decisions restored.
+    pub dry_run: usize,
+    /// What became of the Executed decisions read.
+    pub settled: Settled,
+}
+
+impl Restored {
+    /// Actions restored into the engine.
+    pub fn total(&self) -> usize {
+        self.dry_run + self.settled.restored()
+    }
+}
+
+/// Records read so far: executed decisions wait for their actuation records.
+#[derive(Default)]
+struct Read {
+    dry_run: usize,
+    intents: Vec<Intent>,
+    outcomes: Vec<ActuationRecord>,
+}
+
+impl Read {
+    fn add(&mut self, engine: &mut Engine, payload: &[u8], offset: i64) {
+        #[derive(Deserialize)]
+        struct Schema {
+            #[serde(default)]
+            schema: String,
+        }
+        let schema = serde_json::from_slice::<Schema>(payload).map(|s| s.schema);
+        if schema.as_deref().is_ok_and(|s| s == ACTUATION_SCHEMA) {
+            match serde_json::from_slice::<ActuationRecord>(payload) {
+                Ok(record) => self.outcomes.push(record),
+                Err(e) => warn!(error = %e, offset, "skipping an unreadable actuation record"),
+            }
+            return;
+        }
+        if schema.as_deref().is_ok_and(|s| s != AUDIT_SCHEMA) {
+            // Another kind of record: not a decision.
+            return;
+        }
+        match serde_json::from_slice::<AuditRecord>(payload) {
+            Ok(record) => match record.decision.outcome {
+                Outcome::Blocked => {}
+                Outcome::DryRun => {
+                    engine
+                        .restore_with_workload(&record.decision, record.target_workload.as_deref());
+                    self.dry_run += 1;
+                }
+                Outcome::Executed => self.intents.push(Intent {
+                    decision: record.decision,
+                    target_uid: record.target_uid,
+                    target_workload: record.target_workload,
+                }),
+            },
+            Err(e) => warn!(error = %e, offset, "skipping an unreadable audit record"),
+        }
+    }
 }
 
 /// Per partition still to read: (next offset, end offset).

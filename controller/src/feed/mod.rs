@@ -14,6 +14,7 @@
 //! restores past actions from the audit topic at start. Topics, keys and headers are
 //! documented in `docs/events.md`.
 
+pub mod actuations;
 pub mod audit;
 pub mod config;
 mod connect;
