@@ -4,6 +4,7 @@ mod alloc;
 mod attribution;
 mod check_policy;
 mod demo;
+mod faults;
 mod hostile;
 mod inputs;
 mod kafka;

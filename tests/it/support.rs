@@ -521,6 +521,12 @@ impl Fulcrum {
         (status, std::mem::take(&mut self.seen))
     }
 
+    /// Sends SIGTERM and returns at once (see [`Fulcrum::wait_exit`]).
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    }
+
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_none()
     }
