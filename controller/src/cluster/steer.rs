@@ -45,6 +45,9 @@ pub enum SteerError {
     /// Every attempt met a conflicting write.
     #[error("node {0}: still conflicting after retries")]
     Conflict(String),
+    /// The node does not exist (any more).
+    #[error("node {0} not found")]
+    NodeGone(String),
 }
 
 const ATTEMPTS: usize = 5;
@@ -78,7 +81,8 @@ pub async fn taint(
     .await
 }
 
-/// Removes the steering taint and its annotation from `node` (nothing else).
+/// Removes the steering taint and its annotation from `node` (nothing else). A node that
+/// is gone answers [`SteerError::NodeGone`].
 pub async fn untaint(client: &Client, node: &str) -> Result<(), SteerError> {
     let api = Api::<Node>::all(client.clone());
     modify(&api, node, |n| {
@@ -104,7 +108,8 @@ pub async fn untaint(client: &Client, node: &str) -> Result<(), SteerError> {
 }
 
 /// Reads the node, builds a merge patch with `change` (None: nothing to do) and writes it
-/// with the read resourceVersion; retried on 409.
+/// with the read resourceVersion; retried on 409. A missing node is
+/// [`SteerError::NodeGone`].
 async fn modify(
     api: &Api<Node>,
     node: &str,
@@ -117,7 +122,7 @@ async fn modify(
     for attempt in 0..ATTEMPTS {
         let current = match api.get_opt(node).await.map_err(err)? {
             Some(n) => n,
-            None => return Ok(()),
+            None => return Err(SteerError::NodeGone(node.to_owned())),
         };
         let Some(mut patch) = change(&current) else {
             return Ok(());
@@ -165,6 +170,14 @@ pub async fn sweep(
             match untaint(&client, &node).await {
                 // The node reflector drops the mark when it sees the node without the taint.
                 Ok(()) => info!(%node, "steering taint removed at expiry"),
+                // Deleted (normally the reflector already dropped the mark): nothing left
+                // to remove, and the sweeper must not ask again every tick.
+                Err(SteerError::NodeGone(_)) => {
+                    info!(%node, "node deleted: its steering taint is gone with it");
+                    if let Ok(mut marks) = marks.lock() {
+                        marks.remove(&node);
+                    }
+                }
                 Err(e) => warn!(error = %e, "could not remove the steering taint; retrying"),
             }
         }

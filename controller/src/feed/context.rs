@@ -133,4 +133,29 @@ mod tests {
         assert_eq!(context.track(&RebalanceNote::Revoked(vec![0, 2])), 0);
         assert_eq!(context.track(&RebalanceNote::Assigned(vec![1])), 1);
     }
+
+    /// Issue 14, item 1: messages already queued from a partition that was revoked since
+    /// were applied after the revoke (re-creating its watermark and its nodes' state).
+    /// `Feed::apply` drops a message whose partition is not assigned any more.
+    #[test]
+    fn a_message_queued_before_its_partition_was_revoked_is_not_applied_after() {
+        let health = Arc::new(FeedHealth::default());
+        let context = FeedContext::new("samples", health);
+        context.track(&RebalanceNote::Assigned(vec![0, 1]));
+        // Received from partitions 0 and 1, still in the channel to the engine stage.
+        let queued = [0, 1];
+        assert!(queued.iter().all(|p| context.is_assigned(*p)));
+        // An eager rebalance: everything revoked, partition 0 assigned back.
+        context.track(&RebalanceNote::Revoked(vec![0, 1]));
+        context.track(&RebalanceNote::Assigned(vec![0]));
+        let applied: Vec<i32> = queued
+            .into_iter()
+            .filter(|p| context.is_assigned(*p))
+            .collect();
+        assert_eq!(
+            applied,
+            [0],
+            "partition 1's message is dropped, 0's is kept"
+        );
+    }
 }
