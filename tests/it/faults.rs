@@ -238,7 +238,7 @@ fn api_server_errors_on_list_watch_and_eviction_are_retried_and_the_action_happe
     let failed_lists = |api: &FakeApiServer| {
         api.count_requests(|r| r.resource == "pods" && r.verb == "list" && r.status == 500)
     };
-    s.wait("three failed pod lists", |api| failed_lists(api) >= 3);
+    s.wait("two failed pod lists", |api| failed_lists(api) >= 2);
     assert_eq!(s.admin_get("/healthz").0, 200, "live while the API fails");
     let (code, why) = s.admin_get("/readyz");
     assert_eq!(code, 503, "{why}");
@@ -305,7 +305,7 @@ fn a_node_deleted_while_its_pod_is_migrated_is_survived_without_another_action()
     let s = setup("faults-node-gone", "Enforce");
     // The eviction is held past the steering taint's expiry (the policy's 3 s cooldown).
     s.api
-        .inject(Fault::delay(eviction(), Duration::from_secs(6)));
+        .inject(Fault::delay(eviction(), Duration::from_secs(5)));
     let mut fulcrum = s.spawn("op", &[]);
     kcat_produce(&s.broker.addr(), TOPIC, &s.lines);
     s.wait("the steering taint and the held eviction", |api| {

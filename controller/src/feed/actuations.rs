@@ -170,3 +170,37 @@ pub fn settle(engine: &mut Engine, intents: Vec<Intent>, outcomes: &[ActuationRe
     }
     settled
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::audit::AuditRecord;
+
+    #[test]
+    fn actuation_records_name_their_decision_and_old_decision_records_still_read() {
+        let line = r#"{"schema":"fulcrum.actuations/v1","at":5,"policy":"p","node":"n1",
+            "target":"ns/pod","action":"Migrate","result":"Blocked","message":"pdb","finished_ms":9}"#;
+        let record: ActuationRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(record.result, ActuationResult::Blocked);
+        assert!(!record.result.counts() && ActuationResult::Done.counts());
+        assert_eq!(record.key(), ("p".into(), "n1".into(), "ns/pod".into(), 5));
+        // A decision record of an earlier version (no target facts) reads with none, and
+        // the facts are written only when known.
+        let old = r#"{"schema":"fulcrum.decisions/v1","at":5,"policy":"p","node":"n1",
+            "trigger":"t","victim":null,"target":"ns/pod","action":"Evict","mode":"Enforce",
+            "outcome":"Executed","reason":"r","destination":null,
+            "explanation":{"episode":1,"evidence":{"scope":"Node","metric":"m","value":1.0,
+            "threshold":0.5,"baseline":null,"since":0,"held_ms":0,"window_ms":0},
+            "method":"Correlation","scores":[],"guard":"allowed"}}"#;
+        let read: AuditRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((read.target_uid, read.target_workload), (None, None));
+        let text = serde_json::to_string(&read.decision).unwrap();
+        assert!(!text.contains("target_uid"));
+        let mut with = AuditRecord::new(read.decision);
+        with.target_uid = Some("u-1".into());
+        let back: AuditRecord =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back.target_uid.as_deref(), Some("u-1"));
+        assert_eq!(decision_key(&back.decision), record.key());
+    }
+}
