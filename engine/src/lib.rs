@@ -36,6 +36,7 @@ mod ingest;
 pub mod jump;
 pub mod limits;
 mod onset;
+mod placebo;
 mod placement;
 mod planner;
 mod policy_set;
