@@ -6,7 +6,7 @@ use fulcrum_policies::spec::Action;
 
 use super::cluster::{NodeInfo, PdbInfo, Resources, Taint};
 use super::decision::{Decision, Event, Outcome};
-use super::tests::{S, T0, labels, node, noise, pod, policy, sample};
+use super::tests::{S, T0, labels, node, noise, pod, policy, sample, with_spec};
 use super::{Engine, EngineConfig};
 
 /// A cluster: `hogs` nodes `h0..` each with victim `shop/web-i` and antagonist
@@ -20,6 +20,14 @@ struct Cluster {
 
 impl Cluster {
     fn new(hogs: usize, destinations: &[NodeInfo]) -> Self {
+        Self::with_policy(hogs, destinations, policy(""))
+    }
+
+    fn with_policy(
+        hogs: usize,
+        destinations: &[NodeInfo],
+        policy: fulcrum_policies::InterferencePolicy,
+    ) -> Self {
         let mut engine = Engine::new(EngineConfig::default());
         for i in 0..hogs {
             let n = format!("h{i}");
@@ -32,7 +40,7 @@ impl Cluster {
             engine.upsert_node(d.clone());
             engine.upsert_pod(pod("infra", &format!("agent-{}", d.name), &d.name, "infra"));
         }
-        let invalid = engine.set_policies(&[policy("")]);
+        let invalid = engine.set_policies(&[policy]);
         assert!(invalid.is_empty(), "{invalid:?}");
         Self {
             engine,
@@ -193,9 +201,13 @@ fn migrates_of_the_same_advance_count_against_their_destination() {
     );
 }
 
-#[test]
-fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
-    let mut c = Cluster::new(1, &[sized("d-big", 32_000)]);
+/// A hog migrated once whose replacement interferes again on its new node: the decisions
+/// on the replacement. `evict_on_ping_pong` sets the policy's `eviction.evictOnPingPong`.
+fn ping_pong(evict_on_ping_pong: bool) -> Vec<Decision> {
+    let p = with_spec(policy(""), |s| {
+        s.eviction.evict_on_ping_pong = evict_on_ping_pong;
+    });
+    let mut c = Cluster::with_policy(1, &[sized("d-big", 32_000)], p);
     c.run(&[]);
     assert_eq!(c.executed().len(), 1);
     // The replacement of spark/hog-0 (same workload) lands next to another victim on
@@ -233,12 +245,17 @@ fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
         c.engine.advance_auto(&mut c.events);
     }
     c.engine.flush(&mut c.events);
-    let again: Vec<_> = c
-        .decisions()
+    c.decisions()
         .into_iter()
         .filter(|d| d.target == "spark/hog-0-r")
-        .collect();
-    assert!(!again.is_empty(), "{:#?}", c.decisions());
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
+    let again = ping_pong(false);
+    assert!(!again.is_empty());
     assert!(
         again.iter().all(|d| d.outcome == Outcome::Blocked),
         "{again:#?}"
@@ -250,6 +267,20 @@ fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
         "{again:#?}"
     );
     assert_eq!(again[0].action, Action::Migrate);
+}
+
+#[test]
+fn a_ping_pong_is_evicted_when_the_policy_allows_it() {
+    let again = ping_pong(true);
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0].outcome, Outcome::Executed);
+    assert_eq!(again[0].action, Action::Evict);
+    assert_eq!(again[0].destination, None);
+    assert!(
+        again[0].reason.contains("evicted, not migrated"),
+        "{}",
+        again[0].reason
+    );
 }
 
 #[test]
