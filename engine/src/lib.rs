@@ -32,6 +32,7 @@ mod engine;
 mod evaluate;
 mod explain;
 mod guards;
+mod headroom;
 mod ingest;
 pub mod jump;
 pub mod limits;

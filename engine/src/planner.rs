@@ -321,7 +321,7 @@ impl Engine {
                         ));
                         None
                     } else {
-                        match self.destination(pod, ctx.node, ctx.t) {
+                        match self.destination(ctx.p, pod, ctx.node, ctx.t) {
                             Ok(dest) => Some(dest),
                             Err(reason) => {
                                 self.blocked(ctx, pod, "placement", reason, out);
