@@ -543,7 +543,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     let result = rt.block_on(fulcrum::runner::run(options, engine, io));
     let _ = rt.block_on(printer);
     let engine = result?;
-    let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine.stats()});
+    let engine = fulcrum::feed::EngineSnapshot::summary(&engine);
+    let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine});
     tracing::info!(%summary, "stopped");
     print_stop(&summary);
     Ok(true)

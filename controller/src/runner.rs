@@ -221,6 +221,7 @@ impl<A: Actuator> Runner<A> {
     /// Advances the engine to the feed's watermark and handles what happened.
     async fn step(&mut self) -> Result<(), FeedError> {
         let Some(watermark) = self.feed.watermark(&self.engine) else {
+            self.feed.publish_engine(&self.engine);
             return Ok(());
         };
         let max_age = self.feed.options().max_evidence_age_ms as i64;
@@ -232,6 +233,7 @@ impl<A: Actuator> Runner<A> {
         }
         // Published after the events: whoever sees this watermark has every event up to it.
         self.published = self.engine.watermark();
+        self.feed.publish_engine(&self.engine);
         self.feed.applied_up_to(self.published);
         Ok(())
     }
