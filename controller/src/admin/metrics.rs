@@ -295,3 +295,73 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+    }
+
+    #[test]
+    fn the_skew_the_bound_and_the_buffer_are_exported_and_move() {
+        let m = Metrics::new();
+        let stats = FeedStats::default();
+        let set = |skew: u64, bound: u64, overflows: u64, pending: u64| {
+            stats.skew_ms.store(skew, Relaxed);
+            stats.skew_bound_ms.store(bound, Relaxed);
+            stats.buffer_limit.store(1_000, Relaxed);
+            stats.buffer_overflows.store(overflows, Relaxed);
+            if let Ok(mut e) = stats.engine.lock() {
+                e.pending = pending;
+                e.stats.offered = 10 + pending;
+                e.stats.applied = 10;
+            }
+            m.refresh_feed(&stats);
+            m.render()
+        };
+        let before = set(90_000, 300_000, 0, 40);
+        assert_eq!(value(&before, "fulcrum_partition_skew_seconds "), 90.0);
+        assert_eq!(
+            value(&before, "fulcrum_partition_skew_bound_seconds "),
+            300.0
+        );
+        assert_eq!(value(&before, "fulcrum_reorder_buffer_samples "), 40.0);
+        assert_eq!(
+            value(&before, "fulcrum_reorder_buffer_limit_samples "),
+            1000.0
+        );
+        assert_eq!(
+            value(&before, "fulcrum_reorder_buffer_overflows_total "),
+            0.0
+        );
+        assert_eq!(
+            value(&before, "fulcrum_engine_samples_offered_total "),
+            50.0
+        );
+        // Over the limit: the bound drops to zero and the gauges follow.
+        let after = set(400_000, 0, 3, 1_200);
+        assert_eq!(value(&after, "fulcrum_partition_skew_seconds "), 400.0);
+        assert_eq!(value(&after, "fulcrum_partition_skew_bound_seconds "), 0.0);
+        assert_eq!(value(&after, "fulcrum_reorder_buffer_samples "), 1200.0);
+        assert_eq!(
+            value(&after, "fulcrum_reorder_buffer_overflows_total "),
+            3.0
+        );
+        assert_eq!(
+            value(&after, "fulcrum_engine_samples_offered_total "),
+            1210.0
+        );
+        assert_eq!(
+            value(&after, "fulcrum_engine_samples_total{outcome=\"applied\"} "),
+            10.0
+        );
+    }
+}
