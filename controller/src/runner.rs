@@ -270,6 +270,25 @@ impl<A: Actuator> Runner<A> {
                 }
                 (decision.outcome == Outcome::Executed).then(|| decision.clone())
             }
+            Event::Unexplained(unexplained) => {
+                // A report, not an action: one that cannot be published is logged and the
+                // run goes on (restore never reads these records as actions).
+                match self
+                    .audit
+                    .publish_unexplained(unexplained, &mut self.stopping)
+                    .await
+                {
+                    Ok(()) => {
+                        self.stats.unexplained.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(GaveUp::Interrupted) => return Err(FeedError::Interrupted),
+                    Err(GaveUp::Failed(e)) => {
+                        error!(error = %e, policy = %unexplained.policy, node = %unexplained.node,
+                            "could not publish an unexplained episode to the audit topic");
+                    }
+                }
+                None
+            }
             _ => None,
         };
         self.send(Report::Engine(event)).await?;

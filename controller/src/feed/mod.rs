@@ -124,6 +124,8 @@ pub struct FeedStats {
     pub rejected_samples: AtomicU64,
     /// Decisions published to the audit topic.
     pub decisions: AtomicU64,
+    /// Unexplained episodes (nobody blamed) published to the audit topic.
+    pub unexplained: AtomicU64,
     /// Offsets stored for commit.
     pub offsets_stored: AtomicU64,
     /// Actions restored from the audit topic at start.
