@@ -243,6 +243,10 @@ struct RunArgs {
     /// samples are late beyond it.
     #[arg(long, env = "FULCRUM_MAX_SKEW", default_value = "5m", value_parser = parse_duration_ms)]
     max_skew: u64,
+    /// Samples the engine may hold waiting for the watermark before lagging partitions
+    /// stop holding it back (their older samples are then late).
+    #[arg(long, env = "FULCRUM_MAX_BUFFERED", default_value_t = 1_000_000)]
+    max_buffered: usize,
     /// How each event is printed on standard output.
     #[arg(long, env = "FULCRUM_OUTPUT", value_enum, default_value_t = Output::Json)]
     output: Output,
@@ -518,6 +522,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
     options.max_skew_ms = args.max_skew;
+    options.max_buffered = args.max_buffered;
     let rt = runtime()?;
     let shutdown = shutdown_signal(&rt);
     let health = Arc::new(FeedHealth::default());
@@ -543,7 +548,8 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
     let result = rt.block_on(fulcrum::runner::run(options, engine, io));
     let _ = rt.block_on(printer);
     let engine = result?;
-    let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine.stats()});
+    let engine = fulcrum::feed::EngineSnapshot::summary(&engine);
+    let summary = serde_json::json!({"kind": "Stopped", "feed": &*stats, "engine": engine});
     tracing::info!(%summary, "stopped");
     print_stop(&summary);
     Ok(true)

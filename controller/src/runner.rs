@@ -239,6 +239,7 @@ impl<A: Actuator> Runner<A> {
     /// Advances the engine to the feed's watermark and handles what happened.
     async fn step(&mut self) -> Result<(), FeedError> {
         let Some(watermark) = self.feed.watermark(&self.engine) else {
+            self.feed.publish_engine(&self.engine);
             return Ok(());
         };
         let max_age = self.feed.options().max_evidence_age_ms as i64;
@@ -250,6 +251,7 @@ impl<A: Actuator> Runner<A> {
         }
         // Published after the events: whoever sees this watermark has every event up to it.
         self.published = self.engine.watermark();
+        self.feed.publish_engine(&self.engine);
         self.feed.applied_up_to(self.published);
         Ok(())
     }
@@ -286,6 +288,25 @@ impl<A: Actuator> Runner<A> {
                     }
                 }
                 (decision.outcome == Outcome::Executed).then(|| decision.clone())
+            }
+            Event::Unexplained(unexplained) => {
+                // A report, not an action: one that cannot be published is logged and the
+                // run goes on (restore never reads these records as actions).
+                match self
+                    .audit
+                    .publish_unexplained(unexplained, &mut self.stopping)
+                    .await
+                {
+                    Ok(()) => {
+                        self.stats.unexplained.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(GaveUp::Interrupted) => return Err(FeedError::Interrupted),
+                    Err(GaveUp::Failed(e)) => {
+                        error!(error = %e, policy = %unexplained.policy, node = %unexplained.node,
+                            "could not publish an unexplained episode to the audit topic");
+                    }
+                }
+                None
             }
             _ => None,
         };

@@ -25,9 +25,10 @@ use fulcrum_policies::spec::AttributionMethod;
 
 use crate::align::aligned;
 use crate::cluster::{NodeId, PodId};
-use crate::decision::{CandidateScore, MetricScore};
+use crate::decision::{CandidateScore, CommonMode, MetricScore};
 use crate::engine::Engine;
 use crate::guards::Exclusion;
+use crate::placebo::{Placebo, Placebos};
 use crate::series::Series;
 use crate::significance::{p_positive, pearson};
 use crate::state::{PodState, Role};
@@ -113,8 +114,9 @@ impl Engine {
             AttributionMethod::Correlation => self.onset_steps(inputs, &pods),
             AttributionMethod::Usage => Vec::new(),
         };
-        let spec = &self.policies[p as usize].policy.spec;
         let totals = self.node_usage_totals(p, &pods, t);
+        let placebos = self.placebos(inputs, &pods);
+        let spec = &self.policies[p as usize].policy.spec;
         let tests = (pods.len() * spec.attribution.metrics.len()).max(1);
         let window = spec.attribution.window_ms.max(1);
         let window_index = 1 + (t - inputs.since).max(0) as u64 / window;
@@ -133,7 +135,7 @@ impl Engine {
                         .is_none()
                         .then(|| Exclusion::never("not a candidate of this policy"))
                 });
-                let mut s = self.score_pod(inputs, pod, state, &totals, level);
+                let mut s = self.score_pod(inputs, (pod, class), state, &totals, level, &placebos);
                 s.class = class;
                 s.excluded = excluded;
                 // A step at the onset counts while the pod is still there (fresh samples).
@@ -153,6 +155,33 @@ impl Engine {
             tests,
             window_index,
         }
+    }
+
+    /// The placebo of every (candidate class, additive metric) among `pods`, for
+    /// `Correlation` (see [`crate::placebo`]).
+    fn placebos(&self, inputs: Inputs<'_>, pods: &[PodId]) -> Placebos {
+        let spec = &self.policies[inputs.p as usize].policy.spec;
+        if spec.attribution.method != AttributionMethod::Correlation || inputs.signal.is_none() {
+            return Vec::new();
+        }
+        let mut out: Placebos = Vec::new();
+        for &pod in pods {
+            let class = match self.pods.get(pod.index()).and_then(Option::as_ref) {
+                Some(state) => match state.role(inputs.p) {
+                    Some(Role::Candidate(c)) => Some(c),
+                    _ => None,
+                },
+                None => continue,
+            };
+            for &m in &spec.attribution.metrics {
+                if is_ratio(self.registry.name(m)) || out.iter().any(|(k, _)| *k == (class, m)) {
+                    continue;
+                }
+                let placebo = self.placebo(inputs.p, inputs.node, class, m, inputs.t);
+                out.push(((class, m), placebo));
+            }
+        }
+        out
     }
 
     /// The node's usage of each attribution metric of policy `p`: the sum of the means
@@ -182,10 +211,11 @@ impl Engine {
     fn score_pod(
         &self,
         inputs: Inputs<'_>,
-        pod: PodId,
+        (pod, class): (PodId, Option<u16>),
         state: &PodState,
         totals: &[f64],
         level: f64,
+        placebos: &Placebos,
     ) -> Scored {
         let spec = &self.policies[inputs.p as usize].policy.spec;
         let mut metrics = Vec::with_capacity(spec.attribution.metrics.len());
@@ -193,7 +223,11 @@ impl Engine {
         let mut shares = Vec::new();
         let min_r = spec.attribution.min_correlation;
         for (i, &m) in spec.attribution.metrics.iter().enumerate() {
-            let (mut evidence, share) = self.metric_evidence(inputs, state, m, totals[i]);
+            let placebo = placebos
+                .iter()
+                .find(|(k, _)| *k == (class, m))
+                .and_then(|(_, pl)| pl.as_ref());
+            let (mut evidence, share) = self.metric_evidence(inputs, state, m, totals[i], placebo);
             match (spec.attribution.method, evidence.correlation) {
                 (AttributionMethod::Usage, _) => shares.extend(share),
                 (AttributionMethod::Correlation, Some(r)) if evidence.ignored.is_none() => {
@@ -210,6 +244,15 @@ impl Engine {
                         evidence.ignored = Some(format!(
                             "not significant: p = {p:.1e} over {:.1} effective points, needs <= {level:.1e}",
                             evidence.effective_points.unwrap_or(0.0)
+                        ));
+                    } else if let Some((cm, pb)) = evidence
+                        .common_mode
+                        .and_then(|c| Some((c, c.p_value?)))
+                        .filter(|(_, pb)| *pb > level)
+                    {
+                        evidence.ignored = Some(format!(
+                            "common mode: r = {r:.2} does not beat the placebo (r = {:.2} for {} pods of the same kind on other nodes; p = {pb:.1e}, needs <= {level:.1e})",
+                            cm.placebo_correlation, cm.placebo_pods
                         ));
                     } else {
                         evidence.significant = true;
@@ -254,6 +297,7 @@ impl Engine {
         state: &PodState,
         m: MetricId,
         total: f64,
+        placebo: Option<&Placebo>,
     ) -> (MetricScore, Option<f64>) {
         let spec = &self.policies[inputs.p as usize].policy.spec;
         let window = spec.attribution.window_ms;
@@ -273,6 +317,7 @@ impl Engine {
             effective_points: None,
             significant: false,
             onset_step: None,
+            common_mode: None,
         };
         if spec.attribution.method == AttributionMethod::Usage {
             if mean.is_none() {
@@ -292,6 +337,17 @@ impl Engine {
             score.ignored = Some("no varying overlap with the victim signal".into());
             return (score, share);
         };
+        // Common mode is not evidence: the correlation must beat the placebo's (pods like
+        // this one on other nodes, which cannot be the cause).
+        if let Some(pl) = placebo
+            && let Some(a) = self.against_placebo(sig, series, pl, inputs.t, window)
+        {
+            score.common_mode = Some(CommonMode {
+                placebo_pods: pl.pods,
+                placebo_correlation: a.victim_r,
+                p_value: a.p_beats,
+            });
+        }
         let p = p_positive(c.r, c.n_eff);
         score.correlation = Some(c.r);
         score.p_value = Some(p);

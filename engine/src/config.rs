@@ -33,6 +33,10 @@ pub struct EngineConfig {
     /// A pod's step at the onset counts when it is at least this fraction of the node's
     /// total increase of the metric.
     pub onset_dominance: f64,
+    /// Common mode: pods of the same kind on other nodes whose mean trend is removed from
+    /// the victim's signal and a pod's usage before they are correlated (a placebo, see
+    /// `placebo.rs`). 0 turns the removal off.
+    pub placebo_pods: usize,
     /// Evaluations in a row (at least one bucket apart) that must name the same main
     /// explanation before anything is acted on or reported blocked.
     pub stable_evaluations: u32,
@@ -62,6 +66,7 @@ impl Default for EngineConfig {
             false_blame_rate: 0.002,
             onset_sigma: 20.0,
             onset_dominance: 0.5,
+            placebo_pods: 8,
             stable_evaluations: 2,
             storm_fraction: 0.3,
             storm_min_nodes: 3,

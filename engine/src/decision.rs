@@ -163,6 +163,22 @@ pub struct MetricScore {
     /// The pod's step up at the degradation's onset, in standard deviations, when it counts.
     #[serde(default)]
     pub onset_step: Option<f64>,
+    /// The placebo the correlation had to beat (common mode), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_mode: Option<CommonMode>,
+}
+
+/// The placebo a correlation had to beat: the trend of pods of the same kind on other
+/// nodes, which cannot be the cause (common mode is not evidence).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommonMode {
+    /// Placebo pods the trend was computed from.
+    pub placebo_pods: usize,
+    /// Correlation of the victim signal with the placebo trend.
+    pub placebo_correlation: f64,
+    /// One-sided p-value that the pod's correlation is larger than the placebo's; `None`
+    /// when the victim does not follow the placebo (no common mode: nothing to beat).
+    pub p_value: Option<f64>,
 }
 
 /// Something the engine noticed, for timelines and counters.

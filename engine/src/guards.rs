@@ -16,6 +16,8 @@ pub(crate) struct Exclusion {
     pub(crate) reason: String,
     /// The reason may pass (a young pod ages); otherwise it holds for good.
     pub(crate) temporary: bool,
+    /// The pod was already acted on: the earlier decision is its report.
+    pub(crate) acted: bool,
 }
 
 impl Exclusion {
@@ -23,6 +25,7 @@ impl Exclusion {
         Self {
             reason: reason.to_owned(),
             temporary: false,
+            acted: false,
         }
     }
 
@@ -30,6 +33,7 @@ impl Exclusion {
         Self {
             reason: reason.to_owned(),
             temporary: true,
+            acted: false,
         }
     }
 }
@@ -68,7 +72,10 @@ impl Engine {
         } else if state.acted_for(spec.mode) || self.restored_acted(policy, &info.key(), spec.mode)
         {
             // Not again; if interference persists, comparable contributors may be next.
-            never("already acted on")
+            Exclusion {
+                acted: true,
+                ..never("already acted on")
+            }
         } else if info
             .created_ms
             .is_some_and(|c| t - c < spec.limits.min_pod_age_ms as i64)

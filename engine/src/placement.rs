@@ -6,12 +6,15 @@
 //! pods bound there *and* the replacements of Migrates decided in the last
 //! [`PENDING_MS`] (the scheduler has not placed them yet); the node has reported samples
 //! (a node never heard from cannot be known to be free of interference), they are fresh,
-//! and no trigger condition of any policy holds there now. Preference, in order: nodes
+//! no trigger condition of any policy holds there now, and the migrated pod's usage would
+//! not push it over a node-scope trigger (shared-resource headroom, predicted: see
+//! [`crate::headroom`]). Preference, in order: nodes
 //! without an untolerated `PreferNoSchedule` taint (including Fulcrum's steering taint
 //! `fulcrum.dev/steer-away`), then the most CPU headroom after placement, then the name.
 
 use crate::cluster::{NodeId, NodeInfo, PodId, PodInfo, Resources};
 use crate::engine::Engine;
+use crate::headroom::Placing;
 
 /// How long a decided Migrate's replacement counts against its predicted destination.
 pub const PENDING_MS: i64 = 300_000;
@@ -24,6 +27,9 @@ struct Rejections {
     full: usize,
     busy: usize,
     silent: usize,
+    /// Nodes the pod's usage would push over a trigger, and the first such prediction.
+    crossing: usize,
+    example: Option<(String, String)>,
 }
 
 /// True when `pod` does not tolerate a `PreferNoSchedule` taint of `node`.
@@ -44,14 +50,23 @@ impl Engine {
     }
 
     /// The node a migrated pod's replacement would fit on, or why there is none.
+    /// `p` is the policy acting (its attribution metrics and window give the pod's load).
     pub(crate) fn destination(
         &self,
+        p: u16,
         pod: PodId,
         source: NodeId,
         t: i64,
     ) -> Result<(NodeId, String), String> {
         let Some(info) = self.cluster.pod_info(pod) else {
             return Err("pod vanished".into());
+        };
+        let load = self.hog_load(p, pod, t);
+        let placing = Placing {
+            load: &load,
+            source,
+            t,
+            window: self.policies[p as usize].policy.spec.attribution.window_ms,
         };
         let mut no = Rejections::default();
         // Best first: not repelled by a PreferNoSchedule taint, then the most CPU
@@ -64,7 +79,7 @@ impl Engine {
             let Some(node) = self.cluster.node_info(id) else {
                 continue;
             };
-            let Some(headroom) = self.fits(info, id, node, t, &mut no) else {
+            let Some(headroom) = self.fits(info, (id, node), placing, &mut no) else {
                 continue;
             };
             let rank = (!repelled(info, node), headroom);
@@ -80,9 +95,13 @@ impl Engine {
             }
         }
         best.map(|(_, id, name)| (id, name)).ok_or_else(|| {
+            let example = no
+                .example
+                .map(|(node, why)| format!(" ({node}: {why})"))
+                .unwrap_or_default();
             format!(
-                "no other node fits: {} lack CPU, memory or GPUs, {} fail selectors or taints, {} have interference or stale data, {} have never reported samples, {} are cordoned or not ready",
-                no.full, no.unmatched, no.busy, no.silent, no.cordoned
+                "no other node fits: {} lack CPU, memory or GPUs, {} fail selectors or taints, {} have interference or stale data, {} would cross a trigger with the pod's usage{example}, {} have never reported samples, {} are cordoned or not ready",
+                no.full, no.unmatched, no.busy, no.crossing, no.silent, no.cordoned
             )
         })
     }
@@ -91,11 +110,11 @@ impl Engine {
     fn fits(
         &self,
         info: &PodInfo,
-        id: NodeId,
-        node: &NodeInfo,
-        t: i64,
+        (id, node): (NodeId, &NodeInfo),
+        placing: Placing<'_>,
         no: &mut Rejections,
     ) -> Option<f64> {
+        let t = placing.t;
         if node.unschedulable || !node.ready {
             no.cordoned += 1;
             return None;
@@ -121,6 +140,11 @@ impl Engine {
         };
         if t - last > self.config.stale_after_ms as i64 || self.under_pressure(id, t) {
             no.busy += 1;
+            return None;
+        }
+        if let Some(why) = self.would_cross(placing, id) {
+            no.crossing += 1;
+            no.example.get_or_insert((node.name.clone(), why));
             return None;
         }
         Some(if node.allocatable.cpu_millis > 0 {

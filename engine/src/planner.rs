@@ -148,6 +148,9 @@ impl Engine {
         }
         match &main.excluded {
             None => culprits.push(main.clone()),
+            // Acted on already and still reporting (its eviction under way, or a dry run):
+            // the earlier decision is its report; a Blocked one would only repeat it.
+            Some(exclusion) if exclusion.acted => {}
             Some(exclusion) => {
                 let next = match others.first() {
                     Some(q) => format!(
@@ -296,31 +299,39 @@ impl Engine {
             let Some(class) = culprit.class else {
                 continue;
             };
-            let action =
-                self.policies[ctx.p as usize].policy.spec.candidates[class as usize].action;
+            let spec = &self.policies[ctx.p as usize].policy.spec;
+            let mut action = spec.candidates[class as usize].action;
+            let (window, evict_instead) = (
+                spec.limits.per_workload.window_ms,
+                spec.eviction.evict_on_ping_pong,
+            );
+            let mut note = None;
             let destination = match action {
                 Action::Evict => None,
                 Action::Migrate => {
-                    let window = self.policies[ctx.p as usize]
-                        .policy
-                        .spec
-                        .limits
-                        .per_workload
-                        .window_ms;
                     if let Some(reason) = self.ping_pong_reason(pod, ctx.node, ctx.t, window) {
-                        self.blocked(ctx, pod, "ping-pong", reason, out);
-                        continue;
-                    }
-                    match self.destination(pod, ctx.node, ctx.t) {
-                        Ok(dest) => Some(dest),
-                        Err(reason) => {
-                            self.blocked(ctx, pod, "placement", reason, out);
+                        if !evict_instead {
+                            self.blocked(ctx, pod, "ping-pong", reason, out);
                             continue;
+                        }
+                        // Never migrated twice: evicted, as eviction.evictOnPingPong allows.
+                        action = Action::Evict;
+                        note = Some(format!(
+                            "; evicted, not migrated (eviction.evictOnPingPong): {reason}"
+                        ));
+                        None
+                    } else {
+                        match self.destination(ctx.p, pod, ctx.node, ctx.t) {
+                            Ok(dest) => Some(dest),
+                            Err(reason) => {
+                                self.blocked(ctx, pod, "placement", reason, out);
+                                continue;
+                            }
                         }
                     }
                 }
             };
-            self.act(ctx, culprit, action, destination, out);
+            self.act(ctx, culprit, (action, destination, note), out);
             return true;
         }
         false
@@ -433,8 +444,7 @@ impl Engine {
         &mut self,
         ctx: &Context<'_>,
         culprit: &Scored,
-        action: Action,
-        destination: Option<(NodeId, String)>,
+        (action, destination, note): (Action, Option<(NodeId, String)>, Option<String>),
         out: &mut Vec<Event>,
     ) {
         let pod = culprit.pod;
@@ -448,7 +458,8 @@ impl Engine {
             "allowed: limits used before this action: {}",
             ledger.usage(ctx.t, ctx.node, &info.workload, &info.namespace, &limits)
         );
-        let reason = self.action_reason(ctx, culprit, &info.key());
+        let mut reason = self.action_reason(ctx, culprit, &info.key());
+        reason.push_str(note.as_deref().unwrap_or_default());
         let record = ActionRecord {
             at: ctx.t,
             node: ctx.node,

@@ -45,6 +45,24 @@ pub struct EngineStats {
     pub unexplained_by_cause: std::collections::BTreeMap<String, u64>,
 }
 
+impl EngineStats {
+    /// What became of the offered samples, by outcome: `applied` and each reason a sample
+    /// is dropped for. With the samples still waiting (`Engine::buffered` and
+    /// `Engine::held`) they add up to `offered`.
+    pub fn sample_outcomes(&self) -> [(&'static str, u64); 8] {
+        [
+            ("applied", self.applied),
+            ("late", self.late),
+            ("duplicate", self.duplicates),
+            ("unknown_node", self.unknown_node),
+            ("unknown_pod", self.unknown_pod),
+            ("irrelevant", self.irrelevant),
+            ("too_far_ahead", self.too_far_ahead),
+            ("forgotten", self.forgotten),
+        ]
+    }
+}
+
 /// Per-policy counters, as the policy status reports them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PolicyStats {

@@ -201,6 +201,15 @@ fn run_case(seed: u64, antagonist: bool, span_s: f64) -> RunResult {
         engine.upsert_pod(pod(ns, name, "n1", class));
     }
     engine.upsert_pod(pod("infra", "agent", "n2", "infra"));
+    // A batch pod on n2: the placebo spark/a and spark/b must beat (it cannot be the cause).
+    engine.upsert_pod(pod("spark", "p2", "n2", "batch"));
+    let mut placebo_rng = Rng(seed ^ 0x091A_C3B0);
+    let mut placebo: Vec<Process> = (0..2)
+        .map(|_| Process {
+            shape: Shape::random(&mut placebo_rng, span_s),
+            state: 0.0,
+        })
+        .collect();
     assert!(engine.set_policies(&[p]).is_empty());
     let mut out = Vec::new();
     let mut last_n2 = -1.0f64;
@@ -208,6 +217,15 @@ fn run_case(seed: u64, antagonist: bool, span_s: f64) -> RunResult {
         let ts = T0 + (t_s * 1000.0) as i64;
         if t_s - last_n2 >= 10.0 {
             engine.offer(&sample(ts, "n2", Some(("infra", "agent")), &[("cpu", 0.1)]));
+            let (bw, cpu) = (
+                placebo[0].step(&mut placebo_rng, t_s),
+                placebo[1].step(&mut placebo_rng, t_s),
+            );
+            let usage = [
+                ("mem_bw", (4.0 + bw).max(0.01)),
+                ("cpu", (3.0 + 0.8 * cpu).max(0.01)),
+            ];
+            engine.offer(&sample(ts, "n2", Some(("spark", "p2")), &usage));
             last_n2 = t_s;
         }
         let value = |i: usize, base: f64, scale: f64| {

@@ -157,3 +157,44 @@ fn policy_edits_on_a_running_engine_take_effect_and_keep_the_ledger() {
     assert!(w.engine.set_policies(&[renamed]).is_empty());
     assert_eq!(ledger(&w), 0);
 }
+
+/// The hog is acted on and keeps reporting (its eviction under way) while the victim
+/// stays degraded, long past a 1-minute cooldown. With `retract`, the first action is
+/// retracted (the actuator failed), so the hog is not "already acted on".
+fn acted_and_still_reporting(retract: bool) -> Vec<Decision> {
+    let p = with_spec(policy(""), |s| s.limits.cooldown = "1m".into());
+    let mut w = World::new(&[p]);
+    let mut retracted = false;
+    for i in 0..80 {
+        w.tick(i, if i < 20 { 1.0 } else { 4.0 + (i % 6) as f64 });
+        if retract && !retracted {
+            let first = w
+                .decisions()
+                .into_iter()
+                .find(|d| d.outcome == Outcome::Executed)
+                .cloned();
+            if let Some(d) = first {
+                w.engine.retract(&d);
+                retracted = true;
+            }
+        }
+    }
+    w.engine.flush(&mut w.events);
+    owned(&w)
+}
+
+#[test]
+fn a_pod_already_acted_on_that_keeps_reporting_is_not_reported_blocked_again() {
+    let d = acted_and_still_reporting(false);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert_eq!(d[0].target, "spark/hog");
+    assert_eq!(d[0].outcome, Outcome::Executed);
+    // Control: the episode does plan again after the cooldown and names the hog: once
+    // its action is retracted, it is acted on again.
+    let c = acted_and_still_reporting(true);
+    let on_hog = c
+        .iter()
+        .filter(|d| d.target == "spark/hog" && d.outcome == Outcome::Executed)
+        .count();
+    assert!(on_hog >= 2, "{c:#?}");
+}

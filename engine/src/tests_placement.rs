@@ -6,7 +6,7 @@ use fulcrum_policies::spec::Action;
 
 use super::cluster::{NodeInfo, PdbInfo, Resources, Taint};
 use super::decision::{Decision, Event, Outcome};
-use super::tests::{S, T0, labels, node, noise, pod, policy, sample};
+use super::tests::{S, T0, labels, node, noise, pod, policy, sample, with_spec};
 use super::{Engine, EngineConfig};
 
 /// A cluster: `hogs` nodes `h0..` each with victim `shop/web-i` and antagonist
@@ -16,10 +16,21 @@ struct Cluster {
     events: Vec<Event>,
     hogs: usize,
     destinations: Vec<String>,
+    /// Destinations whose agent uses memory bandwidth (4 units) and whose node reports
+    /// `mem_bw_util` (the value given).
+    loaded: Vec<(String, f64)>,
 }
 
 impl Cluster {
     fn new(hogs: usize, destinations: &[NodeInfo]) -> Self {
+        Self::with_policy(hogs, destinations, policy(""))
+    }
+
+    fn with_policy(
+        hogs: usize,
+        destinations: &[NodeInfo],
+        policy: fulcrum_policies::InterferencePolicy,
+    ) -> Self {
         let mut engine = Engine::new(EngineConfig::default());
         for i in 0..hogs {
             let n = format!("h{i}");
@@ -32,13 +43,14 @@ impl Cluster {
             engine.upsert_node(d.clone());
             engine.upsert_pod(pod("infra", &format!("agent-{}", d.name), &d.name, "infra"));
         }
-        let invalid = engine.set_policies(&[policy("")]);
+        let invalid = engine.set_policies(&[policy]);
         assert!(invalid.is_empty(), "{invalid:?}");
         Self {
             engine,
             events: Vec::new(),
             hogs,
             destinations: destinations.iter().map(|d| d.name.clone()).collect(),
+            loaded: Vec::new(),
         }
     }
 
@@ -77,8 +89,17 @@ impl Cluster {
                     continue;
                 }
                 let agent = format!("agent-{d}");
+                let load = self.loaded.iter().find(|(n, _)| n == d).map(|(_, u)| *u);
+                let usage = match load {
+                    Some(_) => vec![("cpu", 0.1), ("mem_bw", 4.0)],
+                    None => vec![("cpu", 0.1)],
+                };
                 self.engine
-                    .offer(&sample(ts, d, Some(("infra", &agent)), &[("cpu", 0.1)]));
+                    .offer(&sample(ts, d, Some(("infra", &agent)), &usage));
+                if let Some(util) = load {
+                    self.engine
+                        .offer(&sample(ts, d, None, &[("mem_bw_util", util)]));
+                }
             }
             self.engine.advance_auto(&mut self.events);
         }
@@ -193,9 +214,13 @@ fn migrates_of_the_same_advance_count_against_their_destination() {
     );
 }
 
-#[test]
-fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
-    let mut c = Cluster::new(1, &[sized("d-big", 32_000)]);
+/// A hog migrated once whose replacement interferes again on its new node: the decisions
+/// on the replacement. `evict_on_ping_pong` sets the policy's `eviction.evictOnPingPong`.
+fn ping_pong(evict_on_ping_pong: bool) -> Vec<Decision> {
+    let p = with_spec(policy(""), |s| {
+        s.eviction.evict_on_ping_pong = evict_on_ping_pong;
+    });
+    let mut c = Cluster::with_policy(1, &[sized("d-big", 32_000)], p);
     c.run(&[]);
     assert_eq!(c.executed().len(), 1);
     // The replacement of spark/hog-0 (same workload) lands next to another victim on
@@ -233,12 +258,17 @@ fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
         c.engine.advance_auto(&mut c.events);
     }
     c.engine.flush(&mut c.events);
-    let again: Vec<_> = c
-        .decisions()
+    c.decisions()
         .into_iter()
         .filter(|d| d.target == "spark/hog-0-r")
-        .collect();
-    assert!(!again.is_empty(), "{:#?}", c.decisions());
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
+    let again = ping_pong(false);
+    assert!(!again.is_empty());
     assert!(
         again.iter().all(|d| d.outcome == Outcome::Blocked),
         "{again:#?}"
@@ -250,6 +280,20 @@ fn a_migrated_workload_that_interferes_again_is_not_migrated_twice() {
         "{again:#?}"
     );
     assert_eq!(again[0].action, Action::Migrate);
+}
+
+#[test]
+fn a_ping_pong_is_evicted_when_the_policy_allows_it() {
+    let again = ping_pong(true);
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0].outcome, Outcome::Executed);
+    assert_eq!(again[0].action, Action::Evict);
+    assert_eq!(again[0].destination, None);
+    assert!(
+        again[0].reason.contains("evicted, not migrated"),
+        "{}",
+        again[0].reason
+    );
 }
 
 #[test]
@@ -386,4 +430,50 @@ fn extended_resources_must_fit_on_the_destination() {
     let mut c = Cluster::new(1, &[sized("d-cpu", 32_000), sized("d-gpu", 8_000)]);
     c.run(&[]);
     assert_eq!(c.executed()[0].destination.as_deref(), Some("d-cpu"));
+}
+
+/// Destinations at the given memory-bandwidth utilisations; with `trigger`, the policy
+/// also fires when a node's `mem_bw_util` is above 0.9.
+fn headroom(nodes: &[(NodeInfo, f64)], trigger: bool) -> Vec<Decision> {
+    let p = with_spec(policy(""), |s| {
+        if trigger {
+            let mut t = s.triggers[0].clone();
+            t.name = "membw".into();
+            t.scope = fulcrum_policies::spec::TriggerScope::Node;
+            t.metric = "mem_bw_util".into();
+            t.above = Some(0.9);
+            s.triggers.push(t);
+        }
+    });
+    let infos: Vec<NodeInfo> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    let mut c = Cluster::with_policy(1, &infos, p);
+    c.loaded = nodes.iter().map(|(n, u)| (n.name.clone(), *u)).collect();
+    c.run(&[]);
+    c.decisions().into_iter().cloned().collect()
+}
+
+#[test]
+fn a_hog_is_never_migrated_where_its_usage_would_cross_a_trigger() {
+    // d-big has the most CPU headroom but runs at 0.6 of its memory bandwidth: the hog's
+    // bandwidth would take it past 0.9. d-small, at 0.2, takes it.
+    let nodes = [
+        (sized("d-big", 32_000), 0.6),
+        (sized("d-small", 8_000), 0.2),
+    ];
+    let d = headroom(&nodes, true);
+    assert_eq!(d[0].outcome, Outcome::Executed, "{d:#?}");
+    assert_eq!(d[0].destination.as_deref(), Some("d-small"));
+    // Control: without a trigger on memory bandwidth, d-big is the destination.
+    let c = headroom(&nodes, false);
+    assert_eq!(c[0].destination.as_deref(), Some("d-big"), "{c:#?}");
+    // With no node left that keeps its headroom, the Migrate is Blocked and says why.
+    let d = headroom(&nodes[..1], true);
+    assert_eq!(d[0].outcome, Outcome::Blocked, "{d:#?}");
+    assert!(
+        d[0].reason.contains(
+            "1 would cross a trigger with the pod's usage (d-big: mem_bw_util would reach"
+        ),
+        "{}",
+        d[0].reason
+    );
 }

@@ -193,6 +193,38 @@ fn the_held_pool_is_bounded_and_what_it_pushes_out_is_counted() {
 }
 
 #[test]
+fn a_watermark_pushed_past_a_lagging_stream_drains_the_buffer_and_counts_its_stragglers() {
+    // What the feed does when the reorder buffer passes its bound: it stops waiting for
+    // the lagging partition and advances to the fastest one's time.
+    let mut e = engine(&["fast", "slow"]);
+    let mut out = Vec::new();
+    e.offer(&node_sample(T0, "slow"));
+    for i in 0..100 {
+        assert_eq!(
+            e.offer(&node_sample(T0 + i * 10 * S, "fast")),
+            Offered::Queued
+        );
+    }
+    e.advance(T0, &mut out);
+    assert_eq!(e.buffered(), 99, "held back by the slow stream");
+    e.advance(T0 + 99 * 10 * S, &mut out);
+    assert_eq!(e.buffered(), 0);
+    assert_eq!(e.stats().applied, 101);
+    for i in 1..100 {
+        assert_eq!(
+            e.offer(&node_sample(T0 + i * 10 * S, "slow")),
+            Offered::Late
+        );
+    }
+    assert_eq!(
+        e.offer(&node_sample(T0 + 100 * 10 * S, "slow")),
+        Offered::Queued
+    );
+    assert_eq!(e.stats().late, 99);
+    assert_accounted(&e);
+}
+
+#[test]
 fn samples_of_a_forgotten_node_still_queued_are_dropped_and_counted() {
     let mut e = engine(&["n1", "n2"]);
     let mut out = Vec::new();

@@ -285,6 +285,10 @@ pub struct EvictionSettings {
     /// Allow acting on pods without a controller (they are not recreated).
     #[serde(default)]
     pub evict_bare_pods: bool,
+    /// Evict (instead of Blocking) a workload migrated within `maxActionsPerWorkload`'s
+    /// window that interferes again on its new node; it is never migrated twice.
+    #[serde(default)]
+    pub evict_on_ping_pong: bool,
 }
 
 impl Default for Attribution {

@@ -220,6 +220,7 @@ spec:
         ["mem_bw_bytes_per_sec", "cpu_usage_cores", "llc_miss_rate"]
     );
     assert!(!spec.eviction.evict_bare_pods && !spec.eviction.evict_local_storage_pods);
+    assert!(!spec.eviction.evict_on_ping_pong);
     assert_eq!(spec.eviction.grace_period_seconds, None);
 
     let compiled = CompiledPolicy::compile(&policy, &mut MetricRegistry::new()).unwrap();

@@ -6,7 +6,7 @@ use fulcrum::replay::{ReplayInput, ReplayReport, replay_files};
 use fulcrum_engine::decision::Outcome;
 use fulcrum_engine::{Decision, EngineConfig, Event};
 
-use crate::scenario::{POLICY, Scenario, T0, replay, temp_dir};
+use crate::scenario::{POLICY, Scenario, T0, replay, replay_with, temp_dir};
 
 fn decisions(report: &ReplayReport) -> Vec<&Decision> {
     report.decisions().collect()
@@ -127,18 +127,49 @@ fn a_steady_hog_present_from_before_the_window_is_found() {
     assert!(d.iter().all(|d| d.target == "spark/sort-exec-0"), "{d:#?}");
 }
 
+/// Every pod on every node follows one cluster-wide load (a rising morning and traffic
+/// that moves from one sample to the next everywhere at once).
+fn co_movement(name: &str, config: EngineConfig) -> ReplayReport {
+    let mut scenario = Scenario::new(4, None);
+    scenario.ticks = 720; // two hours
+    scenario.variant.daily_curve = true;
+    replay_with(&scenario, "Enforce", name, config)
+}
+
 #[test]
 fn cluster_wide_co_movement_is_not_evidence() {
-    let mut scenario = Scenario::new(4, None);
-    scenario.ticks = 720; // two hours of a rising morning
-    scenario.variant.daily_curve = true;
-    let report = replay(&scenario, "Enforce", "daily-curve");
+    let report = co_movement("daily-curve", EngineConfig::default());
     assert!(
         report.engine.stats().detections > 0,
         "the curve crosses the SLO"
     );
     assert!(decisions(&report).is_empty(), "{:#?}", decisions(&report));
-    assert!(!unexplained(&report).is_empty());
+    let u = unexplained(&report);
+    assert!(!u.is_empty());
+    // The correlations were there, and the placebo matched them.
+    let matched = u.iter().flat_map(|u| &u.explanation.scores).any(|s| {
+        s.metrics.iter().any(|m| {
+            m.correlation.is_some_and(|r| r > 0.5)
+                && m.common_mode.is_some_and(|c| c.placebo_correlation > 0.5)
+                && !m.significant
+        })
+    });
+    assert!(matched, "{u:#?}");
+}
+
+#[test]
+fn the_control_without_the_placebo_the_same_co_movement_blames_a_bystander() {
+    let config = EngineConfig {
+        placebo_pods: 0,
+        ..EngineConfig::default()
+    };
+    let report = co_movement("daily-curve-control", config);
+    let d = decisions(&report);
+    assert!(
+        d.iter()
+            .any(|d| d.target.starts_with("spark/") || d.target.starts_with("infra/")),
+        "{d:#?}"
+    );
 }
 
 /// A second policy, evaluated after the scenario's (lower priority), for AI pods only.

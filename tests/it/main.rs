@@ -1,5 +1,6 @@
 //! Integration tests for Fulcrum. One binary, one module per area.
 
+mod accounting;
 mod alloc;
 mod attribution;
 mod check_policy;

@@ -21,6 +21,12 @@ pub fn noise(seed: u64, i: u64) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A seed spread over all 64 bits: [`noise`] of nearby seeds are shifted copies of one
+/// another (correlated), of spread seeds independent.
+pub fn spread(seed: u64) -> u64 {
+    seed.wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(32) ^ 0x5851_F42D_4C95_7F2D
+}
+
 /// A pod in a scenario.
 pub struct PodSpec {
     pub namespace: &'static str,
@@ -216,11 +222,14 @@ impl Scenario {
                 (true, true) => 9.0 + 0.1 * noise(self.seed, i as u64 * 3),
                 (false, _) => 0.5 + 0.2 * noise(self.seed, i as u64),
             };
-            // One cluster-wide daily curve: two hours of a rising morning.
+            // One cluster-wide load: two hours of a rising morning, and traffic that rises
+            // and falls from one sample to the next on every node at once (fast enough
+            // that the autocorrelation discount leaves its correlations many points).
             let day = if v.daily_curve {
-                0.5 - 0.5
+                0.4 - 0.4
                     * (std::f64::consts::PI * (8.0 + (i * self.period_ms) as f64 / 3.6e6) / 12.0)
                         .cos()
+                    + 0.3 * noise(spread(self.seed ^ 0xDA11), i as u64)
             } else {
                 0.0
             };
@@ -228,7 +237,11 @@ impl Scenario {
                 let node = format!("node-{n}");
                 let mut samples = Vec::new();
                 for (k, p) in self.pods.iter().enumerate().filter(|(_, p)| p.node == node) {
-                    let r = noise(self.seed + k as u64, i as u64);
+                    let r = if v.daily_curve {
+                        noise(spread(self.seed + k as u64), i as u64)
+                    } else {
+                        noise(self.seed + k as u64, i as u64)
+                    };
                     let metrics = match (p.class, p.name.as_str()) {
                         ("online", _) if v.victim_alone && n == 0 => {
                             json!({"latency_p99_ms": 300.0 + 40.0 * r, "cpi": 1.0 + 0.05 * r,
@@ -340,6 +353,16 @@ spec:
 "#;
 
 pub fn replay(scenario: &Scenario, mode: &str, name: &str) -> ReplayReport {
+    replay_with(scenario, mode, name, EngineConfig::default())
+}
+
+/// [`replay`] with an engine configuration.
+pub fn replay_with(
+    scenario: &Scenario,
+    mode: &str,
+    name: &str,
+    config: EngineConfig,
+) -> ReplayReport {
     let dir = temp_dir(name);
     let (cluster, events) = scenario.write(&dir);
     let policy = dir.join("policy.yaml");
@@ -347,7 +370,7 @@ pub fn replay(scenario: &Scenario, mode: &str, name: &str) -> ReplayReport {
     let input = ReplayInput {
         cluster: vec![cluster],
         policies: vec![policy],
-        config: EngineConfig::default(),
+        config,
     };
     let report = replay_files(&input, &events, NOW).expect("replay runs");
     std::fs::remove_dir_all(&dir).unwrap();

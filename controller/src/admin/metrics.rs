@@ -15,6 +15,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use crate::actuator::ActuationError;
+use crate::feed::FeedStats;
 use crate::runner::Report;
 
 type Labels = Vec<(String, String)>;
@@ -41,6 +42,30 @@ pub struct Metrics {
     pub tracked_pods: Gauge,
     /// `fulcrum_tracked_nodes`.
     pub tracked_nodes: Gauge,
+    /// `fulcrum_engine_samples_offered_total`: samples offered to the engine.
+    pub engine_offered: Counter,
+    /// `fulcrum_engine_samples_total{outcome}`: what became of them (`applied` or the
+    /// reason they were dropped); with `fulcrum_reorder_buffer_samples` they add up to
+    /// the offered ones.
+    pub engine_samples: Family<Labels, Counter>,
+    /// `fulcrum_reorder_buffer_samples`: samples waiting for the watermark (reorder buffer
+    /// and held jumps).
+    pub buffered: Gauge,
+    /// `fulcrum_reorder_buffer_limit_samples`: the waiting samples beyond which the
+    /// watermark stops waiting for lagging partitions (`--max-buffered`).
+    pub buffer_limit: Gauge,
+    /// `fulcrum_reorder_buffer_overflows_total`: watermark computations that found the
+    /// buffer over its limit.
+    pub buffer_overflows: Counter,
+    /// `fulcrum_partition_skew_seconds`: event-time skew between the fastest and the
+    /// slowest active partition.
+    pub skew: Gauge<f64, AtomicU64>,
+    /// `fulcrum_partition_skew_bound_seconds`: how far a lagging partition may hold the
+    /// watermark back now (`--max-skew`, 0 while the buffer is over its limit).
+    pub skew_bound: Gauge<f64, AtomicU64>,
+    /// `fulcrum_unexplained_episodes_total{policy,reason}`: episodes in which nobody was
+    /// blamed, once each, by why (`no-samples`, `too-few-points`, ...).
+    pub unexplained: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -66,7 +91,16 @@ impl Metrics {
             watermark_lag: Gauge::default(),
             tracked_pods: Gauge::default(),
             tracked_nodes: Gauge::default(),
+            engine_offered: Counter::default(),
+            engine_samples: Family::default(),
+            buffered: Gauge::default(),
+            buffer_limit: Gauge::default(),
+            buffer_overflows: Counter::default(),
+            skew: Gauge::default(),
+            skew_bound: Gauge::default(),
+            unexplained: Family::default(),
         };
+        m.register_feed(&mut registry);
         registry.register("samples", "Samples consumed, by result", m.samples.clone());
         registry.register(
             "dead_letters",
@@ -116,6 +150,76 @@ impl Metrics {
         m
     }
 
+    fn register_feed(&self, registry: &mut Registry) {
+        registry.register(
+            "engine_samples_offered",
+            "Samples offered to the engine",
+            self.engine_offered.clone(),
+        );
+        registry.register(
+            "engine_samples",
+            "Samples offered to the engine, by outcome: applied or the reason dropped",
+            self.engine_samples.clone(),
+        );
+        registry.register(
+            "reorder_buffer_samples",
+            "Samples waiting for the watermark",
+            self.buffered.clone(),
+        );
+        registry.register(
+            "reorder_buffer_limit_samples",
+            "Waiting samples beyond which lagging partitions no longer hold the watermark",
+            self.buffer_limit.clone(),
+        );
+        registry.register(
+            "reorder_buffer_overflows",
+            "Watermark computations that found the reorder buffer over its limit",
+            self.buffer_overflows.clone(),
+        );
+        registry.register(
+            "partition_skew_seconds",
+            "Event-time skew between the fastest and the slowest active partition",
+            self.skew.clone(),
+        );
+        registry.register(
+            "partition_skew_bound_seconds",
+            "How far a lagging partition may hold the watermark back now",
+            self.skew_bound.clone(),
+        );
+        registry.register(
+            "unexplained_episodes",
+            "Interference episodes in which nobody was blamed, by policy and reason",
+            self.unexplained.clone(),
+        );
+    }
+
+    /// Copies the feed's and the engine's figures in (before a scrape).
+    pub fn refresh_feed(&self, stats: &FeedStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Ok(engine) = stats.engine.lock() {
+            let offered = engine.stats.offered;
+            let current = self.engine_offered.get();
+            if offered > current {
+                self.engine_offered.inc_by(offered - current);
+            }
+            for (outcome, n) in engine.stats.sample_outcomes() {
+                let labels = vec![("outcome".to_owned(), outcome.to_owned())];
+                Self::set_counter(&self.engine_samples, labels, n);
+            }
+            self.buffered.set(engine.pending as i64);
+        }
+        self.buffer_limit
+            .set(stats.buffer_limit.load(Relaxed) as i64);
+        let overflows = stats.buffer_overflows.load(Relaxed);
+        let current = self.buffer_overflows.get();
+        if overflows > current {
+            self.buffer_overflows.inc_by(overflows - current);
+        }
+        self.skew.set(stats.skew_ms.load(Relaxed) as f64 / 1000.0);
+        self.skew_bound
+            .set(stats.skew_bound_ms.load(Relaxed) as f64 / 1000.0);
+    }
+
     /// Counts what the run loop reported.
     pub fn observe(&self, report: &Report) {
         let decision = |policy: &str, action: String, outcome: &str| {
@@ -128,6 +232,14 @@ impl Metrics {
                 .inc();
         };
         match report {
+            Report::Engine(Event::Unexplained(u)) => {
+                self.unexplained
+                    .get_or_create(&vec![
+                        ("policy".into(), u.policy.clone()),
+                        ("reason".into(), u.cause.clone()),
+                    ])
+                    .inc();
+            }
             Report::Engine(Event::Detected { policy, .. }) => {
                 self.detections
                     .get_or_create(&vec![("policy".into(), policy.clone())])
@@ -181,5 +293,75 @@ impl Metrics {
             let _ = encode(&mut out, &registry);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use super::*;
+
+    fn value(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+    }
+
+    #[test]
+    fn the_skew_the_bound_and_the_buffer_are_exported_and_move() {
+        let m = Metrics::new();
+        let stats = FeedStats::default();
+        let set = |skew: u64, bound: u64, overflows: u64, pending: u64| {
+            stats.skew_ms.store(skew, Relaxed);
+            stats.skew_bound_ms.store(bound, Relaxed);
+            stats.buffer_limit.store(1_000, Relaxed);
+            stats.buffer_overflows.store(overflows, Relaxed);
+            if let Ok(mut e) = stats.engine.lock() {
+                e.pending = pending;
+                e.stats.offered = 10 + pending;
+                e.stats.applied = 10;
+            }
+            m.refresh_feed(&stats);
+            m.render()
+        };
+        let before = set(90_000, 300_000, 0, 40);
+        assert_eq!(value(&before, "fulcrum_partition_skew_seconds "), 90.0);
+        assert_eq!(
+            value(&before, "fulcrum_partition_skew_bound_seconds "),
+            300.0
+        );
+        assert_eq!(value(&before, "fulcrum_reorder_buffer_samples "), 40.0);
+        assert_eq!(
+            value(&before, "fulcrum_reorder_buffer_limit_samples "),
+            1000.0
+        );
+        assert_eq!(
+            value(&before, "fulcrum_reorder_buffer_overflows_total "),
+            0.0
+        );
+        assert_eq!(
+            value(&before, "fulcrum_engine_samples_offered_total "),
+            50.0
+        );
+        // Over the limit: the bound drops to zero and the gauges follow.
+        let after = set(400_000, 0, 3, 1_200);
+        assert_eq!(value(&after, "fulcrum_partition_skew_seconds "), 400.0);
+        assert_eq!(value(&after, "fulcrum_partition_skew_bound_seconds "), 0.0);
+        assert_eq!(value(&after, "fulcrum_reorder_buffer_samples "), 1200.0);
+        assert_eq!(
+            value(&after, "fulcrum_reorder_buffer_overflows_total "),
+            3.0
+        );
+        assert_eq!(
+            value(&after, "fulcrum_engine_samples_offered_total "),
+            1210.0
+        );
+        assert_eq!(
+            value(&after, "fulcrum_engine_samples_total{outcome=\"applied\"} "),
+            10.0
+        );
     }
 }

@@ -65,6 +65,8 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<bool> {
     let mut options = FeedOptions::new(settings);
     options.lateness_ms = args.engine.lateness;
     options.max_evidence_age_ms = args.max_evidence_age;
+    options.max_skew_ms = args.max_skew;
+    options.max_buffered = args.max_buffered;
     let rt = runtime()?;
     let telemetry = {
         let _context = rt.enter(); // the OTLP channel runs on the runtime
@@ -158,7 +160,7 @@ async fn operate(
     // Bounded: a final status write, then the admin server stops.
     let _ = tokio::time::timeout(Duration::from_secs(5), status_task).await;
     admin_task.abort();
-    Ok(Some(serde_json::to_value(engine.stats())?))
+    Ok(Some(fulcrum::feed::EngineSnapshot::summary(&engine)))
 }
 
 /// Hands the policies listed at start to the engine (before the audit restore needs them).
@@ -365,6 +367,7 @@ fn admin_handlers(
         );
         let dead = stats.dead_letters.load(Relaxed);
         Metrics::set_counter(&m.dead_letters, vec![("reason".into(), "all".into())], dead);
+        m.refresh_feed(&stats);
         let watermark = health.watermark_ms.load(Relaxed);
         if watermark > 0 {
             let lag = (fulcrum::clock::now_ms() - watermark) as f64 / 1000.0;

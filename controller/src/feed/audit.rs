@@ -1,7 +1,7 @@
 //! The audit topic: every decision (executed, dry-run or blocked) as JSON keyed by node,
-//! followed for an executed one by an actuation record (see [`super::actuations`]), and
-//! the restore of past actions from it when a replica starts, so limits hold and no pod is
-//! acted on twice across restarts.
+//! followed for an executed one by an actuation record (see [`super::actuations`]), every
+//! episode in which nobody was blamed, and the restore of past actions from it when a
+//! replica starts, so limits hold and no pod is acted on twice across restarts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use super::actuations::{ACTUATION_SCHEMA, ActuationRecord, Intent, Settled, sett
 use super::config::KafkaSettings;
 use super::reader::ReaderContext;
 use super::retry::{GaveUp, produce_with_retries};
+use fulcrum_engine::decision::Unexplained;
 use fulcrum_engine::{Decision, Engine, Outcome};
 use tokio::sync::watch;
 
@@ -70,6 +71,68 @@ impl AuditRecord {
     }
 }
 
+/// `kind` of the audit record of an episode in which nobody was blamed. Decision records
+/// have no `kind`.
+pub const UNEXPLAINED_KIND: &str = "Unexplained";
+
+/// The audit record of an episode in which nobody was blamed (once per episode): the
+/// engine's report with why, never an action.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UnexplainedRecord {
+    /// Always [`AUDIT_SCHEMA`].
+    pub schema: String,
+    /// Always [`UNEXPLAINED_KIND`].
+    pub kind: String,
+    /// The report.
+    #[serde(flatten)]
+    pub unexplained: Unexplained,
+}
+
+impl UnexplainedRecord {
+    /// Wraps a report.
+    pub fn new(unexplained: Unexplained) -> Self {
+        Self {
+            schema: AUDIT_SCHEMA.to_owned(),
+            kind: UNEXPLAINED_KIND.to_owned(),
+            unexplained,
+        }
+    }
+}
+
+/// What restore makes of one audit record.
+#[derive(Debug)]
+pub enum Restorable {
+    /// A decision that was acted on (or dry-run): it counts as a past action.
+    Action(Box<Decision>),
+    /// A record that is no action: a Blocked decision, or a record of another `kind`
+    /// (an unexplained episode).
+    NotAnAction,
+    /// Not an audit record this version reads.
+    Unreadable(serde_json::Error),
+}
+
+/// Classifies an audit record's payload for restore. Only decision records (no `kind`)
+/// whose outcome is not Blocked are actions.
+pub fn restorable(payload: &[u8]) -> Restorable {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(default)]
+        kind: Option<String>,
+    }
+    match serde_json::from_slice::<Kind>(payload) {
+        Ok(Kind { kind: Some(_) }) => return Restorable::NotAnAction,
+        Ok(Kind { kind: None }) => {}
+        Err(e) => return Restorable::Unreadable(e),
+    }
+    match serde_json::from_slice::<AuditRecord>(payload) {
+        Ok(record) if record.decision.outcome != Outcome::Blocked => {
+            Restorable::Action(Box::new(record.decision))
+        }
+        Ok(_) => Restorable::NotAnAction,
+        Err(e) => Restorable::Unreadable(e),
+    }
+}
+
 /// The audit topic as a sink: publishes decisions, retrying a failed produce a bounded
 /// number of times.
 pub struct AuditLog {
@@ -110,6 +173,19 @@ impl AuditLog {
         let key = record.node.as_bytes();
         let send = || send_record(&self.producer, &self.topic, key, &payload);
         produce_with_retries("actuation record produce", send, shutdown).await
+    }
+
+    /// Publishes the report of an unexplained episode, with the same bounded retries.
+    pub async fn publish_unexplained(
+        &self,
+        unexplained: &Unexplained,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), GaveUp> {
+        let record = UnexplainedRecord::new(unexplained.clone());
+        let payload = serde_json::to_vec(&record).unwrap_or_default();
+        let key = unexplained.node.as_bytes();
+        let send = || send_record(&self.producer, &self.topic, key, &payload);
+        produce_with_retries("audit produce", send, shutdown).await
     }
 }
 
@@ -256,6 +332,10 @@ impl Read {
             // Another kind of record: not a decision.
             return;
         }
+        if matches!(restorable(payload), Restorable::NotAnAction) {
+            // A Blocked decision or a record of another `kind` (an unexplained episode).
+            return;
+        }
         match serde_json::from_slice::<AuditRecord>(payload) {
             Ok(record) => match record.decision.outcome {
                 Outcome::Blocked => {}
@@ -317,4 +397,68 @@ fn seek_since(
         consumer.assign(&assign)?;
     }
     Ok(Some(ends))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decision record as docs/events.md shows it (explanation trimmed).
+    fn decision_record(outcome: &str) -> serde_json::Value {
+        serde_json::json!({
+            "schema": AUDIT_SCHEMA, "at": 1_764_151_200_000i64, "policy": "protect-online",
+            "node": "node-0", "trigger": "p99-slo", "victim": "shop/cart-0",
+            "target": "spark/sort-exec-0", "action": "Migrate", "mode": "Enforce",
+            "outcome": outcome, "reason": "r", "destination": "node-2",
+            "explanation": {
+                "episode": 1,
+                "evidence": {"scope": "Victim", "metric": "latency_p99_ms", "value": 412.0,
+                             "threshold": 250.0, "baseline": null, "since": 1_764_151_170_000i64,
+                             "held_ms": 30000, "window_ms": 300000},
+                "method": "Correlation", "scores": [], "guard": "allowed"
+            }
+        })
+    }
+
+    fn classify(value: &serde_json::Value) -> Restorable {
+        restorable(&serde_json::to_vec(value).unwrap())
+    }
+
+    #[test]
+    fn restore_counts_acted_decisions_only_never_an_unexplained_episode() {
+        // Control: an executed decision is a past action.
+        let executed = decision_record("Executed");
+        assert!(matches!(classify(&executed), Restorable::Action(_)));
+        assert!(matches!(
+            classify(&decision_record("Blocked")),
+            Restorable::NotAnAction
+        ));
+        // The record of an unexplained episode, as the run loop writes it.
+        let mut report = executed.clone();
+        for field in [
+            "schema",
+            "target",
+            "action",
+            "mode",
+            "outcome",
+            "destination",
+        ] {
+            report.as_object_mut().unwrap().remove(field);
+        }
+        report["cause"] = "not-significant".into();
+        report["episode"] = 1.into();
+        let unexplained: Unexplained = serde_json::from_value(report).unwrap();
+        let record = serde_json::to_value(UnexplainedRecord::new(unexplained)).unwrap();
+        assert_eq!(record["kind"], UNEXPLAINED_KIND);
+        assert_eq!(record["schema"], AUDIT_SCHEMA);
+        assert!(matches!(classify(&record), Restorable::NotAnAction));
+        // Even one that also carried a decision's fields is no action: `kind` decides.
+        let mut both = executed;
+        both["kind"] = UNEXPLAINED_KIND.into();
+        assert!(matches!(classify(&both), Restorable::NotAnAction));
+        assert!(matches!(
+            restorable(b"{not json"),
+            Restorable::Unreadable(_)
+        ));
+    }
 }

@@ -22,6 +22,8 @@ pub mod context;
 pub mod dlq;
 mod ingest;
 mod nodes;
+#[cfg(test)]
+mod overflow_tests;
 pub mod progress;
 pub mod reader;
 pub mod retry;
@@ -123,6 +125,8 @@ pub struct FeedStats {
     pub rejected_samples: AtomicU64,
     /// Decisions published to the audit topic.
     pub decisions: AtomicU64,
+    /// Unexplained episodes (nobody blamed) published to the audit topic.
+    pub unexplained: AtomicU64,
     /// Offsets stored for commit.
     pub offsets_stored: AtomicU64,
     /// Actions restored from the audit topic at start.
@@ -131,6 +135,12 @@ pub struct FeedStats {
     pub skew_ms: AtomicU64,
     /// Gauge: samples waiting in the engine (reorder buffer and held jumps).
     pub buffered: AtomicU64,
+    /// Gauge: the skew bound in force (ms): `max_skew_ms`, or 0 while the engine's buffer
+    /// is over `max_buffered`.
+    pub skew_bound_ms: AtomicU64,
+    /// Gauge: `max_buffered`, the most samples the engine holds before the watermark stops
+    /// waiting for slow partitions.
+    pub buffer_limit: AtomicU64,
     /// Watermark computations that found the engine's buffer over `max_buffered`.
     pub buffer_overflows: AtomicU64,
     /// Messages received from a partition revoked before they were applied (dropped: the
@@ -140,6 +150,37 @@ pub struct FeedStats {
     pub unmapped: AtomicU64,
     /// OTLP and Prometheus inputs: values produced from mapped data points.
     pub converted: AtomicU64,
+    /// The engine's counters after its last step (for metrics; the stop summary has its own).
+    #[serde(skip)]
+    pub engine: std::sync::Mutex<EngineSnapshot>,
+}
+
+/// The engine's sample accounting after a step: its counters and the samples still waiting.
+#[derive(Clone, Debug, Default)]
+pub struct EngineSnapshot {
+    /// The engine's counters.
+    pub stats: fulcrum_engine::EngineStats,
+    /// Samples waiting in the reorder buffer and the held pool.
+    pub pending: u64,
+}
+
+impl EngineSnapshot {
+    /// The engine's counters with `pending` (the stop summary's `engine` object): `applied`
+    /// plus every drop reason plus `pending` is `offered`.
+    pub fn summary(engine: &fulcrum_engine::Engine) -> serde_json::Value {
+        let snapshot = Self::of(engine);
+        let mut value = serde_json::to_value(&snapshot.stats).unwrap_or_default();
+        value["pending"] = snapshot.pending.into();
+        value
+    }
+
+    /// The snapshot of `engine` now.
+    pub fn of(engine: &fulcrum_engine::Engine) -> Self {
+        Self {
+            stats: engine.stats().clone(),
+            pending: (engine.buffered() + engine.held()) as u64,
+        }
+    }
 }
 
 /// Why the feed stopped.

@@ -32,6 +32,17 @@ pub struct Progress {
     last_skew_ms: i64,
 }
 
+/// The skew bound that keeps the engine's buffer bounded: `max_skew_ms` while the engine
+/// holds at most `max_buffered` samples, 0 beyond (the watermark then follows the fastest
+/// partition, the buffer drains, and a lagging partition's older samples are late).
+pub fn skew_bound(buffered: usize, max_buffered: usize, max_skew_ms: u64) -> u64 {
+    if buffered > max_buffered {
+        0
+    } else {
+        max_skew_ms
+    }
+}
+
 impl Progress {
     /// Records a consumed message. `newest_ts` is its newest sample time (None when it held
     /// no usable sample); `now_ms` is the wall clock, for idleness.

@@ -17,7 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use super::context::{FeedContext, RebalanceNote};
 use super::nodes::NodePartitions;
-use super::progress::Progress;
+use super::progress::{Progress, skew_bound};
 use super::retry::{self, GaveUp, produce_with_retries};
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
 use crate::clock::now_ms;
@@ -214,15 +214,19 @@ impl Feed {
         self.stats
             .buffered
             .store(buffered as u64, Ordering::Relaxed);
-        let overflow = buffered > self.options.max_buffered;
-        if overflow {
+        let bound = skew_bound(
+            buffered,
+            self.options.max_buffered,
+            self.options.max_skew_ms,
+        );
+        if buffered > self.options.max_buffered {
             self.stats.buffer_overflows.fetch_add(1, Ordering::Relaxed);
         }
-        let skew = if overflow {
-            Some(0)
-        } else {
-            Some(self.options.max_skew_ms)
-        };
+        self.stats.skew_bound_ms.store(bound, Ordering::Relaxed);
+        self.stats
+            .buffer_limit
+            .store(self.options.max_buffered as u64, Ordering::Relaxed);
+        let skew = Some(bound);
         self.progress.set_max_skew(skew);
         let watermark = self.progress.watermark(
             self.options.lateness_ms,
@@ -234,6 +238,17 @@ impl Feed {
             .skew_ms
             .store(self.progress.skew_ms().max(0) as u64, Ordering::Relaxed);
         watermark
+    }
+
+    /// Publishes the engine's counters and waiting samples (for metrics).
+    pub fn publish_engine(&self, engine: &Engine) {
+        let snapshot = super::EngineSnapshot::of(engine);
+        self.stats
+            .buffered
+            .store(snapshot.pending, Ordering::Relaxed);
+        if let Ok(mut shared) = self.stats.engine.lock() {
+            *shared = snapshot;
+        }
     }
 
     /// Publishes the engine's watermark to the health state (after the events up to it

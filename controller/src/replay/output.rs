@@ -166,6 +166,11 @@ pub fn render_text(report: &ReplayReport, color: bool) -> String {
         s["samples"]["too_far_ahead"],
         s["samples"]["forgotten"],
     );
+    let pending = s["samples"]["pending"].as_u64().unwrap_or(0);
+    if pending > 0 {
+        // Only a replay that stops early leaves samples waiting.
+        let _ = writeln!(out, "         {pending} samples still waiting");
+    }
     let _ = writeln!(
         out,
         "         {} detections, {} recoveries; actions: {} evicted, {} migrated, {} dry-run, {} blocked",

@@ -1,0 +1,208 @@
+//! Shared-resource headroom, predicted: a hog is never migrated onto a node where its
+//! usage would push that node over a trigger of a policy covering it.
+//!
+//! The hog's load is its mean usage, over its policy's attribution window, of each
+//! additive metric of that policy's `attribution.metrics` it reports (`R`). A destination's
+//! node-scope trigger tracks (one per node-scope trigger of every policy covering it) are
+//! predicted with that load added:
+//!
+//! - a trigger on `R` itself: the node's current value (the mean of its series of `R` over
+//!   the window, else the sum of its pods' means) plus the hog's usage;
+//! - a trigger on `R`'s utilisation, the metric named `<stem>_util` where `<stem>` is `R`
+//!   without its unit (`mem_bw_bytes_per_sec` and `mem_bw_util`, `cpu_usage_cores` and
+//!   `cpu_util`): the node's current utilisation scaled by its pods' usage of `R` with the
+//!   hog's added, `util × (S + u) / S` (when the destination's pods report no usage of `R`,
+//!   the capacity is estimated on the source node, `S_source / util_source`).
+//!
+//! A prediction above the trigger's threshold (the static `above`, or an outlier
+//! trigger's learned threshold once its baseline has `minSamples`) rejects the node.
+//! Victim-scope triggers (a latency, a CPI) cannot be predicted from usage: for them,
+//! placement keeps the rule that no trigger condition holds on the destination now.
+
+use fulcrum_policies::MetricId;
+use fulcrum_policies::compile::Condition;
+
+use crate::attribution::is_ratio;
+use crate::cluster::{NodeId, PodId};
+use crate::engine::Engine;
+use crate::state::Track;
+
+/// Units stripped from a metric's name to find the resource it measures.
+const UNITS: [&str; 7] = [
+    "_bytes_per_sec",
+    "_per_sec",
+    "_usage_cores",
+    "_cores",
+    "_bytes",
+    "_usage",
+    "_util",
+];
+
+/// The resource a metric measures: its name without its unit.
+pub(crate) fn stem(name: &str) -> &str {
+    UNITS
+        .iter()
+        .find_map(|u| name.strip_suffix(u))
+        .unwrap_or(name)
+}
+
+/// A migrated pod's usage of one additive metric.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Load {
+    pub(crate) metric: MetricId,
+    pub(crate) usage: f64,
+}
+
+/// What placing a load on a node would do: the load, where it comes from, and the window.
+#[derive(Clone, Copy)]
+pub(crate) struct Placing<'a> {
+    pub(crate) load: &'a [Load],
+    pub(crate) source: NodeId,
+    pub(crate) t: i64,
+    pub(crate) window: u64,
+}
+
+impl Engine {
+    /// The load `pod` would carry to another node (see the module documentation).
+    pub(crate) fn hog_load(&self, p: u16, pod: PodId, t: i64) -> Vec<Load> {
+        let spec = &self.policies[p as usize].policy.spec;
+        let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
+            return Vec::new();
+        };
+        spec.attribution
+            .metrics
+            .iter()
+            .filter(|&&m| !is_ratio(self.registry.name(m)))
+            .filter_map(|&m| {
+                let (usage, _) = state.series(m)?.mean(t, spec.attribution.window_ms)?;
+                (usage > 0.0).then_some(Load { metric: m, usage })
+            })
+            .collect()
+    }
+
+    /// Why `placing` on `dest` would push it over a trigger, if it would.
+    pub(crate) fn would_cross(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
+        let state = self.nodes.get(dest.index()).and_then(Option::as_ref)?;
+        for track in &state.tracks {
+            let Some(threshold) = self.armed_threshold(track) else {
+                continue;
+            };
+            let name = self.registry.name(track.metric);
+            for load in placing.load {
+                let resource = self.registry.name(load.metric);
+                let predicted = if track.metric == load.metric {
+                    self.node_usage(dest, load.metric, placing) + load.usage
+                } else if name.ends_with("_util") && stem(name) == stem(resource) {
+                    let Some(p) = self.predicted_util(dest, track, *load, placing) else {
+                        continue;
+                    };
+                    p
+                } else {
+                    continue;
+                };
+                if predicted > threshold {
+                    let slot = &self.policies[track.policy as usize];
+                    return Some(format!(
+                        "{name} would reach {predicted:.3} with the pod's {resource} ({:.3}) above {threshold:.3} of {}/{}",
+                        load.usage,
+                        slot.policy.name,
+                        slot.policy.spec.triggers[track.trigger as usize].name
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
+    fn armed_threshold(&self, track: &Track) -> Option<f64> {
+        let trigger =
+            &self.policies[track.policy as usize].policy.spec.triggers[track.trigger as usize];
+        let threshold = match trigger.condition {
+            Condition::Above(above) => above,
+            Condition::Outlier { min_samples, .. } => {
+                let warm = track
+                    .baseline
+                    .is_some_and(|b| b.count >= u64::from(min_samples));
+                if !warm {
+                    return None;
+                }
+                track.threshold
+            }
+        };
+        threshold.is_finite().then_some(threshold)
+    }
+
+    /// A node's current usage of `m`: its own series' mean over the window, else the sum
+    /// of its pods' means.
+    fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+        let own = self
+            .nodes
+            .get(node.index())
+            .and_then(Option::as_ref)
+            .and_then(|s| s.series(m))
+            .and_then(|s| s.mean(placing.t, placing.window));
+        own.map_or_else(|| self.pods_usage(node, m, placing), |(mean, _)| mean)
+    }
+
+    /// The sum of the means of the pods on `node` of `m` over the window.
+    fn pods_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+        self.cluster
+            .node_pods(node)
+            .iter()
+            .filter_map(|pod| {
+                let state = self.pods.get(pod.index())?.as_ref()?;
+                state.series(m)?.mean(placing.t, placing.window)
+            })
+            .map(|(mean, _)| mean.max(0.0))
+            .sum()
+    }
+
+    /// The utilisation `track` watches on `dest` once `load` is added: the current value
+    /// scaled by the pods' usage (see the module documentation).
+    fn predicted_util(
+        &self,
+        dest: NodeId,
+        track: &Track,
+        load: Load,
+        placing: Placing<'_>,
+    ) -> Option<f64> {
+        let util = |node: NodeId| {
+            self.nodes
+                .get(node.index())
+                .and_then(Option::as_ref)?
+                .series(track.metric)?
+                .mean(placing.t, placing.window)
+                .map(|(mean, _)| mean)
+        };
+        let current = util(dest).unwrap_or(track.last_value);
+        let used = self.pods_usage(dest, load.metric, placing);
+        if used > 0.0 && current > 0.0 {
+            return Some(current * (used + load.usage) / used);
+        }
+        // Capacity as seen on the source node.
+        let (u_src, s_src) = (
+            util(placing.source)?,
+            self.pods_usage(placing.source, load.metric, placing),
+        );
+        (u_src > 0.0 && s_src > 0.0).then(|| current + load.usage * u_src / s_src)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stem;
+
+    #[test]
+    fn a_usage_and_its_utilisation_share_a_stem() {
+        for (usage, util) in [
+            ("mem_bw_bytes_per_sec", "mem_bw_util"),
+            ("cpu_usage_cores", "cpu_util"),
+            ("mem_bw", "mem_bw_util"),
+        ] {
+            assert_eq!(stem(usage), stem(util), "{usage} / {util}");
+        }
+        assert_ne!(stem("net_rx_bytes_per_sec"), stem("mem_bw_util"));
+        assert_ne!(stem("gpu_mem_bw_util"), stem("mem_bw_bytes_per_sec"));
+    }
+}

@@ -1,0 +1,197 @@
+//! Common mode is not evidence: a pod's usage and the victim's signal that both follow the
+//! whole cluster's load (a daily curve, a traffic spike reaching every service) correlate
+//! without one causing the other.
+//!
+//! The placebo of a scored pod on one metric is the same metric of up to `placebo_pods`
+//! pods *of the same kind* on other nodes the policy covers (the same candidate class; for
+//! a pod that is not a candidate, pods that are neither candidates nor victims of the
+//! policy), which cannot be the cause of this node's degradation. Each placebo pod's
+//! bucket values in the window are standardised (its own mean and deviation), and the
+//! placebo series is their mean per bucket: the cluster-wide trend of that kind of pod.
+//! When the victim's signal follows the placebo series (a one-sided p-value of at most
+//! [`COMMON_MODE_LEVEL`] over their effective points: there is a common mode), a pod's
+//! correlation with the victim's signal counts only when it *beats the placebo*: it is
+//! larger than the victim's correlation with the placebo series, significantly
+//! (Steiger's test of two dependent correlations, on the same aligned points, at the same
+//! level as the correlation itself). Without a common mode the placebo has nothing to
+//! say and the correlation's own test stands. A pod that only follows the cluster's load does no
+//! better than pods that cannot be the cause; a real antagonist, whose bursts are its
+//! own, beats a placebo that does not follow the victim at all.
+//!
+//! Placebo pods are picked deterministically and cheaply: other covered nodes in id
+//! order starting after this node, one matching pod per node per round, at most
+//! [`SCAN_NODES`] nodes visited, so the cost is bounded by `placebo_pods` series of the
+//! window whatever the cluster's size.
+
+use fulcrum_policies::MetricId;
+
+use crate::align::aligned;
+use crate::cluster::{NodeId, PodId};
+use crate::engine::Engine;
+use crate::series::Series;
+use crate::significance::{p_greater, p_positive, pearson};
+use crate::state::Role;
+
+/// The victim's signal follows the placebo (there is a common mode to beat) when their
+/// correlation's one-sided p-value is at most this.
+pub(crate) const COMMON_MODE_LEVEL: f64 = 0.05;
+
+/// Most other nodes visited to find placebo pods.
+pub(crate) const SCAN_NODES: usize = 64;
+
+/// The cluster-wide trend of one kind of pod on one metric.
+pub(crate) struct Placebo {
+    /// Mean of the placebo pods' standardised bucket values.
+    pub(crate) series: Series,
+    /// Placebo pods that contributed.
+    pub(crate) pods: usize,
+}
+
+/// The placebos of one evaluation, by (candidate class, metric).
+pub(crate) type Placebos = Vec<((Option<u16>, MetricId), Option<Placebo>)>;
+
+/// How a pod's correlation with the victim compares with the placebo's.
+pub(crate) struct AgainstPlacebo {
+    /// Correlation of the victim signal with the placebo series.
+    pub(crate) victim_r: f64,
+    /// One-sided p-value that the pod's correlation is the larger; `None` when the victim
+    /// does not follow the placebo (no common mode to beat).
+    pub(crate) p_beats: Option<f64>,
+}
+
+impl Engine {
+    /// The placebo of pods of candidate class `class` (`None`: not a candidate) on metric
+    /// `m` for policy `p`, degraded on `node`, over the window ending at `t`.
+    pub(crate) fn placebo(
+        &self,
+        p: u16,
+        node: NodeId,
+        class: Option<u16>,
+        m: MetricId,
+        t: i64,
+    ) -> Option<Placebo> {
+        let k = self.config.placebo_pods;
+        if k == 0 {
+            return None;
+        }
+        let window = self.policies[p as usize].policy.spec.attribution.window_ms;
+        let mut series = Series::new(window, self.config.bucket_ms);
+        let mut pods = 0;
+        for pod in self.placebo_pods(p, node, class, m, t, k) {
+            let Some(s) = self.pod_series(pod, m) else {
+                continue;
+            };
+            let points: Vec<(i64, f64)> = s
+                .epochs(t, window)
+                .filter_map(|e| s.at(e).map(|v| (e, v)))
+                .collect();
+            if points.len() < 3 {
+                continue;
+            }
+            let n = points.len() as f64;
+            let mean = points.iter().map(|(_, v)| v).sum::<f64>() / n;
+            let var = points.iter().map(|(_, v)| (v - mean).powi(2)).sum::<f64>() / n;
+            if var <= 1e-12 * mean * mean + f64::MIN_POSITIVE {
+                continue;
+            }
+            let sd = var.sqrt();
+            for (e, v) in points {
+                series.push(e * s.width_ms(), (v - mean) / sd);
+            }
+            pods += 1;
+        }
+        (pods > 0).then_some(Placebo { series, pods })
+    }
+
+    fn pod_series(&self, pod: PodId, m: MetricId) -> Option<&Series> {
+        self.pods.get(pod.index())?.as_ref()?.series(m)
+    }
+
+    /// Up to `k` pods of the same kind as class `class` on other nodes covered by `p`, with
+    /// samples of `m` in the window: one per node per round (see the module documentation).
+    fn placebo_pods(
+        &self,
+        p: u16,
+        node: NodeId,
+        class: Option<u16>,
+        m: MetricId,
+        t: i64,
+        k: usize,
+    ) -> Vec<PodId> {
+        let window = self.policies[p as usize].policy.spec.attribution.window_ms;
+        let mut ids: Vec<NodeId> = self.cluster.node_ids().filter(|&n| n != node).collect();
+        ids.sort_by_key(|n| (n.index() < node.index(), n.index()));
+        let nodes: Vec<NodeId> = ids
+            .into_iter()
+            .filter(|n| {
+                self.nodes
+                    .get(n.index())
+                    .and_then(Option::as_ref)
+                    .is_some_and(|s| s.covering.contains(&p))
+            })
+            .take(SCAN_NODES)
+            .collect();
+        let like = |pod: &PodId| {
+            let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
+                return false;
+            };
+            let kind = match state.role(p) {
+                Some(Role::Victim) => return false,
+                Some(Role::Candidate(c)) => Some(c),
+                None => None,
+            };
+            kind == class
+                && state
+                    .series(m)
+                    .and_then(|s| s.mean(t, window))
+                    .is_some_and(|(_, n)| n >= 3)
+        };
+        let mut out = Vec::new();
+        for round in 0..k {
+            let before = out.len();
+            for &n in &nodes {
+                if let Some(&pod) = self
+                    .cluster
+                    .node_pods(n)
+                    .iter()
+                    .filter(|p| like(p))
+                    .nth(round)
+                {
+                    out.push(pod);
+                    if out.len() == k {
+                        return out;
+                    }
+                }
+            }
+            if out.len() == before {
+                break;
+            }
+        }
+        out
+    }
+
+    /// How the correlation of `signal` and `usage` compares with that of `signal` and the
+    /// placebo; `None` when the three series share fewer than `min_correlation_points`.
+    pub(crate) fn against_placebo(
+        &self,
+        signal: &Series,
+        usage: &Series,
+        placebo: &Placebo,
+        t: i64,
+        window: u64,
+    ) -> Option<AgainstPlacebo> {
+        let cols = aligned(&[signal, usage, &placebo.series], t, window);
+        if cols[0].len() < self.config.min_correlation_points {
+            return None;
+        }
+        let vq = pearson(&cols[0], &cols[1])?;
+        let vg = pearson(&cols[0], &cols[2]);
+        let victim_r = vg.map_or(0.0, |c| c.r);
+        let common = vg.is_some_and(|c| p_positive(c.r, c.n_eff) <= COMMON_MODE_LEVEL);
+        let qg = pearson(&cols[1], &cols[2]).map_or(0.0, |c| c.r);
+        Some(AgainstPlacebo {
+            victim_r,
+            p_beats: common.then(|| p_greater(vq.r, victim_r, qg, vq.n_eff)),
+        })
+    }
+}
