@@ -138,13 +138,11 @@ fn a_far_future_first_message_neither_blinds_the_idle_watermark_nor_holds_commit
     );
     progress.observe(0, 0, newest, 0);
     // Then the real stream, both nodes in the same partition.
-    let mut offset = 1;
-    for tick in 0..30 {
+    for tick in 0..30u64 {
         let mut samples = Vec::new();
         w.tick(tick, &mut samples);
         let newest = offer_samples(&mut engine, &samples, |_, _| {});
-        progress.observe(0, offset, newest, 0);
-        offset += 1;
+        progress.observe(0, tick as i64 + 1, newest, 0);
     }
     // The partition goes quiet: the all-idle branch takes the newest *real* time.
     let last = T0_MS + 29 * PERIOD_MS;
