@@ -198,7 +198,8 @@ pub enum RestoreError {
 
 /// Reads the audit topic from the first record produced at or after `since_ms` (offsets
 /// for timestamps, so the size of the topic does not matter) to the end offsets seen at
-/// start, and restores every executed or dry-run action into `engine`. Returns how many.
+/// start, and restores every executed or dry-run action stamped (Kafka record time) at or
+/// after `since_ms` into `engine`. Returns how many.
 /// There is no overall deadline: the read fails only when a partition delivers nothing for
 /// `stall` (or a Kafka call fails). A missing topic restores nothing (first deployment).
 ///
@@ -249,6 +250,15 @@ pub fn restore_actions(
         let Some(payload) = message.payload() else {
             continue;
         };
+        // The seek already starts at `since_ms`; a broker that cannot look offsets up by
+        // time starts earlier, and records stamped earlier can follow later ones.
+        if message
+            .timestamp()
+            .to_millis()
+            .is_some_and(|t| t < since_ms)
+        {
+            continue;
+        }
         match restorable(payload) {
             Restorable::Action(decision) => {
                 engine.restore(&decision);
