@@ -13,19 +13,19 @@ use crate::support::{
     kcat_produce, produce, read_all,
 };
 
-const TOPIC: &str = "samples";
+pub(crate) const TOPIC: &str = "samples";
 const PARTITIONS: i32 = 3;
 const DLQ: &str = "samples.dlq";
-const AUDIT: &str = "fulcrum.decisions";
-const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const AUDIT: &str = "fulcrum.decisions";
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
 
-struct Setup {
-    broker: Broker,
-    dir: PathBuf,
-    lines: Vec<(String, String)>,
+pub(crate) struct Setup {
+    pub(crate) broker: Broker,
+    pub(crate) dir: PathBuf,
+    pub(crate) lines: Vec<(String, String)>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -34,12 +34,12 @@ fn now_ms() -> i64 {
 
 /// A broker with the three topics, and the antagonist scenario (ending a minute ago)
 /// written as cluster.json, policy.yaml and events.jsonl.
-fn setup(name: &str) -> Setup {
+pub(crate) fn setup(name: &str) -> Setup {
     setup_scenario(name, Scenario::new(4, Some(60)))
 }
 
 /// [`setup`] with another scenario.
-fn setup_scenario(name: &str, mut scenario: Scenario) -> Setup {
+pub(crate) fn setup_scenario(name: &str, mut scenario: Scenario) -> Setup {
     let broker = Broker::start();
     create_topics(&broker.addr(), &[(TOPIC, PARTITIONS), (DLQ, 1), (AUDIT, 1)]);
     let dir = temp_dir(name);
@@ -58,7 +58,7 @@ impl Setup {
         self.dir.join(file).display().to_string()
     }
 
-    fn run_args(&self, group: &str) -> Vec<String> {
+    pub(crate) fn run_args(&self, group: &str) -> Vec<String> {
         let mut args: Vec<String> = [
             "run",
             "--cluster",
@@ -506,99 +506,4 @@ fn a_decision_that_cannot_reach_the_audit_topic_stops_the_run_before_acting_or_c
     let mut control = Fulcrum::spawn(&s.run_args("audit-up"));
     control.wait_for(MINUTE, "the action", executed_on("spark/sort-exec-0"));
     control.stop();
-}
-
-#[test]
-fn an_unexplained_episode_is_audited_once_and_a_restart_does_not_restore_it_as_an_action() {
-    // The victim degrades on its own: nobody is blamed, and the run says why.
-    let mut scenario = Scenario::new(3, None);
-    scenario.variant.victim_alone = true;
-    let s = setup_scenario("kafka-unexplained", scenario);
-    produce(&s.broker.addr(), TOPIC, &s.lines);
-    let unexplained = |v: &Value| v["kind"] == "Unexplained";
-    let mut first = Fulcrum::spawn(&s.run_args("unexplained-1"));
-    first.wait_for(MINUTE, "the unexplained episode", unexplained);
-    let (seen, stopped) = first.stop();
-    assert_eq!(stopped["feed"]["unexplained"], 1, "{stopped}");
-    assert!(
-        seen.iter().all(|l| !l.contains("\"kind\":\"Decision\"")),
-        "{seen:#?}"
-    );
-    let records: Vec<(Option<Vec<u8>>, Value)> = read_all(&s.broker.addr(), AUDIT)
-        .into_iter()
-        .map(|(_, _, key, value, _)| (key, serde_json::from_slice(&value).unwrap()))
-        .collect();
-    assert_eq!(records.len(), 1, "{records:?}");
-    let (key, record) = &records[0];
-    assert_eq!(record["schema"], "fulcrum.decisions/v1");
-    assert_eq!(record["kind"], "Unexplained");
-    assert_eq!(record["cause"], "not-significant", "{record}");
-    assert_eq!(record["victim"], "shop/cart-0");
-    assert_eq!(key.as_deref(), Some(b"node-0".as_slice()));
-    assert!(
-        record["explanation"]["scores"]
-            .as_array()
-            .is_some_and(|s| !s.is_empty())
-    );
-    // A replica started later reads the audit topic back: the report is no past action.
-    let mut second = Fulcrum::spawn(&s.run_args("unexplained-2"));
-    second.wait_for(MINUTE, "the unexplained episode again", unexplained);
-    let (_, stopped) = second.stop();
-    assert_eq!(stopped["feed"]["restored"], 0, "{stopped}");
-    assert_eq!(read_all(&s.broker.addr(), AUDIT).len(), 2);
-}
-
-/// An executed decision of the scenario's policy as an audit record.
-fn audit_record(target: &str, at: i64) -> String {
-    serde_json::json!({
-        "schema": "fulcrum.decisions/v1", "at": at, "policy": "protect-online",
-        "node": "node-0", "trigger": "p99-slo", "victim": "shop/cart-0", "target": target,
-        "action": "Migrate", "mode": "Enforce", "outcome": "Executed", "reason": "test",
-        "destination": "node-1",
-        "explanation": {"episode": 1, "method": "Correlation", "scores": [], "guard": "allowed",
-            "evidence": {"scope": "Victim", "metric": "latency_p99_ms", "value": 400.0,
-                "threshold": 250.0, "baseline": null, "since": at, "held_ms": 30000,
-                "window_ms": 300000}}
-    })
-    .to_string()
-}
-
-/// The brokers look the window's first offset up by time (tansu answers offset 0 to every
-/// such lookup, so here the records' own times do the work); either way nothing older than
-/// the window is restored, however much the topic holds.
-#[test]
-fn restore_reads_only_the_restore_window_of_the_audit_topic() {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let s = setup("kafka-restore-window");
-    let now = now_ms();
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", s.broker.addr())
-        .create()
-        .unwrap();
-    // Two days old (outside the 24 h window), then two within it.
-    for (target, age) in [
-        ("spark/etl-exec-1", 48 * 3_600_000),
-        ("spark/etl-exec-2", 3_600_000),
-        ("spark/etl-exec-3", 60_000),
-    ] {
-        let value = audit_record(target, now - age);
-        let record = BaseRecord::to(AUDIT)
-            .key("node-0")
-            .payload(&value)
-            .timestamp(now - age);
-        producer.send(record).map_err(|(e, _)| e).unwrap();
-        // One record per batch: tansu's end offsets count batches.
-        producer.flush(Duration::from_secs(30)).unwrap();
-    }
-    assert_eq!(read_all(&s.broker.addr(), AUDIT).len(), 3);
-    produce(&s.broker.addr(), TOPIC, &s.lines);
-    let mut fulcrum = Fulcrum::spawn(&s.run_args("restore-window"));
-    // Samples are read (and decided on) only after the restore.
-    fulcrum.wait_for(MINUTE, "a decision", |v| v["kind"] == "Decision");
-    let (_, stopped) = fulcrum.stop();
-    assert_eq!(
-        stopped["feed"]["restored"], 2,
-        "only the records of the last 24 h: {stopped}"
-    );
 }

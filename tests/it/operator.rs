@@ -344,7 +344,7 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
             "deploy/monitoring alerts on {name}, which /metrics does not export"
         );
     }
-    assert_samples_accounted(&metrics);
+    crate::accounting::assert_samples_accounted(&metrics);
 
     // A watch answered 410 mid-run: the reflectors list again and nothing is done twice.
     let lists = |api: &FakeApiServer| {
@@ -645,41 +645,4 @@ fn a_pdb_refusal_is_blocked_then_retried_and_server_errors_are_retried() {
     assert_eq!(codes, [429, 500, 500, 201]);
     let (_, _, status) = fulcrum.stop_with_status();
     assert!(status.success());
-}
-
-/// `/metrics` accounts for every sample the engine was offered: the sum over
-/// `fulcrum_engine_samples_total{outcome}` plus the samples still waiting is the offered
-/// count, and the feed's gauges are exported.
-fn assert_samples_accounted(metrics: &str) {
-    let value = |line: &str| -> u64 {
-        line.rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("{line}")) as u64
-    };
-    let find = |prefix: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .map(value)
-            .unwrap_or_else(|| panic!("{prefix} missing in\n{metrics}"))
-    };
-    let offered = find("fulcrum_engine_samples_offered_total ");
-    let outcomes: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("fulcrum_engine_samples_total{outcome="))
-        .map(value)
-        .sum();
-    let waiting = find("fulcrum_reorder_buffer_samples ");
-    assert!(offered > 0, "{metrics}");
-    assert_eq!(outcomes + waiting, offered, "{metrics}");
-    assert!(find("fulcrum_engine_samples_total{outcome=\"applied\"} ") > 0);
-    for gauge in [
-        "fulcrum_partition_skew_seconds ",
-        "fulcrum_partition_skew_bound_seconds ",
-        "fulcrum_reorder_buffer_limit_samples ",
-        "fulcrum_reorder_buffer_overflows_total ",
-    ] {
-        find(gauge);
-    }
 }
