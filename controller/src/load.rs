@@ -30,6 +30,10 @@ pub enum LoadError {
         /// What is wrong.
         message: String,
     },
+    /// An events file out of time order that cannot be replayed in order (the message
+    /// names the file, the line, and what to do).
+    #[error("{0}")]
+    Unordered(String),
     /// None of the policies is valid.
     #[error("no valid policy: every policy given has errors (see above)")]
     NoValidPolicy,

@@ -20,7 +20,7 @@ use fulcrum::inputs::InputArgs;
 use fulcrum::load::build_engine;
 use fulcrum::manifest::crd_yaml;
 use fulcrum::replay::{
-    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files_as,
+    LineError, ReplayInput, ReplayReport, prepare, render_json, render_text, replay_files_within,
 };
 use fulcrum::runner::{Report, RunnerIo};
 use fulcrum_engine::{EngineConfig, Event};
@@ -205,6 +205,10 @@ struct ReplayArgs {
     /// With `--brokers`: keep reading new samples until interrupted.
     #[arg(long, requires = "brokers")]
     follow: bool,
+    /// An events file out of time order is sorted in memory when it is at most this many
+    /// bytes; a larger one stops the replay (sort it by time first).
+    #[arg(long, value_name = "BYTES", default_value_t = fulcrum::replay::MAX_SORT_BYTES)]
+    max_sort_bytes: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -371,11 +375,12 @@ fn replay(args: ReplayArgs) -> anyhow::Result<bool> {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let (report, source) = match (&args.events, args.kafka.settings()) {
         (Some(events), _) => (
-            replay_files_as(
+            replay_files_within(
                 &input,
                 events,
                 now_ms,
                 args.input.spec(args.engine.lateness)?,
+                args.max_sort_bytes,
             )?,
             events.display().to_string(),
         ),

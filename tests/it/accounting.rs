@@ -212,3 +212,40 @@ fn an_unexplained_episode_is_counted_once_by_policy_and_reason() {
     assert_eq!(metric(&text, name), 1, "{text}");
     assert_eq!(report.engine.stats().unexplained, 1);
 }
+
+/// `/metrics` accounts for every sample the engine was offered: the sum over
+/// `fulcrum_engine_samples_total{outcome}` plus the samples still waiting is the offered
+/// count, and the feed's gauges are exported.
+pub(crate) fn assert_samples_accounted(metrics: &str) {
+    let value = |line: &str| -> u64 {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{line}")) as u64
+    };
+    let find = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .map(value)
+            .unwrap_or_else(|| panic!("{prefix} missing in\n{metrics}"))
+    };
+    let offered = find("fulcrum_engine_samples_offered_total ");
+    let outcomes: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("fulcrum_engine_samples_total{outcome="))
+        .map(value)
+        .sum();
+    let waiting = find("fulcrum_reorder_buffer_samples ");
+    assert!(offered > 0, "{metrics}");
+    assert_eq!(outcomes + waiting, offered, "{metrics}");
+    assert!(find("fulcrum_engine_samples_total{outcome=\"applied\"} ") > 0);
+    for gauge in [
+        "fulcrum_partition_skew_seconds ",
+        "fulcrum_partition_skew_bound_seconds ",
+        "fulcrum_reorder_buffer_limit_samples ",
+        "fulcrum_reorder_buffer_overflows_total ",
+    ] {
+        find(gauge);
+    }
+}

@@ -3,6 +3,7 @@
 mod accounting;
 mod alloc;
 mod attribution;
+mod audit;
 mod check_policy;
 mod demo;
 mod faults;

@@ -344,6 +344,7 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
             "deploy/monitoring alerts on {name}, which /metrics does not export"
         );
     }
+    crate::accounting::assert_samples_accounted(&metrics);
 
     // A watch answered 410 mid-run: the reflectors list again and nothing is done twice.
     let lists = |api: &FakeApiServer| {

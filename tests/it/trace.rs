@@ -167,3 +167,57 @@ fn a_far_future_first_line_and_seconds_based_timestamps_cost_only_themselves() {
     assert_accounted(&report);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_file_out_of_order_over_the_sort_limit_stops_the_replay_and_says_what_to_do() {
+    let dir = temp_dir("trace-sort-limit");
+    let by_node: Vec<String> = trace(1.0).into_iter().map(|l| l.2).collect();
+    let events = write_lines(&dir, "by-node.jsonl", &by_node);
+    let size = std::fs::metadata(&events).unwrap().len();
+    let scenario = Scenario::new(NODES, None);
+    let (cluster, _) = scenario.write(&dir);
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, NODE_POLICY).unwrap();
+    let run = |limit: u64| {
+        std::process::Command::new(crate::support::fulcrum_bin())
+            .arg("replay")
+            .arg("--cluster")
+            .arg(&cluster)
+            .arg("--policy")
+            .arg(&policy)
+            .arg("--events")
+            .arg(&events)
+            .args(["--output", "json", "--max-sort-bytes", &limit.to_string()])
+            .output()
+            .unwrap()
+    };
+    // Over the limit: an error naming the file, the line, and the two ways out.
+    let out = run(size - 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "no report from a partial replay");
+    let first_back = format!("{}:", events.display());
+    assert!(stderr.contains(&first_back), "{stderr}");
+    for hint in [
+        "not in time order",
+        "Sort it by sample time",
+        "--max-sort-bytes",
+    ] {
+        assert!(stderr.contains(hint), "{hint} missing in {stderr}");
+    }
+    // Control: at the limit the same file is sorted and replayed whole.
+    let out = run(size);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["samples"]["late"], 0);
+    assert!(
+        report["summary"]["sorted"].is_object(),
+        "{}",
+        report["summary"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -232,7 +232,8 @@ pub enum RestoreError {
 /// Reads the audit topic from the first record produced at or after `since_ms` (offsets
 /// for timestamps, so the size of the topic does not matter) to the end offsets seen at
 /// start, and restores into `engine` every dry-run action and every executed one that
-/// [`settle`] finds did (or may have) happened. Returns what was restored.
+/// [`settle`] finds did (or may have) happened, stamped (Kafka record time) at or after
+/// `since_ms`. Returns what was restored.
 /// There is no overall deadline: the read fails only when a partition delivers nothing for
 /// `stall` (or a Kafka call fails). A missing topic restores nothing (first deployment).
 ///
@@ -280,9 +281,19 @@ pub fn restore_actions(
                 ends.remove(&message.partition());
             }
         }
-        if let Some(payload) = message.payload() {
-            read.add(engine, payload, message.offset());
+        let Some(payload) = message.payload() else {
+            continue;
+        };
+        // The seek already starts at `since_ms`; a broker that cannot look offsets up by
+        // time starts earlier, and records stamped earlier can follow later ones.
+        if message
+            .timestamp()
+            .to_millis()
+            .is_some_and(|t| t < since_ms)
+        {
+            continue;
         }
+        read.add(engine, payload, message.offset());
     }
     let dry_run = read.dry_run;
     let settled = settle(engine, read.intents, &read.outcomes);

@@ -22,12 +22,12 @@ pub mod context;
 pub mod dlq;
 mod ingest;
 mod nodes;
-#[cfg(test)]
-mod overflow_tests;
 pub mod progress;
 pub mod reader;
 pub mod retry;
 mod source;
+#[cfg(test)]
+mod watermark_tests;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fulcrum_engine::sample::{DecodeError, DecodeOptions};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions, Sample};
 use fulcrum_engine::{Engine, Offered};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -130,17 +130,13 @@ impl Feed {
         let payload = message.payload().unwrap_or_default();
         let (newest, errors) = match self.input.decode(payload, &options) {
             Ok(decoded) => {
-                let mut newest = None;
-                for sample in &decoded.samples {
-                    // Only samples the engine keeps may move this partition's event time.
-                    if engine.offer(sample) == Offered::Queued {
-                        newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
-                    }
+                let nodes = &mut self.node_partitions;
+                let newest = offer_samples(engine, &decoded.samples, |engine, sample| {
                     // Only nodes in the cluster view are remembered (a flood of unknown
                     // node names must not grow memory).
                     let known = engine.cluster().node_id(&sample.node).is_some();
-                    self.node_partitions.note(&sample.node, partition, known);
-                }
+                    nodes.note(&sample.node, partition, known);
+                });
                 self.stats
                     .samples
                     .fetch_add(decoded.samples.len() as u64, Ordering::Relaxed);
@@ -281,4 +277,23 @@ impl Feed {
             debug!(error = %e, "final commit (nothing stored is fine)");
         }
     }
+}
+
+/// Offers `samples` to `engine` (calling `each` after each offer) and returns the newest
+/// time among those it queued. Only they may move the partition's event time: a sample
+/// held as too far ahead (a broken clock), late, unknown or irrelevant must not, or one
+/// far-future sample would make every real one late and hold the partition's commits.
+pub(super) fn offer_samples(
+    engine: &mut Engine,
+    samples: &[Sample<'_>],
+    mut each: impl FnMut(&Engine, &Sample<'_>),
+) -> Option<i64> {
+    let mut newest = None;
+    for sample in samples {
+        if engine.offer(sample) == Offered::Queued {
+            newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+        }
+        each(engine, sample);
+    }
+    newest
 }

@@ -9,7 +9,7 @@
 mod order;
 pub mod output;
 
-pub use order::{Disorder, OrderError, Ordered, order_events};
+pub use order::{Disorder, MAX_SORT_BYTES, OrderError, Ordered, order_events, order_events_within};
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -191,6 +191,18 @@ pub fn replay_files_as(
     now_ms: i64,
     format: InputSpec,
 ) -> Result<ReplayReport, LoadError> {
+    replay_files_within(input, events, now_ms, format, MAX_SORT_BYTES)
+}
+
+/// [`replay_files_as`] sorting an events file out of time order only when it is at most
+/// `max_sort_bytes`; a larger one is an error naming it (see [`order_events_within`]).
+pub fn replay_files_within(
+    input: &ReplayInput,
+    events: &Path,
+    now_ms: i64,
+    format: InputSpec,
+    max_sort_bytes: u64,
+) -> Result<ReplayReport, LoadError> {
     let mut decoder = Input::new(format);
     let (mut engine, invalid_policies) = prepare(input)?;
     let path = events.display().to_string();
@@ -199,15 +211,15 @@ pub fn replay_files_as(
         source,
     };
     let ordered = match format.format {
-        InputFormat::Native => order_events(events, input.config.lateness_ms, now_ms),
+        InputFormat::Native => {
+            order_events_within(events, input.config.lateness_ms, now_ms, max_sort_bytes)
+        }
         _ => Ok(Ordered::AsIs),
     }
     .map_err(|e| match e {
         OrderError::Read(source) => read_error(source),
-        other => LoadError::Parse {
-            path: path.clone(),
-            message: other.to_string(),
-        },
+        // The message starts with the file and the line.
+        other => LoadError::Unordered(other.to_string()),
     })?;
     let (events_out, line_errors, lines, sorted) = match ordered {
         Ordered::AsIs => {

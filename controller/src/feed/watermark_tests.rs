@@ -1,11 +1,15 @@
-//! The reorder buffer's bound, driven past it: a partition that lags far behind holds the
-//! watermark back by the skew bound at most, and while the engine holds more than
-//! `max_buffered` samples by nothing at all. The buffer stays bounded, and every sample the
-//! bound costs is counted as late, never lost silently.
+//! The feed's watermark against real feeds, with a real engine: the reorder buffer's bound
+//! driven past it (a partition that lags far behind holds the watermark back by the skew
+//! bound at most, and while the engine holds more than `max_buffered` samples by nothing at
+//! all; every sample the bound costs is counted as late, never lost silently), and a
+//! far-future first message that must neither blind the watermark nor hold commits.
 
 use fulcrum_engine::{Engine, EngineConfig, Offered};
 
+use crate::bench::workload::T0_MS;
+
 use super::progress::{Progress, skew_bound};
+use super::source::offer_samples;
 use crate::bench::workload::{PERIOD_MS, Workload};
 
 const LATENESS_MS: u64 = 15_000;
@@ -27,12 +31,8 @@ fn deliver(engine: &mut Engine, progress: &mut Progress, w: &Workload, node: usi
     let mut samples = Vec::new();
     w.tick(tick, &mut samples);
     let name = format!("node-{node:05}");
-    let mut newest = None;
-    for s in samples.iter().filter(|s| s.node == name) {
-        if engine.offer(s) == Offered::Queued {
-            newest = Some(newest.map_or(s.ts_ms, |n: i64| n.max(s.ts_ms)));
-        }
-    }
+    samples.retain(|s| s.node == name);
+    let newest = offer_samples(engine, &samples, |_, _| {});
     progress.observe(node as i32, tick as i64, newest, 0);
 }
 
@@ -117,4 +117,52 @@ fn a_buffer_driven_past_its_bound_stays_bounded_and_counts_what_it_cost_as_late(
     assert!(t.late > r.late, "{} <= {}", t.late, r.late);
     assert_eq!(t.offered, r.offered);
     assert_eq!(t.applied + t.late, r.applied + r.late);
+}
+
+#[test]
+fn a_far_future_first_message_neither_blinds_the_idle_watermark_nor_holds_commits() {
+    let w = Workload::new(2, 0.0);
+    let mut engine = w.engine(EngineConfig::default());
+    let mut progress = Progress::default();
+    // The partition's first message: a node sample from a clock a day ahead (the decoder
+    // accepts up to a day).
+    let mut first = Vec::new();
+    w.tick(0, &mut first);
+    first.retain(|s| s.pod.is_none());
+    first.truncate(1);
+    first[0].ts_ms += 86_400_000 - 1_000;
+    let newest = offer_samples(&mut engine, &first, |_, _| {});
+    assert_eq!(
+        newest, None,
+        "a held sample moved the partition's event time"
+    );
+    progress.observe(0, 0, newest, 0);
+    // Then the real stream, both nodes in the same partition.
+    for tick in 0..30u64 {
+        let mut samples = Vec::new();
+        w.tick(tick, &mut samples);
+        let newest = offer_samples(&mut engine, &samples, |_, _| {});
+        progress.observe(0, tick as i64 + 1, newest, 0);
+    }
+    // The partition goes quiet: the all-idle branch takes the newest *real* time.
+    let last = T0_MS + 29 * PERIOD_MS;
+    let watermark = progress
+        .watermark(LATENESS_MS, 60_000, 10_000, false)
+        .expect("a watermark");
+    assert!(watermark <= last, "{watermark} is past the real stream");
+    assert!(watermark >= last - LATENESS_MS as i64 - 1_000);
+    engine.advance(watermark, &mut Vec::new());
+    // Commits go past the far-future message, and the next real samples are not late.
+    let committed = progress.committable(watermark);
+    assert!(
+        committed
+            .first()
+            .is_some_and(|&(p, next)| p == 0 && next > 1),
+        "{committed:?}"
+    );
+    let mut next = Vec::new();
+    w.tick(30, &mut next);
+    assert!(next.iter().all(|s| engine.offer(s) == Offered::Queued));
+    assert_eq!(engine.stats().late, 0);
+    assert_eq!(engine.held(), 1, "the far-future sample waits alone");
 }
