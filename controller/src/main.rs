@@ -270,6 +270,20 @@ struct RunArgs {
     input: InputArgs,
 }
 
+impl RunArgs {
+    /// The feed's options from the flags: one place for shadow and operator mode, so a
+    /// flag never applies to one mode only.
+    fn feed_options(&self, settings: KafkaSettings) -> anyhow::Result<FeedOptions> {
+        let mut options = FeedOptions::new(settings);
+        options.input = self.input.spec(self.engine.lateness)?;
+        options.lateness_ms = self.engine.lateness;
+        options.max_evidence_age_ms = self.max_evidence_age;
+        options.max_skew_ms = self.max_skew;
+        options.max_buffered = self.max_buffered;
+        Ok(options)
+    }
+}
+
 /// Flags of operator mode (ignored in shadow mode).
 #[derive(Args)]
 struct OperatorArgs {
@@ -522,12 +536,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
             tracing::warn!(policy = %name, %error, "invalid policy skipped");
         }
     }
-    let mut options = FeedOptions::new(settings);
-    options.input = args.input.spec(args.engine.lateness)?;
-    options.lateness_ms = args.engine.lateness;
-    options.max_evidence_age_ms = args.max_evidence_age;
-    options.max_skew_ms = args.max_skew;
-    options.max_buffered = args.max_buffered;
+    let options = args.feed_options(settings)?;
     let rt = runtime()?;
     let shutdown = shutdown_signal(&rt);
     let health = Arc::new(FeedHealth::default());
@@ -564,4 +573,37 @@ fn print_stop(summary: &serde_json::Value) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{summary}");
     let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["fulcrum", "run", "--brokers", "localhost:9092"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Run(args) => args,
+            _ => unreachable!("parsed as run"),
+        }
+    }
+
+    /// Operator mode once ignored `--input-format`, `--metrics-map` and `--max-skew`:
+    /// both modes now read the feed options from here.
+    #[test]
+    fn every_feed_flag_reaches_the_feed_options() {
+        let args = run_args(&["--input-format", "prometheus-json", "--max-skew", "90s"]);
+        let settings = args.kafka.settings().expect("brokers given");
+        let options = args.feed_options(settings).expect("valid options");
+        assert_eq!(
+            options.input.format,
+            fulcrum::inputs::InputFormat::PrometheusJson
+        );
+        assert_eq!(options.max_skew_ms, 90_000);
+        let defaults = run_args(&[]);
+        let settings = defaults.kafka.settings().expect("brokers given");
+        let options = defaults.feed_options(settings).expect("valid options");
+        assert_eq!(options.input.format, fulcrum::inputs::InputFormat::Native);
+        assert_eq!(options.max_skew_ms, 300_000);
+    }
 }

@@ -62,11 +62,8 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<bool> {
         .kafka
         .settings()
         .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
-    let mut options = FeedOptions::new(settings);
-    options.lateness_ms = args.engine.lateness;
-    options.max_evidence_age_ms = args.max_evidence_age;
-    options.max_skew_ms = args.max_skew;
-    options.max_buffered = args.max_buffered;
+    // The same options as shadow mode (`--input-format` and `--metrics-map` included).
+    let options = args.feed_options(settings)?;
     let rt = runtime()?;
     let telemetry = {
         let _context = rt.enter(); // the OTLP channel runs on the runtime
