@@ -4,12 +4,28 @@
 //! time has passed it by the group window, or once it has waited that long in wall-clock
 //! time, so values of one scrape that arrive in separate messages still form one sample
 //! (the engine keeps only the first sample of a (time, node, pod, container)).
+//!
+//! Each group remembers the Kafka messages ([`Origin`]) whose values it holds, so the feed
+//! stores a message's offset only once every group it joined has reached the engine.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use fulcrum_engine::sample::{Metric, PodRef, Sample};
+use smallvec::SmallVec;
+
+/// The Kafka message a value came from (partition and offset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+/// The messages whose values a sample holds, inline up to four.
+pub type Origins = SmallVec<[Origin; 4]>;
 
 /// Where a value belongs, borrowed from the decoded message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +50,7 @@ impl TargetRef<'_> {
 struct Group {
     opened_ms: i64,
     sample: Sample<'static>,
+    origins: Origins,
 }
 
 /// Groups waiting to be released, ordered by event time.
@@ -41,9 +58,24 @@ struct Group {
 pub struct Assembler {
     groups: BTreeMap<(i64, u64), Group>,
     max_ts: i64,
+    /// The origin of the values added now (`None` outside Kafka).
+    origin: Option<Origin>,
+    /// Groups the current origin joined since [`Assembler::set_origin`].
+    joined: usize,
 }
 
 impl Assembler {
+    /// The message the next values come from; resets [`Assembler::joined`].
+    pub fn set_origin(&mut self, origin: Option<Origin>) {
+        self.origin = origin;
+        self.joined = 0;
+    }
+
+    /// How many groups the current origin's values joined (each group once).
+    pub fn joined(&self) -> usize {
+        self.joined
+    }
+
     /// Adds `value` of policy metric `metric` to the group of (`ts`, `target`).
     pub fn add(
         &mut self,
@@ -70,7 +102,14 @@ impl Assembler {
                     container: target.container.map(|c| Cow::Owned(c.to_owned())),
                     metrics: Default::default(),
                 },
+                origins: Origins::new(),
             });
+        if let Some(origin) = self.origin
+            && !group.origins.contains(&origin)
+        {
+            group.origins.push(origin);
+            self.joined += 1;
+        }
         let metrics = &mut group.sample.metrics;
         match metrics.iter_mut().find(|m| m.name == metric) {
             Some(m) => m.value += value,
@@ -84,23 +123,29 @@ impl Assembler {
     /// Moves into `out`, in event-time order, the groups event time has passed by more
     /// than `window_ms` and those opened more than `window_ms` of wall-clock time before
     /// `now_ms`.
-    pub fn release(&mut self, window_ms: i64, now_ms: i64, out: &mut Vec<Sample<'static>>) {
+    pub fn release(
+        &mut self,
+        window_ms: i64,
+        now_ms: i64,
+        out: &mut Vec<(Sample<'static>, Origins)>,
+    ) {
         let horizon = self.max_ts.saturating_sub(window_ms);
         while let Some(entry) = self.groups.first_entry() {
             let (ts, _) = *entry.key();
             if ts >= horizon && now_ms.saturating_sub(entry.get().opened_ms) <= window_ms {
                 break;
             }
-            out.push(entry.remove().sample);
+            let group = entry.remove();
+            out.push((group.sample, group.origins));
         }
     }
 
     /// Moves every group into `out` (end of input).
-    pub fn release_all(&mut self, out: &mut Vec<Sample<'static>>) {
+    pub fn release_all(&mut self, out: &mut Vec<(Sample<'static>, Origins)>) {
         out.extend(
             std::mem::take(&mut self.groups)
                 .into_values()
-                .map(|g| g.sample),
+                .map(|g| (g.sample, g.origins)),
         );
     }
 
@@ -138,7 +183,7 @@ mod tests {
         a.add(6_001, &NODE, "cpu_usage_cores", 2.0, 0);
         a.release(5_000, 0, &mut out);
         assert_eq!(out.len(), 2);
-        let pod_sample = out.iter().find(|s| s.pod.is_some()).unwrap();
+        let pod_sample = &out.iter().find(|(s, _)| s.pod.is_some()).unwrap().0;
         assert_eq!(pod_sample.metric("cpu_usage_cores"), Some(0.75));
         assert_eq!(pod_sample.metric("mem_usage_bytes"), Some(10.0));
         assert_eq!(a.pending(), 1);
@@ -153,5 +198,34 @@ mod tests {
         assert!(out.is_empty());
         a.release(5_000, 5_101, &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn groups_remember_each_message_whose_values_they_hold_once() {
+        let mut a = Assembler::default();
+        let m = |offset| {
+            Some(Origin {
+                partition: 0,
+                offset,
+            })
+        };
+        a.set_origin(m(7));
+        a.add(1_000, &NODE, "cpu_usage_cores", 1.0, 0);
+        a.add(1_000, &NODE, "mem_usage_bytes", 1.0, 0);
+        a.add(2_000, &NODE, "cpu_usage_cores", 1.0, 0);
+        assert_eq!(a.joined(), 2, "two groups, each counted once");
+        a.set_origin(m(8));
+        a.add(1_000, &NODE, "psi_cpu_some", 0.1, 0);
+        assert_eq!(a.joined(), 1);
+        a.set_origin(None);
+        a.add(1_000, &NODE, "psi_io_some", 0.1, 0);
+        assert_eq!(a.joined(), 0, "values outside Kafka have no origin");
+        let mut out = Vec::new();
+        a.release_all(&mut out);
+        let origins: Vec<Vec<i64>> = out
+            .iter()
+            .map(|(_, o)| o.iter().map(|o| o.offset).collect())
+            .collect();
+        assert_eq!(origins, [vec![7, 8], vec![7]]);
     }
 }

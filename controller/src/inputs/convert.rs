@@ -3,8 +3,10 @@
 
 use std::hash::{Hash, Hasher};
 
+use fulcrum_engine::sample::Sample;
+
 use super::InputStats;
-use super::assemble::{Assembler, TargetRef};
+use super::assemble::{Assembler, Origin, Origins, TargetRef};
 use super::mapping::{Aggregate, Kind, MetricsMap, Target};
 use super::rates::{SeriesStates, Step};
 
@@ -171,14 +173,25 @@ impl Converter {
         self.assembler.add(ts, &target, metric, value, now_ms);
     }
 
-    /// Moves finished samples into `out` (see [`Assembler::release`]).
-    pub fn release(&mut self, now_ms: i64, out: &mut Vec<fulcrum_engine::sample::Sample<'static>>) {
+    /// The Kafka message the next points come from (see [`Assembler::set_origin`]).
+    pub fn set_origin(&mut self, origin: Option<Origin>) {
+        self.assembler.set_origin(origin);
+    }
+
+    /// Groups the current origin's values joined (see [`Assembler::joined`]).
+    pub fn joined(&self) -> usize {
+        self.assembler.joined()
+    }
+
+    /// Moves finished samples, with their origins, into `out` (see
+    /// [`Assembler::release`]).
+    pub fn release(&mut self, now_ms: i64, out: &mut Vec<(Sample<'static>, Origins)>) {
         let window = i64::try_from(self.map.group_window_ms).unwrap_or(i64::MAX);
         self.assembler.release(window, now_ms, out);
     }
 
     /// Moves every waiting sample into `out`.
-    pub fn release_all(&mut self, out: &mut Vec<fulcrum_engine::sample::Sample<'static>>) {
+    pub fn release_all(&mut self, out: &mut Vec<(Sample<'static>, Origins)>) {
         self.assembler.release_all(out);
     }
 }
