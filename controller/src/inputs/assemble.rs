@@ -47,10 +47,70 @@ impl TargetRef<'_> {
     }
 }
 
+/// How values of one policy metric in one sample combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// Added up (container series into their pod, several source series of a node).
+    Sum,
+    /// The largest (quantiles of several series: the worst one, never their sum).
+    Max,
+}
+
 struct Group {
     opened_ms: i64,
     sample: Sample<'static>,
     origins: Origins,
+}
+
+/// A policy metric's value and how it combines with others of the same sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Value {
+    /// The policy metric.
+    pub metric: &'static str,
+    /// The value.
+    pub value: f64,
+    /// How it combines.
+    pub combine: Combine,
+}
+
+/// The group of (`ts`, `target`), opened at `now_ms` if new.
+fn group<'g>(
+    groups: &'g mut BTreeMap<(i64, u64), Group>,
+    max_ts: &mut i64,
+    ts: i64,
+    target: &TargetRef<'_>,
+    now_ms: i64,
+) -> &'g mut Group {
+    *max_ts = (*max_ts).max(ts);
+    groups
+        .entry((ts, target.hash64()))
+        .or_insert_with(|| Group {
+            opened_ms: now_ms,
+            sample: Sample {
+                ts_ms: ts,
+                node: Cow::Owned(target.node.to_owned()),
+                pod: target.pod.map(|(namespace, name, uid)| PodRef {
+                    namespace: Cow::Owned(namespace.to_owned()),
+                    name: Cow::Owned(name.to_owned()),
+                    uid: uid.map(|u| Cow::Owned(u.to_owned())),
+                }),
+                container: target.container.map(|c| Cow::Owned(c.to_owned())),
+                metrics: Default::default(),
+            },
+            origins: Origins::new(),
+        })
+}
+
+fn put(sample: &mut Sample<'static>, v: Value) {
+    let metrics = &mut sample.metrics;
+    match metrics.iter_mut().find(|m| m.name == v.metric) {
+        Some(m) if v.combine == Combine::Max => m.value = m.value.max(v.value),
+        Some(m) => m.value += v.value,
+        None => metrics.push(Metric {
+            name: Cow::Borrowed(v.metric),
+            value: v.value,
+        }),
+    }
 }
 
 /// Groups waiting to be released, ordered by event time.
@@ -62,6 +122,8 @@ pub struct Assembler {
     origin: Option<Origin>,
     /// Groups the current origin joined since [`Assembler::set_origin`].
     joined: usize,
+    /// Origins whose claim on a sample ended without one (see [`Assembler::add_from`]).
+    void: Vec<Origin>,
 }
 
 impl Assembler {
@@ -76,48 +138,69 @@ impl Assembler {
         self.joined
     }
 
-    /// Adds `value` of policy metric `metric` to the group of (`ts`, `target`).
-    pub fn add(
-        &mut self,
-        ts: i64,
-        target: &TargetRef<'_>,
-        metric: &'static str,
-        value: f64,
-        now_ms: i64,
-    ) {
-        self.max_ts = self.max_ts.max(ts);
-        let group = self
-            .groups
-            .entry((ts, target.hash64()))
-            .or_insert_with(|| Group {
-                opened_ms: now_ms,
-                sample: Sample {
-                    ts_ms: ts,
-                    node: Cow::Owned(target.node.to_owned()),
-                    pod: target.pod.map(|(namespace, name, uid)| PodRef {
-                        namespace: Cow::Owned(namespace.to_owned()),
-                        name: Cow::Owned(name.to_owned()),
-                        uid: uid.map(|u| Cow::Owned(u.to_owned())),
-                    }),
-                    container: target.container.map(|c| Cow::Owned(c.to_owned())),
-                    metrics: Default::default(),
-                },
-                origins: Origins::new(),
-            });
+    /// Adds `value` of policy metric `metric` to the group of (`ts`, `target`), from the
+    /// current origin.
+    pub fn add(&mut self, ts: i64, target: &TargetRef<'_>, value: Value, now_ms: i64) {
+        let group = group(&mut self.groups, &mut self.max_ts, ts, target, now_ms);
         if let Some(origin) = self.origin
             && !group.origins.contains(&origin)
         {
             group.origins.push(origin);
             self.joined += 1;
         }
-        let metrics = &mut group.sample.metrics;
-        match metrics.iter_mut().find(|m| m.name == metric) {
-            Some(m) => m.value += value,
-            None => metrics.push(Metric {
-                name: Cow::Borrowed(metric),
-                value,
-            }),
+        put(&mut group.sample, value);
+    }
+
+    /// Adds a value made from several messages (a Prometheus histogram's bucket series),
+    /// each already counted as having joined one sample: an origin the group holds
+    /// already goes to [`Assembler::take_void`] instead (its claim ends here).
+    pub fn add_from(&mut self, ts: i64, target: &TargetRef<'_>, value: Value, from: &[Origin]) {
+        let now_ms = self
+            .groups
+            .get(&(ts, target.hash64()))
+            .map_or(0, |g| g.opened_ms);
+        let group = group(&mut self.groups, &mut self.max_ts, ts, target, now_ms);
+        for origin in from {
+            if group.origins.contains(origin) {
+                self.void.push(*origin);
+            } else {
+                group.origins.push(*origin);
+            }
         }
+        put(&mut group.sample, value);
+    }
+
+    /// Counts `origins` as holding the current origin (once), as [`Assembler::add`] does
+    /// for a group: for values that wait elsewhere before joining a group.
+    pub fn join(&mut self, origins: &mut Origins) {
+        if let Some(origin) = self.origin
+            && !origins.contains(&origin)
+        {
+            origins.push(origin);
+            self.joined += 1;
+        }
+    }
+
+    /// Notes event time `ts` seen (for [`Assembler::release`]'s horizon).
+    pub fn see(&mut self, ts: i64) {
+        self.max_ts = self.max_ts.max(ts);
+    }
+
+    /// Origins whose claim ended without a sample: the caller settles them.
+    pub fn void(&mut self) -> &mut Vec<Origin> {
+        &mut self.void
+    }
+
+    /// The event time below which groups are released now (see [`Assembler::release`]),
+    /// and the newest time of a group waiting longer than `window_ms` of wall clock.
+    pub fn due(&self, window_ms: i64, now_ms: i64) -> (i64, Option<i64>) {
+        let overdue = self
+            .groups
+            .iter()
+            .filter(|(_, g)| now_ms.saturating_sub(g.opened_ms) > window_ms)
+            .map(|((ts, _), _)| *ts)
+            .max();
+        (self.max_ts.saturating_sub(window_ms), overdue)
     }
 
     /// Moves into `out`, in event-time order, the groups event time has passed by more
@@ -159,6 +242,14 @@ impl Assembler {
 mod tests {
     use super::*;
 
+    fn sum(metric: &'static str, value: f64) -> Value {
+        Value {
+            metric,
+            value,
+            combine: Combine::Sum,
+        }
+    }
+
     const NODE: TargetRef<'static> = TargetRef {
         node: "n1",
         pod: None,
@@ -173,14 +264,14 @@ mod tests {
             pod: Some(("ns", "p", None)),
             container: None,
         };
-        a.add(1_000, &pod, "cpu_usage_cores", 0.5, 0);
-        a.add(1_000, &pod, "mem_usage_bytes", 10.0, 0);
-        a.add(1_000, &pod, "cpu_usage_cores", 0.25, 0);
-        a.add(1_000, &NODE, "cpu_usage_cores", 2.0, 0);
+        a.add(1_000, &pod, sum("cpu_usage_cores", 0.5), 0);
+        a.add(1_000, &pod, sum("mem_usage_bytes", 10.0), 0);
+        a.add(1_000, &pod, sum("cpu_usage_cores", 0.25), 0);
+        a.add(1_000, &NODE, sum("cpu_usage_cores", 2.0), 0);
         let mut out = Vec::new();
         a.release(5_000, 0, &mut out);
         assert!(out.is_empty(), "event time has not passed the window");
-        a.add(6_001, &NODE, "cpu_usage_cores", 2.0, 0);
+        a.add(6_001, &NODE, sum("cpu_usage_cores", 2.0), 0);
         a.release(5_000, 0, &mut out);
         assert_eq!(out.len(), 2);
         let pod_sample = &out.iter().find(|(s, _)| s.pod.is_some()).unwrap().0;
@@ -192,7 +283,7 @@ mod tests {
     #[test]
     fn groups_waiting_longer_than_the_window_in_wall_clock_time_are_released() {
         let mut a = Assembler::default();
-        a.add(1_000, &NODE, "cpu_usage_cores", 1.0, 100);
+        a.add(1_000, &NODE, sum("cpu_usage_cores", 1.0), 100);
         let mut out = Vec::new();
         a.release(5_000, 5_100, &mut out);
         assert!(out.is_empty());
@@ -210,15 +301,15 @@ mod tests {
             })
         };
         a.set_origin(m(7));
-        a.add(1_000, &NODE, "cpu_usage_cores", 1.0, 0);
-        a.add(1_000, &NODE, "mem_usage_bytes", 1.0, 0);
-        a.add(2_000, &NODE, "cpu_usage_cores", 1.0, 0);
+        a.add(1_000, &NODE, sum("cpu_usage_cores", 1.0), 0);
+        a.add(1_000, &NODE, sum("mem_usage_bytes", 1.0), 0);
+        a.add(2_000, &NODE, sum("cpu_usage_cores", 1.0), 0);
         assert_eq!(a.joined(), 2, "two groups, each counted once");
         a.set_origin(m(8));
-        a.add(1_000, &NODE, "psi_cpu_some", 0.1, 0);
+        a.add(1_000, &NODE, sum("psi_cpu_some", 0.1), 0);
         assert_eq!(a.joined(), 1);
         a.set_origin(None);
-        a.add(1_000, &NODE, "psi_io_some", 0.1, 0);
+        a.add(1_000, &NODE, sum("psi_io_some", 0.1), 0);
         assert_eq!(a.joined(), 0, "values outside Kafka have no origin");
         let mut out = Vec::new();
         a.release_all(&mut out);

@@ -10,7 +10,9 @@
 //! ```
 
 pub mod assemble;
+pub mod buckets;
 pub mod convert;
+pub mod exponential;
 pub mod mapping;
 pub mod otlp;
 pub mod prometheus;
@@ -109,8 +111,8 @@ impl InputSpec {
 pub struct InputStats {
     /// Data points of metrics the map does not name: dropped.
     pub unmapped: u64,
-    /// Data points whose type the rule cannot convert (e.g. a summary), or whose result is
-    /// not finite: dropped.
+    /// Data points whose type the rule cannot convert (e.g. a histogram under a counter
+    /// rule), or whose result is not finite: dropped.
     pub unsupported: u64,
     /// Prometheus staleness markers and OTLP points flagged "no recorded value": dropped.
     pub stale: u64,
@@ -124,6 +126,8 @@ pub struct InputStats {
     pub gaps: u64,
     /// Histogram intervals without observations: no value.
     pub empty_intervals: u64,
+    /// Summary points without the rule's quantile: dropped.
+    pub missing_quantile: u64,
     /// Values produced (before grouping into samples).
     pub values: u64,
 }
@@ -246,6 +250,7 @@ impl Input {
         &'s mut self,
         rejected: &'s mut Vec<DecodeError>,
     ) -> impl Iterator<Item = Sample<'static>> + 's {
+        self.converter.take_void(&mut self.dropped);
         let (origins, dropped) = (&mut self.origins, &mut self.dropped);
         self.released
             .drain(..)
@@ -268,7 +273,8 @@ impl Input {
         self.origins.get(i).map_or(&[], |o| &o[..])
     }
 
-    /// The messages whose values went into samples the last decode or release rejected.
+    /// The messages whose values went into samples the last decode or release rejected,
+    /// or into Prometheus bucket sets that gave no value (each settles one claim).
     pub fn dropped_origins(&self) -> &[Origin] {
         &self.dropped
     }
