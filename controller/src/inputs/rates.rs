@@ -223,10 +223,10 @@ impl SeriesStates {
     }
 }
 
-/// Puts into `before`, for each bucket of the new point (`bounds`, `counts`), the count of
-/// the previous point's bucket with the same upper bound (0 if it had none). False when
-/// the previous point had observations in a bucket the new one lacks or splits (the
-/// buckets changed: no interval can be taken).
+/// Puts into `before`, for each bucket of the new point (`bounds`, `counts`), the counts of
+/// the previous point's buckets within it (0 if none). False when the previous point had
+/// observations in a bucket the new one splits or lacks (the buckets changed: no interval
+/// can be taken).
 fn align(
     prev_bounds: &[f64],
     prev_counts: &[u64],
@@ -242,13 +242,12 @@ fn align(
         let hi = upper(bounds, i);
         let mut count = 0;
         while j < prev_counts.len() && upper(prev_bounds, j) <= hi {
-            let used = prev_counts[j] > 0;
-            if upper(prev_bounds, j) < hi || lower(prev_bounds, j) < lower(bounds, i) {
-                if used {
-                    return false;
-                }
-            } else {
-                count = prev_counts[j];
+            // A previous bucket inside this one counts towards it; one reaching below it
+            // (this bucket splits it) cannot be divided.
+            if lower(prev_bounds, j) >= lower(bounds, i) {
+                count += prev_counts[j];
+            } else if prev_counts[j] > 0 {
+                return false;
             }
             j += 1;
         }
@@ -428,12 +427,14 @@ mod tests {
             panic!("expected a value");
         };
         assert!((v - 0.05).abs() < 1e-12, "{v}");
-        // Bounds that change (not an extension of the previous buckets): the series
-        // restarts rather than subtracting unrelated buckets.
+        // Bounds that split a previous bucket holding observations: the series restarts
+        // rather than subtracting unrelated buckets (8 new observations, no value).
+        let empty = st.empty_intervals;
         assert_eq!(
-            s.histogram(1, 50_000, &[0.2, 1.0], &[4, 0, 0], false, 0.5, &mut st),
+            s.histogram(1, 50_000, &[0.05, 1.0], &[12, 0, 0], false, 0.5, &mut st),
             Step::Nothing
         );
+        assert_eq!(st.empty_intervals, empty);
         // Delta histograms are their own interval.
         let Step::Value(v) = s.histogram(2, 40_000, &b, &[0, 2, 0], true, 0.5, &mut st) else {
             panic!("expected a value");
