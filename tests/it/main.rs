@@ -6,6 +6,7 @@ mod check_policy;
 mod demo;
 mod hostile;
 mod inputs;
+mod inputs_collector;
 mod inputs_histograms;
 mod inputs_window;
 mod kafka;
