@@ -389,11 +389,12 @@ fn prometheus_adapter_edge_cases() {
 #[test]
 fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lettered() {
     use crate::support::{Broker, Fulcrum, create_topics, read_all};
-    const TOPIC: &str = "otlp";
+    const TOPIC: &str = "fulcrum.otlp"; // as in docs/inputs.md
+    const DLQ: &str = "fulcrum.otlp.dlq";
     let broker = Broker::start();
     create_topics(
         &broker.addr(),
-        &[(TOPIC, 3), ("otlp.dlq", 1), ("fulcrum.decisions", 1)],
+        &[(TOPIC, 3), (DLQ, 1), ("fulcrum.decisions", 1)],
     );
     let dir = temp_dir("inputs-kafka");
     let mut scenario = Scenario::new(3, Some(60));
@@ -443,7 +444,7 @@ fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lett
     });
     assert_eq!(decision["node"], "node-0");
     crate::support::eventually(MINUTE, "two dead letters", || {
-        read_all(&broker.addr(), "otlp.dlq").len() >= 2
+        read_all(&broker.addr(), DLQ).len() >= 2
     });
     let (_, stopped) = fulcrum.stop();
     assert_eq!(stopped["feed"]["dead_letters"], 2, "{stopped}");
@@ -458,7 +459,7 @@ fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lett
         "{stopped}"
     );
 
-    let dlq = read_all(&broker.addr(), "otlp.dlq");
+    let dlq = read_all(&broker.addr(), DLQ);
     let mut seen: Vec<(String, String)> = dlq
         .iter()
         .map(|(_, _, _, _, headers)| {
