@@ -191,16 +191,19 @@ impl Assembler {
         &mut self.void
     }
 
-    /// The event time below which groups are released now (see [`Assembler::release`]),
-    /// and the newest time of a group waiting longer than `window_ms` of wall clock.
+    /// The event time below which groups are released now, and the time of the last
+    /// group [`Assembler::release`] would release now (it walks only those groups).
     pub fn due(&self, window_ms: i64, now_ms: i64) -> (i64, Option<i64>) {
-        let overdue = self
+        let horizon = self.max_ts.saturating_sub(window_ms);
+        let last = self
             .groups
             .iter()
-            .filter(|(_, g)| now_ms.saturating_sub(g.opened_ms) > window_ms)
-            .map(|((ts, _), _)| *ts)
-            .max();
-        (self.max_ts.saturating_sub(window_ms), overdue)
+            .take_while(|((ts, _), g)| {
+                *ts < horizon || now_ms.saturating_sub(g.opened_ms) > window_ms
+            })
+            .last()
+            .map(|((ts, _), _)| *ts);
+        (horizon, last)
     }
 
     /// Moves into `out`, in event-time order, the groups event time has passed by more

@@ -6,7 +6,7 @@
 //! sample it belongs to is released. The point then takes the histograms' path
 //! (`rates.rs`: interval, resets, empty intervals) and its value joins its sample.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
 use smallvec::SmallVec;
@@ -49,7 +49,6 @@ impl Owned {
 struct Set {
     rule: &'static Rule,
     target: Owned,
-    opened_ms: i64,
     /// (le, cumulative count).
     buckets: SmallVec<[(f64, f64); 16]>,
     origins: Origins,
@@ -59,6 +58,9 @@ struct Set {
 #[derive(Default)]
 pub struct BucketSets {
     sets: BTreeMap<(i64, u64), Set>,
+    /// Keys in the order their sets opened (wall clock), for the wall-clock window; keys
+    /// of sets completed otherwise are skipped when they come up.
+    opened: VecDeque<(i64, (i64, u64))>,
     bounds: Vec<f64>,
     counts: Vec<u64>,
 }
@@ -86,16 +88,17 @@ impl BucketSets {
         let mut h = std::hash::DefaultHasher::new();
         (b.rule.source.as_str(), b.target, b.labels_hash).hash(&mut h);
         assembler.see(b.ts_ms);
-        let set = self
-            .sets
-            .entry((b.ts_ms, h.finish()))
-            .or_insert_with(|| Set {
+        let key = (b.ts_ms, h.finish());
+        let opened = &mut self.opened;
+        let set = self.sets.entry(key).or_insert_with(|| {
+            opened.push_back((now_ms, key));
+            Set {
                 rule: b.rule,
                 target: Owned::new(&b.target),
-                opened_ms: now_ms,
                 buckets: SmallVec::new(),
                 origins: Origins::new(),
-            });
+            }
+        });
         assembler.join(&mut set.origins);
         match set.buckets.iter_mut().find(|(le, _)| *le == b.le) {
             Some(bucket) => bucket.1 = b.count,
@@ -109,7 +112,8 @@ impl BucketSets {
     }
 
     /// Completes the sets due (see the module doc; `all` at the end of input) into their
-    /// samples in `assembler`, before it releases them.
+    /// samples in `assembler`, before it releases them. Walks only the sets completed and
+    /// the groups about to be released.
     pub fn complete(
         &mut self,
         window_ms: i64,
@@ -120,21 +124,25 @@ impl BucketSets {
         stats: &mut InputStats,
     ) {
         if self.sets.is_empty() {
+            self.opened.clear();
             return;
         }
-        let (horizon, overdue) = assembler.due(window_ms, now_ms);
-        let due = |(ts, _): &(i64, u64), set: &Set| {
-            all || *ts < horizon
-                || overdue.is_some_and(|o| *ts <= o)
-                || now_ms.saturating_sub(set.opened_ms) > window_ms
-        };
-        let keys: SmallVec<[(i64, u64); 16]> = self
-            .sets
-            .iter()
-            .filter(|(k, s)| due(k, s))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
+        let (horizon, released) = assembler.due(window_ms, now_ms);
+        // By event time, and for the samples about to be released: in time order.
+        let limit = released.map_or(horizon - 1, |ts| ts.max(horizon - 1));
+        while let Some(entry) = self.sets.first_entry() {
+            if !all && entry.key().0 > limit {
+                break;
+            }
+            let (key, set) = entry.remove_entry();
+            self.finish(key, set, states, assembler, stats);
+        }
+        // By wall clock: in the order the sets opened.
+        while let Some(&(opened, key)) = self.opened.front() {
+            if !all && now_ms.saturating_sub(opened) <= window_ms {
+                break;
+            }
+            self.opened.pop_front();
             if let Some(set) = self.sets.remove(&key) {
                 self.finish(key, set, states, assembler, stats);
             }
