@@ -210,6 +210,8 @@ impl<A: Actuator> Runner<A> {
             for message in batch.drain(..) {
                 self.feed.apply(&mut self.engine, &message).await;
             }
+            // Grouped OTLP/Prometheus values whose window closed on the wall clock.
+            self.feed.release_waiting(&mut self.engine);
             match self.step().await {
                 Ok(()) => {}
                 Err(FeedError::Interrupted) => break Ok(()),

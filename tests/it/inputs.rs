@@ -165,7 +165,7 @@ fn the_same_scenario_as_native_otlp_and_prometheus_gives_the_same_decisions() {
 
 /// Decodes every line with a fresh input, then ends the input: the samples (sorted by
 /// time), the rejections (reason and field) and the input's counters.
-fn decode_all(
+pub fn decode_all(
     format: InputFormat,
     map: MetricsMap,
     messages: &[Vec<u8>],
@@ -198,14 +198,14 @@ fn decode_all(
     (samples, rejected, input.stats().clone())
 }
 
-fn values(samples: &[Sample<'_>], metric: &str) -> Vec<(i64, f64)> {
+pub fn values(samples: &[Sample<'_>], metric: &str) -> Vec<(i64, f64)> {
     samples
         .iter()
         .filter_map(|s| s.metric(metric).map(|v| (s.ts_ms - T0, v)))
         .collect()
 }
 
-fn close(actual: &[(i64, f64)], expected: &[(i64, f64)]) -> bool {
+pub fn close(actual: &[(i64, f64)], expected: &[(i64, f64)]) -> bool {
     actual.len() == expected.len()
         && actual
             .iter()
@@ -268,7 +268,7 @@ fn otlp_edge_cases_from_the_official_bindings_as_json_and_protobuf() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn unhex(line: &str) -> Vec<u8> {
+pub fn unhex(line: &str) -> Vec<u8> {
     (0..line.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap())
@@ -276,7 +276,7 @@ fn unhex(line: &str) -> Vec<u8> {
 }
 
 /// A prometheus-kafka-adapter message as its README shows them.
-fn prom(ts_s: i64, name: &str, value: &str, labels: &[(&str, &str)]) -> Vec<u8> {
+pub fn prom(ts_s: i64, name: &str, value: &str, labels: &[(&str, &str)]) -> Vec<u8> {
     let ts = jiff::Timestamp::from_second(T0 / 1000 + ts_s).unwrap();
     let mut l = serde_json::Map::new();
     l.insert("__name__".into(), name.into());
@@ -389,11 +389,12 @@ fn prometheus_adapter_edge_cases() {
 #[test]
 fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lettered() {
     use crate::support::{Broker, Fulcrum, create_topics, read_all};
-    const TOPIC: &str = "otlp";
+    const TOPIC: &str = "fulcrum.otlp"; // as in docs/inputs.md
+    const DLQ: &str = "fulcrum.otlp.dlq";
     let broker = Broker::start();
     create_topics(
         &broker.addr(),
-        &[(TOPIC, 3), ("otlp.dlq", 1), ("fulcrum.decisions", 1)],
+        &[(TOPIC, 3), (DLQ, 1), ("fulcrum.decisions", 1)],
     );
     let dir = temp_dir("inputs-kafka");
     let mut scenario = Scenario::new(3, Some(60));
@@ -443,7 +444,7 @@ fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lett
     });
     assert_eq!(decision["node"], "node-0");
     crate::support::eventually(MINUTE, "two dead letters", || {
-        read_all(&broker.addr(), "otlp.dlq").len() >= 2
+        read_all(&broker.addr(), DLQ).len() >= 2
     });
     let (_, stopped) = fulcrum.stop();
     assert_eq!(stopped["feed"]["dead_letters"], 2, "{stopped}");
@@ -458,7 +459,7 @@ fn otlp_protobuf_through_the_broker_is_decided_on_and_bad_messages_are_dead_lett
         "{stopped}"
     );
 
-    let dlq = read_all(&broker.addr(), "otlp.dlq");
+    let dlq = read_all(&broker.addr(), DLQ);
     let mut seen: Vec<(String, String)> = dlq
         .iter()
         .map(|(_, _, _, _, headers)| {

@@ -7,13 +7,28 @@
 //! the lateness bound, so one partition lagging behind holds it back instead of having its
 //! samples dropped as late. Partitions that are idle (no message for a while) or at their
 //! end (bounded replay) do not hold it back.
+//!
+//! With the OTLP and Prometheus inputs a message's values can wait in the group window
+//! (`crate::inputs::assemble`) and reach the engine with a later message or a timer: such
+//! a message is [waiting](Progress::wait) until every sample holding its values has been
+//! [settled](Progress::settle), and its offset is not committed before.
 
 use std::collections::{BTreeMap, VecDeque};
 
+/// A consumed message not yet committable.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    offset: i64,
+    /// The newest sample time the engine queued from it (None: none yet).
+    newest: Option<i64>,
+    /// Samples holding its values that have not reached the engine yet.
+    waiting: u32,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Partition {
-    /// (offset, newest sample time in the message or None) in offset order.
-    pending: VecDeque<(i64, Option<i64>)>,
+    /// Consumed messages in offset order.
+    pending: VecDeque<Entry>,
     max_ts: Option<i64>,
     last_seen_ms: i64,
     at_end: bool,
@@ -48,7 +63,11 @@ impl Progress {
     /// no usable sample); `now_ms` is the wall clock, for idleness.
     pub fn observe(&mut self, partition: i32, offset: i64, newest_ts: Option<i64>, now_ms: i64) {
         let p = self.partitions.entry(partition).or_default();
-        p.pending.push_back((offset, newest_ts));
+        p.pending.push_back(Entry {
+            offset,
+            newest: newest_ts,
+            waiting: 0,
+        });
         if let Some(ts) = newest_ts {
             p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
         }
@@ -61,10 +80,44 @@ impl Progress {
     /// a message whose dead letter could not be stored must be read again after a restart.
     pub fn hold(&mut self, partition: i32, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&partition)
-            && let Some(entry) = p.pending.iter_mut().find(|(o, _)| *o == offset)
+            && let Some(entry) = p.pending.iter_mut().find(|e| e.offset == offset)
         {
-            entry.1 = Some(i64::MAX);
+            entry.newest = Some(i64::MAX);
         }
+    }
+
+    /// Marks a message (recorded by [`Progress::observe`]) as having values in `samples`
+    /// samples not yet offered to the engine: its offset (and every later one of its
+    /// partition) is not committable until each of them is [settled](Progress::settle).
+    pub fn wait(&mut self, partition: i32, offset: i64, samples: usize) {
+        if let Some(entry) = self.entry(partition, offset) {
+            let samples = u32::try_from(samples).unwrap_or(u32::MAX);
+            entry.waiting = entry.waiting.saturating_add(samples);
+        }
+    }
+
+    /// One sample holding values of the message at `offset` was offered to the engine:
+    /// `queued_ts` is its time if the engine queued it. The message then waits for the
+    /// watermark to pass that time too. Unknown messages (a revoked partition, or one
+    /// committed already) are ignored.
+    pub fn settle(&mut self, partition: i32, offset: i64, queued_ts: Option<i64>) {
+        let Some(entry) = self.entry(partition, offset) else {
+            return;
+        };
+        entry.waiting = entry.waiting.saturating_sub(1);
+        if let Some(ts) = queued_ts {
+            entry.newest = Some(entry.newest.map_or(ts, |n| n.max(ts)));
+            if let Some(p) = self.partitions.get_mut(&partition) {
+                p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
+            }
+        }
+    }
+
+    fn entry(&mut self, partition: i32, offset: i64) -> Option<&mut Entry> {
+        let p = self.partitions.get_mut(&partition)?;
+        // Entries are in offset order: a binary search finds the message.
+        let i = p.pending.binary_search_by_key(&offset, |e| e.offset).ok()?;
+        p.pending.get_mut(i)
     }
 
     /// Registers a partition expected to deliver: until it does (or goes idle), it holds
@@ -156,18 +209,18 @@ impl Progress {
     }
 
     /// Offsets that became safe to commit now that `watermark` is reached: for each
-    /// partition, the next offset after the longest prefix of messages whose samples are
-    /// all at or before the watermark.
+    /// partition, the next offset after the longest prefix of messages whose samples have
+    /// all reached the engine and are all at or before the watermark.
     pub fn committable(&mut self, watermark: i64) -> Vec<(i32, i64)> {
         let mut out = Vec::new();
         for (&partition, p) in &mut self.partitions {
             let mut next = None;
-            while let Some(&(offset, ts)) = p.pending.front() {
-                if ts.is_some_and(|ts| ts > watermark) {
+            while let Some(&entry) = p.pending.front() {
+                if entry.waiting > 0 || entry.newest.is_some_and(|ts| ts > watermark) {
                     break;
                 }
                 p.pending.pop_front();
-                next = Some(offset + 1);
+                next = Some(entry.offset + 1);
             }
             if let Some(next) = next {
                 out.push((partition, next));
@@ -197,6 +250,33 @@ mod tests {
         assert_eq!(p.committable(1_000), vec![(0, 12)]);
         assert_eq!(p.committable(4_999), vec![(1, 4)]);
         assert_eq!(p.committable(5_000), vec![(0, 13)]);
+        assert_eq!(p.pending(), 0);
+    }
+
+    #[test]
+    fn a_message_whose_values_wait_in_a_group_is_not_committed_before_they_are_applied() {
+        let mut p = Progress::default();
+        p.observe(0, 10, Some(1_000), 0);
+        // Message 11 put values into two samples still waiting in the group window.
+        p.observe(0, 11, None, 0);
+        p.wait(0, 11, 2);
+        p.observe(0, 12, Some(2_000), 0);
+        assert_eq!(
+            p.committable(10_000),
+            vec![(0, 11)],
+            "11 waits, and 12 behind it"
+        );
+        // One sample reaches the engine at 3 s; the other is still waiting.
+        p.settle(0, 11, Some(3_000));
+        assert_eq!(p.committable(10_000), vec![]);
+        // The other was dropped by the engine (late or duplicate): nothing more to wait
+        // for but the watermark passing the queued one.
+        p.settle(0, 11, None);
+        assert_eq!(p.committable(2_999), vec![]);
+        assert_eq!(p.committable(3_000), vec![(0, 13)]);
+        // Settling a message no longer pending (or of a revoked partition) is ignored.
+        p.settle(0, 11, Some(9_000));
+        p.settle(5, 1, Some(9_000));
         assert_eq!(p.pending(), 0);
     }
 

@@ -21,7 +21,7 @@ use super::progress::{Progress, skew_bound};
 use super::retry::{self, GaveUp, produce_with_retries};
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
 use crate::clock::now_ms;
-use crate::inputs::Input;
+use crate::inputs::{Input, Origin};
 use crate::telemetry::RateLimitedLog;
 
 /// A subscribed consumer and everything that tracks its progress.
@@ -38,6 +38,8 @@ pub struct Feed {
     dlq_log: RateLimitedLog,
     shutdown: watch::Receiver<bool>,
     input: Input,
+    /// Origins of grouped samples just offered, with the time the engine queued.
+    settled: Vec<(Origin, Option<i64>)>,
 }
 
 impl Feed {
@@ -64,6 +66,7 @@ impl Feed {
         ));
         Ok(Self {
             input: Input::new(options.input),
+            settled: Vec::new(),
             options,
             consumer,
             producer,
@@ -128,18 +131,13 @@ impl Feed {
         let now = now_ms();
         let options = DecodeOptions { now_ms: now };
         let payload = message.payload().unwrap_or_default();
-        let (newest, errors) = match self.input.decode(payload, &options) {
+        let origin = Origin {
+            partition,
+            offset: message.offset(),
+        };
+        let (newest, errors) = match self.input.decode_at(payload, &options, Some(origin)) {
             Ok(decoded) => {
-                let nodes = &mut self.node_partitions;
-                let newest = offer_samples(engine, &decoded.samples, |engine, sample| {
-                    // Only nodes in the cluster view are remembered (a flood of unknown
-                    // node names must not grow memory).
-                    let known = engine.cluster().node_id(&sample.node).is_some();
-                    nodes.note(&sample.node, partition, known);
-                });
-                self.stats
-                    .samples
-                    .fetch_add(decoded.samples.len() as u64, Ordering::Relaxed);
+                let newest = self.offer(engine, &decoded.samples, Some(partition));
                 (newest, decoded.rejected)
             }
             Err(e) => (None, vec![e]),
@@ -150,10 +148,76 @@ impl Feed {
         let stored = errors.is_empty() || self.dead_letter(message, &errors).await;
         self.progress
             .observe(partition, message.offset(), newest, now);
+        // Values of this message still in the group window (and those released by this
+        // very decode, settled just below) hold its offset until they reach the engine.
+        self.progress
+            .wait(partition, message.offset(), self.input.joined());
+        self.settle();
         if !stored {
             // Its dead letter is not stored: commits of this partition stop before it, so
             // a restart reads it (and tries the dead letter) again.
             self.progress.hold(partition, message.offset());
+        }
+    }
+
+    /// Offers `samples` (the last decode or release of the input) to `engine`. Returns the
+    /// newest time the engine queued among those without origins (the native schema:
+    /// they are the message's own, from `partition`); the others are noted in `settled`
+    /// by origin.
+    fn offer(
+        &mut self,
+        engine: &mut Engine,
+        samples: &[Sample<'_>],
+        partition: Option<i32>,
+    ) -> Option<i64> {
+        let input = &self.input;
+        let settled = &mut self.settled;
+        let nodes = &mut self.node_partitions;
+        let newest = offer_samples(engine, samples, |engine, i, sample, queued| {
+            let origins = input.origins(i);
+            settled.extend(origins.iter().map(|o| (*o, queued)));
+            // Only nodes in the cluster view are remembered (a flood of unknown node
+            // names must not grow memory).
+            if let Some(partition) = origins.first().map(|o| o.partition).or(partition) {
+                let known = engine.cluster().node_id(&sample.node).is_some();
+                nodes.note(&sample.node, partition, known);
+            }
+            // Grouped samples settle their messages through `settled` instead.
+            origins.is_empty()
+        });
+        self.settled
+            .extend(self.input.dropped_origins().iter().map(|o| (*o, None)));
+        self.stats
+            .samples
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        newest
+    }
+
+    /// Tells the progress tracker which waiting messages' samples reached the engine.
+    fn settle(&mut self) {
+        for (origin, queued) in self.settled.drain(..) {
+            self.progress
+                .settle(origin.partition, origin.offset, queued);
+        }
+    }
+
+    /// Offers the samples whose group window has passed in wall-clock time while no
+    /// message completed them (a quiet feed), so they reach the engine before the
+    /// watermark passes them and their messages' offsets can be committed. A sample of
+    /// them that fails the unit checks is counted and logged: the messages its values
+    /// came from were handled already, so there is no message to dead-letter.
+    pub fn release_waiting(&mut self, engine: &mut Engine) {
+        let released = self.input.release_due(now_ms());
+        self.offer(engine, &released.samples, None);
+        self.settle();
+        if let Some(e) = released.rejected.first() {
+            self.stats
+                .rejected_samples
+                .fetch_add(released.rejected.len() as u64, Ordering::Relaxed);
+            if let Some(suppressed) = self.dlq_log.allow(now_ms(), 1_000) {
+                warn!(reason = e.reason(), error = %e, suppressed,
+                    "grouped sample(s) rejected after their window closed (not dead-lettered)");
+            }
         }
     }
 
@@ -279,21 +343,23 @@ impl Feed {
     }
 }
 
-/// Offers `samples` to `engine` (calling `each` after each offer) and returns the newest
-/// time among those it queued. Only they may move the partition's event time: a sample
-/// held as too far ahead (a broken clock), late, unknown or irrelevant must not, or one
-/// far-future sample would make every real one late and hold the partition's commits.
+/// Offers `samples` to `engine`, calling `each(engine, index, sample, queued)` after each
+/// offer (`queued` is the sample's time when the engine queued it), and returns the newest
+/// time among the queued samples for which `each` returned true. Only queued samples may
+/// move the partition's event time: a sample held as too far ahead (a broken clock), late,
+/// unknown or irrelevant must not, or one far-future sample would make every real one late
+/// and hold the partition's commits.
 pub(super) fn offer_samples(
     engine: &mut Engine,
     samples: &[Sample<'_>],
-    mut each: impl FnMut(&Engine, &Sample<'_>),
+    mut each: impl FnMut(&Engine, usize, &Sample<'_>, Option<i64>) -> bool,
 ) -> Option<i64> {
     let mut newest = None;
-    for sample in samples {
-        if engine.offer(sample) == Offered::Queued {
-            newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+    for (i, sample) in samples.iter().enumerate() {
+        let queued = (engine.offer(sample) == Offered::Queued).then_some(sample.ts_ms);
+        if each(engine, i, sample, queued) {
+            newest = newest.max(queued);
         }
-        each(engine, sample);
     }
     newest
 }

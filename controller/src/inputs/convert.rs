@@ -3,8 +3,12 @@
 
 use std::hash::{Hash, Hasher};
 
+use fulcrum_engine::sample::Sample;
+use opentelemetry_proto::tonic::metrics::v1::summary_data_point::ValueAtQuantile;
+
 use super::InputStats;
-use super::assemble::{Assembler, TargetRef};
+use super::assemble::{Assembler, Combine, Origin, Origins, TargetRef, Value};
+use super::buckets::{Bucket, BucketSets};
 use super::mapping::{Aggregate, Kind, MetricsMap, Target};
 use super::rates::{SeriesStates, Step};
 
@@ -22,7 +26,9 @@ pub enum Reading<'a> {
         /// Delta (not cumulative) temporality.
         delta: bool,
     },
-    /// An explicit-bucket histogram.
+    /// A summary's precomputed quantiles: (quantile, value) pairs.
+    Summary(&'a [ValueAtQuantile]),
+    /// An explicit-bucket histogram (exponential ones are converted to this form).
     Histogram {
         /// Upper bounds of the buckets but the last.
         bounds: &'a [f64],
@@ -56,6 +62,9 @@ pub struct Converter {
     assembler: Assembler,
     /// Counters.
     pub stats: InputStats,
+    /// Scratch bounds and counts (exponential histograms as explicit buckets).
+    pub buckets: (Vec<f64>, Vec<u64>),
+    bucket_sets: BucketSets,
 }
 
 /// Order-independent hash of label pairs: the sum of the pairs' hashes.
@@ -75,6 +84,8 @@ impl Converter {
             states: SeriesStates::new(map.max_gap_ms),
             assembler: Assembler::default(),
             stats: InputStats::default(),
+            buckets: Default::default(),
+            bucket_sets: BucketSets::default(),
         }
     }
 
@@ -150,6 +161,16 @@ impl Converter {
                 self.states
                     .histogram(key, ts, bounds, counts, delta, q, stats)
             }
+            (None | Some(Kind::Histogram), Reading::Summary(quantiles)) => {
+                let q = quantile.unwrap_or(0.99);
+                match quantiles.iter().find(|v| (v.quantile - q).abs() < 1e-9) {
+                    Some(v) => self.states.gauge(key, ts, v.value, stats),
+                    None => {
+                        stats.missing_quantile += 1;
+                        Step::Nothing
+                    }
+                }
+            }
             _ => {
                 stats.unsupported += 1;
                 Step::Nothing
@@ -157,6 +178,10 @@ impl Converter {
         };
         let Step::Value(value) = step else {
             return;
+        };
+        let combine = match point.reading {
+            Reading::Histogram { .. } | Reading::Summary(_) => Combine::Max,
+            _ => Combine::Sum,
         };
         let value = value * scale;
         if !value.is_finite() {
@@ -168,18 +193,53 @@ impl Converter {
             target.container = None;
         }
         self.stats.values += 1;
-        self.assembler.add(ts, &target, metric, value, now_ms);
+        let value = Value {
+            metric,
+            value,
+            combine,
+        };
+        self.assembler.add(ts, &target, value, now_ms);
     }
 
-    /// Moves finished samples into `out` (see [`Assembler::release`]).
-    pub fn release(&mut self, now_ms: i64, out: &mut Vec<fulcrum_engine::sample::Sample<'static>>) {
+    /// The Kafka message the next points come from (see [`Assembler::set_origin`]).
+    pub fn set_origin(&mut self, origin: Option<Origin>) {
+        self.assembler.set_origin(origin);
+    }
+
+    /// Groups the current origin's values joined (see [`Assembler::joined`]).
+    pub fn joined(&self) -> usize {
+        self.assembler.joined()
+    }
+
+    /// Moves finished samples, with their origins, into `out` (see
+    /// [`Assembler::release`]).
+    pub fn release(&mut self, now_ms: i64, out: &mut Vec<(Sample<'static>, Origins)>) {
         let window = i64::try_from(self.map.group_window_ms).unwrap_or(i64::MAX);
+        self.complete_buckets(window, now_ms, false);
         self.assembler.release(window, now_ms, out);
     }
 
     /// Moves every waiting sample into `out`.
-    pub fn release_all(&mut self, out: &mut Vec<fulcrum_engine::sample::Sample<'static>>) {
+    pub fn release_all(&mut self, out: &mut Vec<(Sample<'static>, Origins)>) {
+        self.complete_buckets(0, i64::MAX, true);
         self.assembler.release_all(out);
+    }
+
+    /// Adds a Prometheus `_bucket` sample to its bucket set.
+    pub fn bucket(&mut self, bucket: &Bucket<'_>, now_ms: i64) {
+        self.bucket_sets.add(bucket, &mut self.assembler, now_ms);
+    }
+
+    fn complete_buckets(&mut self, window: i64, now_ms: i64, all: bool) {
+        let (states, assembler, stats) = (&mut self.states, &mut self.assembler, &mut self.stats);
+        self.bucket_sets
+            .complete(window, now_ms, all, states, assembler, stats);
+    }
+
+    /// Moves into `out` the origins whose claim on a sample ended without one (a bucket
+    /// set that gave no value, or joined a sample holding the same message already).
+    pub fn take_void(&mut self, out: &mut Vec<Origin>) {
+        out.append(self.assembler.void());
     }
 }
 

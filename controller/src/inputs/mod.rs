@@ -10,7 +10,9 @@
 //! ```
 
 pub mod assemble;
+pub mod buckets;
 pub mod convert;
+pub mod exponential;
 pub mod mapping;
 pub mod otlp;
 pub mod prometheus;
@@ -22,6 +24,7 @@ use std::path::PathBuf;
 use fulcrum_engine::sample::{DecodeError, DecodeOptions, Decoded, Metric, Sample, decode, range};
 use serde::Serialize;
 
+pub use assemble::{Origin, Origins};
 pub use convert::Converter;
 pub use mapping::{MapError, MetricsMap};
 
@@ -108,8 +111,8 @@ impl InputSpec {
 pub struct InputStats {
     /// Data points of metrics the map does not name: dropped.
     pub unmapped: u64,
-    /// Data points whose type the rule cannot convert (e.g. a summary), or whose result is
-    /// not finite: dropped.
+    /// Data points whose type the rule cannot convert (e.g. a histogram under a counter
+    /// rule), or whose result is not finite: dropped.
     pub unsupported: u64,
     /// Prometheus staleness markers and OTLP points flagged "no recorded value": dropped.
     pub stale: u64,
@@ -123,34 +126,28 @@ pub struct InputStats {
     pub gaps: u64,
     /// Histogram intervals without observations: no value.
     pub empty_intervals: u64,
+    /// Summary points without the rule's quantile: dropped.
+    pub missing_quantile: u64,
     /// Values produced (before grouping into samples).
     pub values: u64,
 }
 
-/// The samples whose values pass the native schema's unit checks (fractions in 0..1, no
+/// Whether a sample's values pass the native schema's unit checks (fractions in 0..1, no
 /// absurd magnitudes; `fulcrum_engine::sample::range`), checked after conversion and
-/// summing; the others are rejected whole with the metric named, as the native decoder
-/// rejects them.
-fn checked<'r>(
-    samples: impl Iterator<Item = Sample<'static>> + 'r,
-    rejected: &'r mut Vec<DecodeError>,
-) -> impl Iterator<Item = Sample<'static>> + 'r {
-    samples.filter(move |sample| {
-        let problem = sample
-            .metrics
-            .iter()
-            .find_map(|m| range::check(&m.name, m.value).map(|p| (m.name.clone(), p)));
-        match problem {
-            None => true,
-            Some((name, problem)) => {
-                rejected.push(DecodeError::Field {
-                    field: format!("metrics.{name}"),
-                    problem,
-                });
-                false
-            }
-        }
-    })
+/// summing; a sample that fails is rejected whole with the metric named, as the native
+/// decoder rejects it.
+fn check(sample: &Sample<'_>) -> Result<(), DecodeError> {
+    let problem = sample
+        .metrics
+        .iter()
+        .find_map(|m| range::check(&m.name, m.value).map(|p| (m.name.clone(), p)));
+    match problem {
+        None => Ok(()),
+        Some((name, problem)) => Err(DecodeError::Field {
+            field: format!("metrics.{name}"),
+            problem,
+        }),
+    }
 }
 
 /// A `'static` sample as one of any lifetime (`SmallVec` makes `Sample` invariant); the
@@ -176,7 +173,11 @@ fn relabel<'a>(sample: Sample<'static>) -> Sample<'a> {
 pub struct Input {
     format: InputFormat,
     converter: Converter,
-    released: Vec<Sample<'static>>,
+    released: Vec<(Sample<'static>, Origins)>,
+    /// Origins of the samples last returned, by index.
+    origins: Vec<Origins>,
+    /// Origins of the samples last rejected by the unit checks.
+    dropped: Vec<Origin>,
 }
 
 impl Input {
@@ -186,6 +187,8 @@ impl Input {
             format: spec.format,
             converter: Converter::new(spec.map),
             released: Vec::new(),
+            origins: Vec::new(),
+            dropped: Vec::new(),
         }
     }
 
@@ -202,7 +205,22 @@ impl Input {
         bytes: &'a [u8],
         options: &DecodeOptions,
     ) -> Result<Decoded<'a>, DecodeError> {
+        self.decode_at(bytes, options, None)
+    }
+
+    /// [`Input::decode`] of the Kafka message `origin`: the samples remember which
+    /// messages their values came from ([`Input::origins`]), and [`Input::joined`] says
+    /// how many samples still to come hold values of this one.
+    pub fn decode_at<'a>(
+        &mut self,
+        bytes: &'a [u8],
+        options: &DecodeOptions,
+        origin: Option<Origin>,
+    ) -> Result<Decoded<'a>, DecodeError> {
         let mut rejected = Vec::new();
+        self.converter.set_origin(origin);
+        self.origins.clear();
+        self.dropped.clear();
         match self.format {
             InputFormat::Native => return decode(bytes, options),
             InputFormat::Otlp => otlp::decode(bytes, options, &mut self.converter, &mut rejected)?,
@@ -211,19 +229,70 @@ impl Input {
             }
         }
         self.converter.release(options.now_ms, &mut self.released);
-        let samples = checked(self.released.drain(..), &mut rejected)
-            .map(relabel)
-            .collect();
+        let samples = self.take_released(&mut rejected).map(relabel).collect();
         Ok(Decoded { samples, rejected })
+    }
+
+    /// The samples whose group window has passed in wall-clock time by `now_ms`, without
+    /// a new message (a quiet feed). Their origins are in [`Input::origins`].
+    pub fn release_due(&mut self, now_ms: i64) -> Decoded<'static> {
+        self.origins.clear();
+        self.dropped.clear();
+        self.converter.release(now_ms, &mut self.released);
+        let mut rejected = Vec::new();
+        let samples = self.take_released(&mut rejected).collect();
+        Decoded { samples, rejected }
+    }
+
+    /// Drains the released samples: those passing the unit checks, with their origins
+    /// kept in `origins`; the others into `rejected`, their origins into `dropped`.
+    fn take_released<'s>(
+        &'s mut self,
+        rejected: &'s mut Vec<DecodeError>,
+    ) -> impl Iterator<Item = Sample<'static>> + 's {
+        self.converter.take_void(&mut self.dropped);
+        let (origins, dropped) = (&mut self.origins, &mut self.dropped);
+        self.released
+            .drain(..)
+            .filter_map(move |(sample, from)| match check(&sample) {
+                Ok(()) => {
+                    origins.push(from);
+                    Some(sample)
+                }
+                Err(e) => {
+                    rejected.push(e);
+                    dropped.extend(from);
+                    None
+                }
+            })
+    }
+
+    /// The messages whose values sample `i` of the last decode or release holds (empty
+    /// for the native schema and outside Kafka).
+    pub fn origins(&self, i: usize) -> &[Origin] {
+        self.origins.get(i).map_or(&[], |o| &o[..])
+    }
+
+    /// The messages whose values went into samples the last decode or release rejected,
+    /// or into Prometheus bucket sets that gave no value (each settles one claim).
+    pub fn dropped_origins(&self) -> &[Origin] {
+        &self.dropped
+    }
+
+    /// How many samples hold values of the last decoded message: each of them, when
+    /// released (by this decode or later), names the message in its origins once.
+    pub fn joined(&self) -> usize {
+        self.converter.joined()
     }
 
     /// The samples still waiting for the rest of their values (end of input), and those
     /// of them that fail the unit checks.
     pub fn finish(&mut self) -> Decoded<'static> {
-        let mut all = Vec::new();
-        self.converter.release_all(&mut all);
         let mut rejected = Vec::new();
-        let samples = checked(all.into_iter(), &mut rejected).collect();
+        self.converter.release_all(&mut self.released);
+        self.origins.clear();
+        self.dropped.clear();
+        let samples = self.take_released(&mut rejected).collect();
         Decoded { samples, rejected }
     }
 

@@ -13,12 +13,15 @@ use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, SummaryDataPoint,
 };
 use prost::Message;
 
 use super::assemble::TargetRef;
 use super::convert::{Converter, Point, Reading, labels_hash};
+use super::exponential;
+use super::mapping::Target;
 use super::target::{Names, check_ts};
 
 /// OTLP's "no recorded value" data point flag.
@@ -198,13 +201,23 @@ impl<'a> Walk<'_, 'a> {
                     self.histogram(name, p, delta, resource, (path.0, path.1, i));
                 }
             }
-            Some(_) => self.converter.stats.unsupported += points(metric),
+            Some(Data::ExponentialHistogram(h)) => {
+                let delta = h.aggregation_temporality == AggregationTemporality::Delta as i32;
+                for (i, p) in h.data_points.iter().enumerate() {
+                    self.exponential(name, p, delta, resource, (path.0, path.1, i));
+                }
+            }
+            Some(Data::Summary(summary)) => {
+                for (i, p) in summary.data_points.iter().enumerate() {
+                    self.summary(name, p, resource, (path.0, path.1, i));
+                }
+            }
             None => {
                 let (s, m) = path;
                 self.rejected.push(DecodeError::Field {
                     field: format!("resourceMetrics[{}].scopeMetrics[{s}].metrics[{m}]", self.r),
                     problem: Problem::WrongType {
-                        expected: "a gauge, sum or histogram",
+                        expected: "a gauge, sum, histogram, exponential histogram or summary",
                         got: "none, or one that does not decode",
                     },
                 });
@@ -358,6 +371,89 @@ impl<'a> Walk<'_, 'a> {
                 counts: &p.bucket_counts,
                 delta,
             },
+            labels_hash: labels_hash(string_attributes(&p.attributes)),
+        };
+        let now = self.options.now_ms;
+        self.converter.apply(rule, &point, &target, now);
+    }
+
+    /// Rule, target and times of a point, or `None` (unmapped, rejected or stale: counted).
+    fn prepare(
+        &mut self,
+        name: &'a str,
+        attributes: &'a [KeyValue],
+        flags: u32,
+        (time, start): (u64, u64),
+        resource: &'a [KeyValue],
+        at: (usize, usize, usize),
+    ) -> Option<(Target<'static>, TargetRef<'a>, i64, Option<i64>)> {
+        let rule = self.converter.rule(name, |k| attribute(attributes, k))?;
+        let target = self.target(resource)?;
+        if flags & NO_RECORDED_VALUE != 0 {
+            self.converter.stats.stale += 1;
+            return None;
+        }
+        let (ts_ms, start_ms) = self.times(time, start, at)?;
+        Some((rule, target, ts_ms, start_ms))
+    }
+
+    fn exponential(
+        &mut self,
+        name: &'a str,
+        p: &'a ExponentialHistogramDataPoint,
+        delta: bool,
+        resource: &'a [KeyValue],
+        at: (usize, usize, usize),
+    ) {
+        let times = (p.time_unix_nano, p.start_time_unix_nano);
+        let Some((rule, target, ts_ms, start_ms)) =
+            self.prepare(name, &p.attributes, p.flags, times, resource, at)
+        else {
+            return;
+        };
+        let (mut bounds, mut counts) = std::mem::take(&mut self.converter.buckets);
+        match exponential::buckets(p, &mut bounds, &mut counts) {
+            Ok(()) => {
+                let point = Point {
+                    source: name,
+                    ts_ms,
+                    start_ms,
+                    reading: Reading::Histogram {
+                        bounds: &bounds,
+                        counts: &counts,
+                        delta,
+                    },
+                    labels_hash: labels_hash(string_attributes(&p.attributes)),
+                };
+                let now = self.options.now_ms;
+                self.converter.apply(rule, &point, &target, now);
+            }
+            Err((field, problem)) => self.reject(at, field, problem),
+        }
+        self.converter.buckets = (bounds, counts);
+    }
+
+    fn summary(
+        &mut self,
+        name: &'a str,
+        p: &'a SummaryDataPoint,
+        resource: &'a [KeyValue],
+        at: (usize, usize, usize),
+    ) {
+        let times = (p.time_unix_nano, p.start_time_unix_nano);
+        let Some((rule, target, ts_ms, start_ms)) =
+            self.prepare(name, &p.attributes, p.flags, times, resource, at)
+        else {
+            return;
+        };
+        if p.quantile_values.iter().any(|v| !v.value.is_finite()) {
+            return self.reject(at, "quantileValues", Problem::NonFinite);
+        }
+        let point = Point {
+            source: name,
+            ts_ms,
+            start_ms,
+            reading: Reading::Summary(&p.quantile_values),
             labels_hash: labels_hash(string_attributes(&p.attributes)),
         };
         let now = self.options.now_ms;

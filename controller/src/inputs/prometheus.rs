@@ -4,6 +4,8 @@
 //! `timestamp` is RFC 3339 (an integer of ms is accepted too) and `value` a string (a
 //! number is accepted too); `NaN` is Prometheus' staleness marker and is dropped, counted.
 //! Node, pod and container come from the labels named in the map's `prometheus.labels`.
+//! A `<name>_bucket` series (with an `le` label) of a name mapped by a `type: histogram`
+//! rule is a histogram bucket, collected with the others of its series (`buckets.rs`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -14,7 +16,9 @@ use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use smallvec::SmallVec;
 
+use super::buckets::Bucket;
 use super::convert::{Converter, Point, Reading, labels_hash};
+use super::mapping::{Kind, Target};
 use super::target::{Names, check_ts};
 
 /// Label pairs, kept inline up to this many.
@@ -133,8 +137,19 @@ fn apply(
     let name = message.name.as_deref().ok_or_else(|| missing("name"))?;
     let labels = message.labels.as_ref().map_or(&[][..], |l| &l.0[..]);
     let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_ref());
-    let Some(rule) = converter.rule(name, label) else {
-        return Ok(());
+    let bucket_of = name
+        .strip_suffix("_bucket")
+        .filter(|_| label("le").is_some())
+        .and_then(|base| match converter.map.find(base, label) {
+            Some(Target::Rule(r)) if r.kind == Some(Kind::Histogram) => Some(r),
+            _ => None,
+        });
+    let rule = match bucket_of {
+        Some(r) => Target::Rule(r),
+        None => match converter.rule(name, label) {
+            Some(rule) => rule,
+            None => return Ok(()),
+        },
     };
     let names = &converter.map.prometheus.labels;
     let at = |l: &str| format!("labels.{l}");
@@ -173,6 +188,23 @@ fn apply(
             .ok_or_else(|| missing("timestamp"))?,
     )?;
     let ts_ms = check_ts(ts_ms, options, || "timestamp".into())?;
+    if let (Some(rule), Some(le)) = (bucket_of, label("le")) {
+        let bucket = Bucket {
+            rule,
+            ts_ms,
+            target,
+            labels_hash: labels_hash(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.as_ref(), v.as_ref()))
+                    .filter(|(k, _)| *k != "le" && *k != "__name__"),
+            ),
+            le: parse_le(le)?,
+            count: value,
+        };
+        converter.bucket(&bucket, options.now_ms);
+        return Ok(());
+    }
     let point = Point {
         source: name,
         ts_ms,
@@ -182,6 +214,20 @@ fn apply(
     };
     converter.apply(rule, &point, &target, options.now_ms);
     Ok(())
+}
+
+/// A bucket's upper bound (`+Inf` for the last one).
+fn parse_le(text: &str) -> Result<f64, DecodeError> {
+    match parse_value(text) {
+        Ok(le) if !le.is_nan() && le != f64::NEG_INFINITY => Ok(le),
+        _ => Err(DecodeError::Field {
+            field: "labels.le".into(),
+            problem: Problem::WrongType {
+                expected: "a bucket bound (a number or +Inf)",
+                got: "something else",
+            },
+        }),
+    }
 }
 
 /// `host:port` → `host` (the `instance` label).

@@ -24,6 +24,7 @@ struct Series {
     last_ts: i64,
     last: f64,
     start_ms: i64,
+    bounds: Vec<f64>,
     counts: Vec<u64>,
 }
 
@@ -155,7 +156,10 @@ impl SeriesStates {
 
     /// A histogram point: the `q` quantile of the observations since the series' last
     /// point (cumulative) or of the point itself (`delta`). An interval without
-    /// observations emits nothing; fewer observations than before is a reset.
+    /// observations emits nothing; fewer observations than before is a reset. Buckets
+    /// are matched by their upper bound, so a cumulative series may gain buckets (an
+    /// exponential histogram widening its range); buckets that cannot be matched (other
+    /// bounds, a new scale) restart the series.
     #[allow(clippy::too_many_arguments)]
     pub fn histogram(
         &mut self,
@@ -168,7 +172,7 @@ impl SeriesStates {
         stats: &mut InputStats,
     ) -> Step {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let step = self.histogram_step(key, ts, counts, delta, stats, &mut scratch);
+        let step = self.histogram_step(key, ts, bounds, counts, delta, stats, &mut scratch);
         let step = step.map_or(Step::Nothing, |interval| {
             finish(quantile(bounds, interval.unwrap_or(&scratch), q), stats)
         });
@@ -178,10 +182,12 @@ impl SeriesStates {
 
     /// The observations of the interval ending at `ts`: `Some(None)` when they are in
     /// `scratch`, `Some(Some(counts))` for a delta point, `None` when there is no interval.
+    #[allow(clippy::too_many_arguments)]
     fn histogram_step<'c>(
         &mut self,
         key: u64,
         ts: i64,
+        bounds: &[f64],
         counts: &'c [u64],
         delta: bool,
         stats: &mut InputStats,
@@ -191,30 +197,63 @@ impl SeriesStates {
         if delta {
             return Some(Some(counts));
         }
-        if since.is_none() || series.counts.len() != counts.len() {
-            series.counts.clear();
-            series.counts.extend_from_slice(counts);
+        let aligned =
+            since.is_some() && align(&series.bounds, &series.counts, bounds, counts, scratch);
+        series.bounds.clear();
+        series.bounds.extend_from_slice(bounds);
+        series.counts.clear();
+        series.counts.extend_from_slice(counts);
+        if !aligned {
             return None;
         }
-        scratch.clear();
         if counts
             .iter()
-            .zip(&series.counts)
+            .zip(scratch.iter())
             .any(|(now, before)| now < before)
         {
             stats.counter_resets += 1;
+            scratch.clear();
             scratch.extend_from_slice(counts);
         } else {
-            scratch.extend(
-                counts
-                    .iter()
-                    .zip(&series.counts)
-                    .map(|(now, before)| now - before),
-            );
+            for (before, now) in scratch.iter_mut().zip(counts) {
+                *before = now - *before;
+            }
         }
-        series.counts.copy_from_slice(counts);
         Some(None)
     }
+}
+
+/// Puts into `before`, for each bucket of the new point (`bounds`, `counts`), the counts of
+/// the previous point's buckets within it (0 if none). False when the previous point had
+/// observations in a bucket the new one splits or lacks (the buckets changed: no interval
+/// can be taken).
+fn align(
+    prev_bounds: &[f64],
+    prev_counts: &[u64],
+    bounds: &[f64],
+    counts: &[u64],
+    before: &mut Vec<u64>,
+) -> bool {
+    let upper = |b: &[f64], i: usize| b.get(i).copied().unwrap_or(f64::INFINITY);
+    let lower = |b: &[f64], i: usize| i.checked_sub(1).map_or(f64::NEG_INFINITY, |k| b[k]);
+    before.clear();
+    let mut j = 0;
+    for i in 0..counts.len() {
+        let hi = upper(bounds, i);
+        let mut count = 0;
+        while j < prev_counts.len() && upper(prev_bounds, j) <= hi {
+            // A previous bucket inside this one counts towards it; one reaching below it
+            // (this bucket splits it) cannot be divided.
+            if lower(prev_bounds, j) >= lower(bounds, i) {
+                count += prev_counts[j];
+            } else if prev_counts[j] > 0 {
+                return false;
+            }
+            j += 1;
+        }
+        before.push(count);
+    }
+    prev_counts[j..].iter().all(|&c| c == 0)
 }
 
 fn finish(value: Option<f64>, stats: &mut InputStats) -> Step {
@@ -319,6 +358,37 @@ mod tests {
     }
 
     #[test]
+    fn cumulative_histograms_may_gain_buckets_matched_by_bound() {
+        let mut s = SeriesStates::new(60_000);
+        let mut st = InputStats::default();
+        // An exponential histogram's buckets as explicit ones: [zero, (0,4], (4,8]] ...
+        s.histogram(
+            1,
+            10_000,
+            &[0.0, 4.0, 8.0],
+            &[0, 0, 5, 0],
+            false,
+            0.5,
+            &mut st,
+        );
+        // ... that gained a lower bucket (2,4] and an upper one (8,16]: 4 new observations
+        // in (8,16], none elsewhere.
+        let Step::Value(v) = s.histogram(
+            1,
+            20_000,
+            &[0.0, 2.0, 4.0, 8.0, 16.0],
+            &[0, 0, 0, 5, 4, 0],
+            false,
+            0.5,
+            &mut st,
+        ) else {
+            panic!("expected a value");
+        };
+        assert!((v - 12.0).abs() < 1e-12, "{v}");
+        assert_eq!(st.counter_resets, 0);
+    }
+
+    #[test]
     fn quantiles_interpolate_within_buckets() {
         let bounds = [0.1, 0.2, 0.5];
         assert_eq!(quantile(&bounds, &[0, 0, 0, 0], 0.99), None);
@@ -357,6 +427,14 @@ mod tests {
             panic!("expected a value");
         };
         assert!((v - 0.05).abs() < 1e-12, "{v}");
+        // Bounds that split a previous bucket holding observations: the series restarts
+        // rather than subtracting unrelated buckets (8 new observations, no value).
+        let empty = st.empty_intervals;
+        assert_eq!(
+            s.histogram(1, 50_000, &[0.05, 1.0], &[12, 0, 0], false, 0.5, &mut st),
+            Step::Nothing
+        );
+        assert_eq!(st.empty_intervals, empty);
         // Delta histograms are their own interval.
         let Step::Value(v) = s.histogram(2, 40_000, &b, &[0, 2, 0], true, 0.5, &mut st) else {
             panic!("expected a value");
