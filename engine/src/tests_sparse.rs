@@ -1,0 +1,109 @@
+//! Sparse series: a neighbour sampled every 60 s (the median interval of many real feeds)
+//! next to a victim sampled every 10 s. A real antagonist on the slow feed must be found;
+//! a slow neighbour that does not step up must stay unblamed.
+
+use super::decision::{Decision, Event, Outcome};
+use super::tests::{S, T0, node, noise, pod, policy, sample};
+use super::{Engine, EngineConfig};
+
+/// The tick (10 s each) at which the victim's latency steps up.
+const ONSET_TICK: i64 = 60;
+
+/// Node n1: victim shop/web (10 s, jittered) whose latency steps up at [`ONSET_TICK`] and
+/// stays up; spark/a sampled every `a_every` ticks (jittered), its bandwidth 2.0 plus
+/// noise up to `amplitude`, stepping up by 7 at the same tick when `steps`; busy neighbours
+/// spark/b (10 s) and ai/c (60 s). `seed` shifts the noise.
+fn sparse_neighbour(a_every: i64, steps: bool, seed: u64, amplitude: f64) -> Vec<Event> {
+    let mut engine = Engine::new(EngineConfig::default());
+    engine.upsert_node(node("n1"));
+    engine.upsert_node(node("n2"));
+    for (ns, name, n, class) in [
+        ("shop", "web", "n1", "online"),
+        ("spark", "a", "n1", "batch"),
+        ("spark", "b", "n1", "batch"),
+        ("ai", "c", "n1", "ai"),
+        ("infra", "agent", "n2", "infra"),
+    ] {
+        engine.upsert_pod(pod(ns, name, n, class));
+    }
+    assert!(engine.set_policies(&[policy("")]).is_empty());
+    let mut out = Vec::new();
+    for i in 0..240i64 {
+        let ts = |k: u64| T0 + i * 10 * S + (noise(i as u64 * 13 + k) * 4_000.0) as i64;
+        let up = i >= ONSET_TICK;
+        let r = |k: u64| noise(i as u64 * 31 + k + seed * 7919);
+        let latency = if up { 160.0 } else { 60.0 } + 10.0 * r(1);
+        let a = if up && steps { 9.0 } else { 2.0 } + amplitude * r(2);
+        let web = [("latency_p99_ms", latency)];
+        engine.offer(&sample(ts(0), "n1", Some(("shop", "web")), &web));
+        if i % a_every == 0 {
+            let usage = [("mem_bw", a), ("cpu", 3.0 + r(3))];
+            engine.offer(&sample(ts(1), "n1", Some(("spark", "a")), &usage));
+        }
+        let b = [("mem_bw", 3.0 + 2.0 * r(4)), ("cpu", 4.0 + r(5))];
+        engine.offer(&sample(ts(2), "n1", Some(("spark", "b")), &b));
+        if i % 6 == 0 {
+            let c = [("mem_bw", 2.0 + r(6)), ("cpu", 5.0 + r(7))];
+            engine.offer(&sample(ts(3), "n1", Some(("ai", "c")), &c));
+        }
+        let agent = [("cpu", 0.1)];
+        engine.offer(&sample(ts(4), "n2", Some(("infra", "agent")), &agent));
+        engine.advance_auto(&mut out);
+    }
+    engine.flush(&mut out);
+    out
+}
+
+fn decisions(events: &[Event]) -> Vec<&Decision> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Decision(d) => Some(d.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A clear step: `spark/a`'s memory bandwidth goes from 2.0-2.5 to 9.0-9.5 at the onset.
+const CLEAR: f64 = 0.5;
+
+/// The antagonist on a 60 s (and a 90 s) feed is blamed by its step at the onset, within
+/// `sustainedFor` plus one of its sample periods, as on a 10 s feed.
+#[test]
+fn an_antagonist_sampled_every_60s_is_found() {
+    for a_every in [1, 6, 9] {
+        for seed in 0..5 {
+            let events = sparse_neighbour(a_every, true, seed, CLEAR);
+            let d = decisions(&events);
+            let first = d
+                .first()
+                .unwrap_or_else(|| panic!("every {a_every}, seed {seed}: {events:#?}"));
+            assert_eq!(first.target, "spark/a", "{a_every}/{seed}: {first:#?}");
+            assert_eq!(first.outcome, Outcome::Executed, "{a_every}/{seed}");
+            let step = first.explanation.scores[0].metrics[0].onset_step;
+            assert!(step.is_some(), "{a_every}/{seed}: by its step: {first:#?}");
+            // sustainedFor (30 s) plus one sample period of the antagonist after the onset
+            // tick (the victim's sample there is jittered by up to 4 s), plus the second
+            // evaluation that must agree (one bucket).
+            let onset = T0 + ONSET_TICK * 10 * S;
+            let by = onset + 4 * S + 30 * S + a_every * 10 * S + 10 * S;
+            let late = (first.at - onset) / S;
+            assert!(first.at <= by, "{a_every}/{seed}: {late} s after the onset");
+        }
+    }
+}
+
+/// Control: a 60 s (or 90 s) neighbour that does not step up is never blamed for the
+/// victim's own level shift, whatever its noise.
+#[test]
+fn a_flat_neighbour_sampled_every_60s_is_not_blamed() {
+    for a_every in [6, 9] {
+        for (seed, amplitude) in (0..10).flat_map(|s| [(s, CLEAR), (s, 1.5)]) {
+            let events = sparse_neighbour(a_every, false, seed, amplitude);
+            let d = decisions(&events);
+            assert!(d.is_empty(), "{a_every}/{seed}/{amplitude}: {d:#?}");
+            let unexplained = events.iter().any(|e| matches!(e, Event::Unexplained(_)));
+            assert!(unexplained, "{a_every}/{seed}/{amplitude}");
+        }
+    }
+}
