@@ -3,7 +3,7 @@
 //! a slow neighbour that does not step up must stay unblamed.
 
 use super::decision::{Decision, Event, Outcome};
-use super::tests::{S, T0, node, noise, pod, policy, sample};
+use super::tests::{S, T0, node, noise, pod, policy, sample, with_spec};
 use super::{Engine, EngineConfig};
 
 /// The tick (10 s each) at which the victim's latency steps up.
@@ -14,6 +14,17 @@ const ONSET_TICK: i64 = 60;
 /// noise up to `amplitude`, stepping up by 7 at the same tick when `steps`; busy neighbours
 /// spark/b (10 s) and ai/c (60 s). `seed` shifts the noise.
 fn sparse_neighbour(a_every: i64, steps: bool, seed: u64, amplitude: f64) -> Vec<Event> {
+    with_policy(|_| {}, a_every, steps, seed, amplitude)
+}
+
+/// [`sparse_neighbour`] with the policy changed by `edit`.
+fn with_policy(
+    edit: impl FnOnce(&mut fulcrum_policies::InterferencePolicySpec),
+    a_every: i64,
+    steps: bool,
+    seed: u64,
+    amplitude: f64,
+) -> Vec<Event> {
     let mut engine = Engine::new(EngineConfig::default());
     engine.upsert_node(node("n1"));
     engine.upsert_node(node("n2"));
@@ -26,7 +37,8 @@ fn sparse_neighbour(a_every: i64, steps: bool, seed: u64, amplitude: f64) -> Vec
     ] {
         engine.upsert_pod(pod(ns, name, n, class));
     }
-    assert!(engine.set_policies(&[policy("")]).is_empty());
+    let p = with_spec(policy(""), edit);
+    assert!(engine.set_policies(&[p]).is_empty());
     let mut out = Vec::new();
     for i in 0..240i64 {
         let ts = |k: u64| T0 + i * 10 * S + (noise(i as u64 * 13 + k) * 4_000.0) as i64;
@@ -105,5 +117,27 @@ fn a_flat_neighbour_sampled_every_60s_is_not_blamed() {
             let unexplained = events.iter().any(|e| matches!(e, Event::Unexplained(_)));
             assert!(unexplained, "{a_every}/{seed}/{amplitude}");
         }
+    }
+}
+
+/// A pod on a 2-minute feed is still there between its samples: its step counts when the
+/// trigger has held for 90 s, 100 s after its last sample (fresh by its own cadence, not by
+/// the 60 s floor), not only after its next sample. (A 5-minute window keeps enough of its
+/// history for the onset test: see docs/engine.md.)
+#[test]
+fn a_sparse_antagonist_is_present_between_its_samples() {
+    for seed in 0..3 {
+        let edit = |s: &mut fulcrum_policies::InterferencePolicySpec| {
+            s.triggers[0].sustained_for = "90s".into();
+            s.attribution.window = "5m".into();
+        };
+        let events = with_policy(edit, 12, true, seed, CLEAR);
+        let d = decisions(&events);
+        let first = d.first().unwrap_or_else(|| panic!("{seed}: {events:#?}"));
+        assert_eq!(first.target, "spark/a", "{seed}: {first:#?}");
+        let onset = T0 + ONSET_TICK * 10 * S;
+        // Its next sample is at tick 72, 120 s after the onset.
+        let late = (first.at - onset) / S;
+        assert!(late < 115, "{seed}: found {late} s after the onset");
     }
 }
