@@ -4,9 +4,10 @@
 //! The onset is when the firing trigger's condition started to hold (`since`). For each
 //! additive attribution metric, each pod's bucket values in the window before the onset
 //! (leaving out the victim signal's last sample period, where an antagonist ramps up
-//! before the victim's condition holds) are compared with its values since the onset, by
-//! medians and median absolute deviations (a pod created after the start of the
-//! before-window and without samples there counts as zero before). A pod *counts* when
+//! before the victim's condition holds; at least [`BEFORE_PERIODS`] of the pod's own sample
+//! periods, so that a 60 s series has as many values as its history holds) are compared
+//! with its values since the onset, by medians and median absolute deviations (a pod
+//! created after the start of the before-window and without samples there counts as zero before). A pod *counts* when
 //! (1) the victim's signal itself stepped up by at least `VICTIM_SIGMA` (6) and was observed
 //! just before the onset (an onset right after a gap in the data is not one; a degradation
 //! that was there before the window, or a victim's own slow drift, is not pinned on a
