@@ -138,10 +138,10 @@ impl Engine {
                 let mut s = self.score_pod(inputs, (pod, class), state, &totals, level, &placebos);
                 s.class = class;
                 s.excluded = excluded;
-                // A step at the onset counts while the pod is still there (fresh samples).
-                let present = state
-                    .last_ts
-                    .is_some_and(|l| t - l <= self.config.stale_after_ms as i64);
+                // A step at the onset counts while the pod is still there: fresh samples,
+                // by its own cadence (see [`crate::cadence`]).
+                let fresh = state.cadence.stale_after(self.config.staleness());
+                let present = state.last_ts.is_some_and(|l| t - l <= fresh);
                 if let Some(step) = steps.iter().find(|s| s.pod == pod).filter(|_| present) {
                     step.apply(&mut s, self.registry.name(step.metric));
                 }

@@ -74,4 +74,6 @@ mod tests_placement;
 #[cfg(test)]
 mod tests_restore;
 #[cfg(test)]
+mod tests_sparse;
+#[cfg(test)]
 mod tests_time;

@@ -4,9 +4,10 @@
 //! The onset is when the firing trigger's condition started to hold (`since`). For each
 //! additive attribution metric, each pod's bucket values in the window before the onset
 //! (leaving out the victim signal's last sample period, where an antagonist ramps up
-//! before the victim's condition holds) are compared with its values since the onset, by
-//! medians and median absolute deviations (a pod created after the start of the
-//! before-window and without samples there counts as zero before). A pod *counts* when
+//! before the victim's condition holds; at least [`BEFORE_PERIODS`] of the pod's own sample
+//! periods, so that a 60 s series has as many values as its history holds) are compared
+//! with its values since the onset, by medians and median absolute deviations (a pod
+//! created after the start of the before-window and without samples there counts as zero before). A pod *counts* when
 //! (1) the victim's signal itself stepped up by at least `VICTIM_SIGMA` (6) and was observed
 //! just before the onset (an onset right after a gap in the data is not one; a degradation
 //! that was there before the window, or a victim's own slow drift, is not pinned on a
@@ -27,11 +28,17 @@ use crate::align::{cadence, values};
 use crate::attribution::{Inputs, Scored, is_ratio};
 use crate::cluster::PodId;
 use crate::engine::Engine;
+use crate::series::Series;
 use crate::significance::{Step, step};
+use crate::state::PodState;
 
 /// The least step of the victim's own signal, in standard deviations of its values before
 /// the onset, for the onset to be one.
 pub(crate) const VICTIM_SIGMA: f64 = 6.0;
+
+/// The least number of a pod's own sampling periods its values before the onset span
+/// (three samples are needed, one more period allows for jitter).
+const BEFORE_PERIODS: u64 = 4;
 
 /// One pod's step at the onset on one metric, when it counts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -170,20 +177,22 @@ impl Engine {
     ) -> Option<Vec<(PodId, Step, bool)>> {
         let mut steps = Vec::new();
         for &pod in pods {
-            let Some(series) = self
-                .pods
-                .get(pod.index())
-                .and_then(Option::as_ref)
-                .and_then(|st| st.series(m))
-            else {
+            let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
+                continue;
+            };
+            let Some(series) = state.series(m) else {
                 continue;
             };
             let after = values(series, span.t, span.after_ms);
-            let period = self.config.bucket_ms * cadence(series, span.since, span.window) as u64;
+            let period = self.sample_period_ms(state, series, span);
             if after.is_empty() && span.after_ms < 2 * period {
                 return None;
             }
-            let mut before = values(series, span.before_end, span.before_ms);
+            // A sparse series is judged on as many of its own samples before the onset as
+            // a frequent one (at least `BEFORE_PERIODS` of its periods, as far back as its
+            // history is held), not on the one or two that fall in the window.
+            let before_ms = span.before_ms.max(BEFORE_PERIODS * period);
+            let mut before = values(series, span.before_end, before_ms);
             let created = self.cluster.pod_info(pod).and_then(|i| i.created_ms);
             if before.len() < 3 && created.is_some_and(|c| c > span.since - span.window as i64) {
                 before = vec![0.0; 3];
@@ -196,6 +205,21 @@ impl Engine {
             steps.push((pod, s, early));
         }
         Some(steps)
+    }
+}
+
+impl Engine {
+    /// The sampling period of a pod's series (ms, whole buckets): its observed cadence
+    /// (the median of its recent intervals, see [`crate::cadence`]), or the median gap
+    /// between its buckets in the window when that is longer or the cadence is unknown.
+    fn sample_period_ms(&self, state: &PodState, series: &Series, span: &Span) -> u64 {
+        let bucket = self.config.bucket_ms.max(1);
+        let in_window = bucket * cadence(series, span.since, span.window) as u64;
+        let observed = state
+            .cadence
+            .interval_ms()
+            .map_or(bucket, |i| i.div_ceil(bucket) * bucket);
+        in_window.max(observed)
     }
 }
 
