@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use super::InputStats;
 use super::assemble::{Assembler, Combine, Origins, TargetRef, Value};
 use super::mapping::{Aggregate, Rule};
-use super::rates::{SeriesStates, Step};
+use super::rates::{Buckets, SeriesStates, Step};
 
 /// An owned [`TargetRef`].
 struct Owned {
@@ -174,7 +174,13 @@ impl BucketSets {
         }
         let rule = set.rule;
         let q = rule.quantile.unwrap_or(0.99);
-        let step = states.histogram(key, ts, &self.bounds, &self.counts, false, q, stats);
+        let point = Buckets {
+            bounds: &self.bounds,
+            counts: &self.counts,
+            delta: false,
+            start_ms: None,
+        };
+        let step = states.histogram(key, ts, point, q, stats);
         let value = match step {
             Step::Value(v) if (v * rule.scale).is_finite() => v * rule.scale,
             Step::Value(_) => {

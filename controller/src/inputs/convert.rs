@@ -10,7 +10,7 @@ use super::InputStats;
 use super::assemble::{Assembler, Combine, Origin, Origins, TargetRef, Value};
 use super::buckets::{Bucket, BucketSets};
 use super::mapping::{Aggregate, Kind, MetricsMap, Target};
-use super::rates::{SeriesStates, Step};
+use super::rates::{Buckets, SeriesStates, Step};
 
 /// A data point's reading, as the source sent it.
 #[derive(Clone, Copy, Debug)]
@@ -158,8 +158,13 @@ impl Converter {
                 },
             ) => {
                 let q = quantile.unwrap_or(0.99);
-                self.states
-                    .histogram(key, ts, bounds, counts, delta, q, stats)
+                let buckets = Buckets {
+                    bounds,
+                    counts,
+                    delta,
+                    start_ms: point.start_ms,
+                };
+                self.states.histogram(key, ts, buckets, q, stats)
             }
             (None | Some(Kind::Histogram), Reading::Summary(quantiles)) => {
                 let q = quantile.unwrap_or(0.99);

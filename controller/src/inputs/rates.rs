@@ -28,6 +28,20 @@ struct Series {
     counts: Vec<u64>,
 }
 
+/// One histogram point, as explicit buckets.
+#[derive(Clone, Copy, Debug)]
+pub struct Buckets<'a> {
+    /// Upper bounds of the buckets but the last.
+    pub bounds: &'a [f64],
+    /// Observations per bucket (`bounds.len() + 1`).
+    pub counts: &'a [u64],
+    /// Delta (not cumulative) temporality.
+    pub delta: bool,
+    /// Start of the cumulative series (ms), when the source says: a later one than before
+    /// is a reset.
+    pub start_ms: Option<i64>,
+}
+
 /// The state of every series seen recently, by series key.
 #[derive(Debug, Default)]
 pub struct SeriesStates {
@@ -156,25 +170,26 @@ impl SeriesStates {
 
     /// A histogram point: the `q` quantile of the observations since the series' last
     /// point (cumulative) or of the point itself (`delta`). An interval without
-    /// observations emits nothing; fewer observations than before is a reset. Buckets
+    /// observations emits nothing; fewer observations than before, or a later start time,
+    /// is a reset. Buckets
     /// are matched by their upper bound, so a cumulative series may gain buckets (an
     /// exponential histogram widening its range); buckets that cannot be matched (other
     /// bounds, a new scale) restart the series.
-    #[allow(clippy::too_many_arguments)]
     pub fn histogram(
         &mut self,
         key: u64,
         ts: i64,
-        bounds: &[f64],
-        counts: &[u64],
-        delta: bool,
+        point: Buckets<'_>,
         q: f64,
         stats: &mut InputStats,
     ) -> Step {
         let mut scratch = std::mem::take(&mut self.scratch);
-        let step = self.histogram_step(key, ts, bounds, counts, delta, stats, &mut scratch);
+        let step = self.histogram_step(key, ts, point, stats, &mut scratch);
         let step = step.map_or(Step::Nothing, |interval| {
-            finish(quantile(bounds, interval.unwrap_or(&scratch), q), stats)
+            finish(
+                quantile(point.bounds, interval.unwrap_or(&scratch), q),
+                stats,
+            )
         });
         self.scratch = scratch;
         step
@@ -182,23 +197,29 @@ impl SeriesStates {
 
     /// The observations of the interval ending at `ts`: `Some(None)` when they are in
     /// `scratch`, `Some(Some(counts))` for a delta point, `None` when there is no interval.
-    #[allow(clippy::too_many_arguments)]
     fn histogram_step<'c>(
         &mut self,
         key: u64,
         ts: i64,
-        bounds: &[f64],
-        counts: &'c [u64],
-        delta: bool,
+        point: Buckets<'c>,
         stats: &mut InputStats,
         scratch: &mut Vec<u64>,
     ) -> Option<Option<&'c [u64]>> {
+        let Buckets {
+            bounds,
+            counts,
+            delta,
+            start_ms,
+        } = point;
         let (series, since) = self.advance_interval(key, ts, stats)?;
         if delta {
             return Some(Some(counts));
         }
-        let aligned =
-            since.is_some() && align(&series.bounds, &series.counts, bounds, counts, scratch);
+        let last_start = series.start_ms;
+        series.start_ms = start_ms.unwrap_or(0);
+        let restarted = start_ms.is_some_and(|s| s > last_start && last_start != 0);
+        let aligned = since.is_some()
+            && (restarted || align(&series.bounds, &series.counts, bounds, counts, scratch));
         series.bounds.clear();
         series.bounds.extend_from_slice(bounds);
         series.counts.clear();
@@ -206,11 +227,7 @@ impl SeriesStates {
         if !aligned {
             return None;
         }
-        if counts
-            .iter()
-            .zip(scratch.iter())
-            .any(|(now, before)| now < before)
-        {
+        if restarted || counts.iter().zip(scratch.iter()).any(|(n, b)| n < b) {
             stats.counter_resets += 1;
             scratch.clear();
             scratch.extend_from_slice(counts);
@@ -301,6 +318,15 @@ pub fn quantile(bounds: &[f64], counts: &[u64], q: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
+    fn h<'a>(bounds: &'a [f64], counts: &'a [u64], delta: bool) -> Buckets<'a> {
+        Buckets {
+            bounds,
+            counts,
+            delta,
+            start_ms: None,
+        }
+    }
+
     #[test]
     fn counter_rates_handle_resets_gaps_and_out_of_order_points() {
         let mut s = SeriesStates::new(60_000);
@@ -365,9 +391,7 @@ mod tests {
         s.histogram(
             1,
             10_000,
-            &[0.0, 4.0, 8.0],
-            &[0, 0, 5, 0],
-            false,
+            h(&[0.0, 4.0, 8.0], &[0, 0, 5, 0], false),
             0.5,
             &mut st,
         );
@@ -376,9 +400,7 @@ mod tests {
         let Step::Value(v) = s.histogram(
             1,
             20_000,
-            &[0.0, 2.0, 4.0, 8.0, 16.0],
-            &[0, 0, 0, 5, 4, 0],
-            false,
+            h(&[0.0, 2.0, 4.0, 8.0, 16.0], &[0, 0, 0, 5, 4, 0], false),
             0.5,
             &mut st,
         ) else {
@@ -408,22 +430,23 @@ mod tests {
         let mut st = InputStats::default();
         let b = [0.1, 1.0];
         assert_eq!(
-            s.histogram(1, 10_000, &b, &[100, 0, 0], false, 0.5, &mut st),
+            s.histogram(1, 10_000, h(&b, &[100, 0, 0], false), 0.5, &mut st),
             Step::Nothing
         );
         // Only the new observations count: 10 in (0.1, 1.0].
-        let Step::Value(v) = s.histogram(1, 20_000, &b, &[100, 10, 0], false, 0.5, &mut st) else {
+        let Step::Value(v) = s.histogram(1, 20_000, h(&b, &[100, 10, 0], false), 0.5, &mut st)
+        else {
             panic!("expected a value");
         };
         assert!((v - 0.55).abs() < 1e-12, "{v}");
         // No new observations: nothing, counted.
         assert_eq!(
-            s.histogram(1, 30_000, &b, &[100, 10, 0], false, 0.5, &mut st),
+            s.histogram(1, 30_000, h(&b, &[100, 10, 0], false), 0.5, &mut st),
             Step::Nothing
         );
         assert_eq!(st.empty_intervals, 1);
         // Reset: the counts are the interval.
-        let Step::Value(v) = s.histogram(1, 40_000, &b, &[4, 0, 0], false, 0.5, &mut st) else {
+        let Step::Value(v) = s.histogram(1, 40_000, h(&b, &[4, 0, 0], false), 0.5, &mut st) else {
             panic!("expected a value");
         };
         assert!((v - 0.05).abs() < 1e-12, "{v}");
@@ -431,12 +454,29 @@ mod tests {
         // rather than subtracting unrelated buckets (8 new observations, no value).
         let empty = st.empty_intervals;
         assert_eq!(
-            s.histogram(1, 50_000, &[0.05, 1.0], &[12, 0, 0], false, 0.5, &mut st),
+            s.histogram(1, 50_000, h(&[0.05, 1.0], &[12, 0, 0], false), 0.5, &mut st),
             Step::Nothing
         );
         assert_eq!(st.empty_intervals, empty);
+        // A later start time is a reset even when the counts grew: the counts are the
+        // interval (all 14 in the first bucket).
+        let start = Buckets {
+            start_ms: Some(1_000),
+            ..h(&b, &[12, 0, 0], false)
+        };
+        assert_eq!(s.histogram(4, 40_000, start, 0.5, &mut st), Step::Nothing);
+        let later = Buckets {
+            start_ms: Some(45_000),
+            ..h(&b, &[14, 0, 0], false)
+        };
+        let resets = st.counter_resets;
+        let Step::Value(v) = s.histogram(4, 50_000, later, 0.5, &mut st) else {
+            panic!("expected a value");
+        };
+        assert!((v - 0.05).abs() < 1e-12, "{v}");
+        assert_eq!(st.counter_resets, resets + 1);
         // Delta histograms are their own interval.
-        let Step::Value(v) = s.histogram(2, 40_000, &b, &[0, 2, 0], true, 0.5, &mut st) else {
+        let Step::Value(v) = s.histogram(2, 40_000, h(&b, &[0, 2, 0], true), 0.5, &mut st) else {
             panic!("expected a value");
         };
         assert!((v - 0.55).abs() < 1e-12, "{v}");
