@@ -34,7 +34,7 @@ use crate::state::Role;
 
 /// The victim's signal follows the placebo (there is a common mode to beat) when their
 /// correlation's one-sided p-value is at most this.
-pub(crate) const COMMON_MODE_LEVEL: f64 = 0.05;
+pub(crate) const COMMON_MODE_LEVEL: f64 = 0.01;
 
 /// Most other nodes visited to find placebo pods.
 pub(crate) const SCAN_NODES: usize = 64;
@@ -193,5 +193,75 @@ impl Engine {
             victim_r,
             p_beats: common.then(|| p_greater(vq.r, victim_r, qg, vq.n_eff)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tests::{S, T0, node, pod, policy, sample};
+    use crate::{Engine, EngineConfig};
+
+    #[test]
+    fn placebo_pods_are_of_the_same_kind_on_other_nodes_one_per_node_first() {
+        let mut e = Engine::new(EngineConfig {
+            placebo_pods: 3,
+            ..EngineConfig::default()
+        });
+        for n in ["n1", "n2", "n3"] {
+            e.upsert_node(node(n));
+            e.upsert_pod(pod("shop", &format!("web-{n}"), n, "online"));
+            for k in 0..2 {
+                e.upsert_pod(pod("spark", &format!("b{k}-{n}"), n, "batch"));
+            }
+            e.upsert_pod(pod("ai", &format!("t-{n}"), n, "ai"));
+        }
+        assert!(e.set_policies(&[policy("")]).is_empty());
+        let mut out = Vec::new();
+        for i in 0..12 {
+            let ts = T0 + i * 10 * S;
+            for n in ["n1", "n2", "n3"] {
+                let v = (i % 4) as f64 + 1.0;
+                e.offer(&sample(
+                    ts,
+                    n,
+                    Some(("shop", &format!("web-{n}"))),
+                    &[("mem_bw", v)],
+                ));
+                for name in [format!("b0-{n}"), format!("b1-{n}")] {
+                    e.offer(&sample(ts, n, Some(("spark", &name)), &[("mem_bw", v)]));
+                }
+                e.offer(&sample(
+                    ts,
+                    n,
+                    Some(("ai", &format!("t-{n}"))),
+                    &[("mem_bw", v)],
+                ));
+            }
+            e.advance_auto(&mut out);
+        }
+        e.flush(&mut out);
+        let n1 = e.cluster.node_id("n1").expect("n1");
+        let mem_bw = e.registry.get("mem_bw").expect("tracked");
+        let t = T0 + 110 * S;
+        let names = |class| {
+            e.placebo_pods(0, n1, class, mem_bw, t, 3)
+                .into_iter()
+                .map(|p| e.cluster.pod_info(p).map(|i| i.key()).unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        // Batch (class 0): one per other node, then a second from the first node.
+        assert_eq!(
+            names(Some(0)),
+            ["spark/b0-n2", "spark/b0-n3", "spark/b1-n2"]
+        );
+        // AI (class 1): only one per node exists; never a victim, never n1's own pods.
+        assert_eq!(names(Some(1)), ["ai/t-n2", "ai/t-n3"]);
+        // Not a candidate: none of that kind with data.
+        assert!(names(None).is_empty());
+        let placebo = e.placebo(0, n1, Some(0), mem_bw, t).expect("a placebo");
+        assert_eq!(placebo.pods, 3);
+        // Off: no placebo at all.
+        e.config.placebo_pods = 0;
+        assert!(e.placebo(0, n1, Some(0), mem_bw, t).is_none());
     }
 }

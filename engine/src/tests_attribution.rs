@@ -188,6 +188,7 @@ fn run_case(seed: u64, antagonist: bool, span_s: f64) -> RunResult {
     });
     let mut engine = Engine::new(EngineConfig {
         stale_after_ms: 150_000,
+        placebo_pods: placebo_pods(),
         ..EngineConfig::default()
     });
     engine.upsert_node(node("n1"));
@@ -284,6 +285,15 @@ fn run_case(seed: u64, antagonist: bool, span_s: f64) -> RunResult {
         blamed_episodes: blamed.len(),
         culprit_found_at,
     }
+}
+
+/// `FULCRUM_PLACEBO_PODS` (0 measures the same cases without the placebo), else the
+/// default.
+fn placebo_pods() -> usize {
+    std::env::var("FULCRUM_PLACEBO_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(EngineConfig::default().placebo_pods)
 }
 
 /// Cases to run: `FULCRUM_ATTRIBUTION_CASES`, else `PROPTEST_CASES`, else `default`.
