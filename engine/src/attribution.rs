@@ -30,7 +30,7 @@ use crate::engine::Engine;
 use crate::guards::Exclusion;
 use crate::placebo::{Placebo, Placebos};
 use crate::series::Series;
-use crate::significance::{p_positive, pearson};
+use crate::significance::{p_above, p_positive, pearson};
 use crate::state::{PodState, Role};
 
 /// A co-located pod with its score and, if it cannot be acted on, why.
@@ -177,7 +177,9 @@ impl Engine {
                 if is_ratio(self.registry.name(m)) || out.iter().any(|(k, _)| *k == (class, m)) {
                     continue;
                 }
-                let placebo = self.placebo(inputs.p, inputs.node, class, m, inputs.t);
+                let placebo = inputs
+                    .signal
+                    .and_then(|sig| self.placebo((inputs.p, inputs.node, sig), class, m, inputs.t));
                 out.push(((class, m), placebo));
             }
         }
@@ -245,14 +247,10 @@ impl Engine {
                             "not significant: p = {p:.1e} over {:.1} effective points, needs <= {level:.1e}",
                             evidence.effective_points.unwrap_or(0.0)
                         ));
-                    } else if let Some((cm, pb)) = evidence
-                        .common_mode
-                        .and_then(|c| Some((c, c.p_value?)))
-                        .filter(|(_, pb)| *pb > level)
-                    {
+                    } else if let Some(cm) = evidence.common_mode.filter(|c| c.p_value > level) {
                         evidence.ignored = Some(format!(
-                            "common mode: r = {r:.2} does not beat the placebo (r = {:.2} for {} pods of the same kind on other nodes; p = {pb:.1e}, needs <= {level:.1e})",
-                            cm.placebo_correlation, cm.placebo_pods
+                            "common mode: r = {r:.2} does not beat the placebo (pods of the same kind on other nodes, {1} of them, follow the victim at r >= {0:.2}; p = {2:.1e}, needs <= {level:.1e})",
+                            cm.placebo_correlation, cm.placebo_pods, cm.p_value
                         ));
                     } else {
                         evidence.significant = true;
@@ -339,13 +337,11 @@ impl Engine {
         };
         // Common mode is not evidence: the correlation must beat the placebo's (pods like
         // this one on other nodes, which cannot be the cause).
-        if let Some(pl) = placebo
-            && let Some(a) = self.against_placebo(sig, series, pl, inputs.t, window)
-        {
+        if let Some(pl) = placebo {
             score.common_mode = Some(CommonMode {
                 placebo_pods: pl.pods,
-                placebo_correlation: a.victim_r,
-                p_value: a.p_beats,
+                placebo_correlation: pl.bar,
+                p_value: p_above(c.r, pl.bar, c.n_eff),
             });
         }
         let p = p_positive(c.r, c.n_eff);

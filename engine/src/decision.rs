@@ -174,11 +174,11 @@ pub struct MetricScore {
 pub struct CommonMode {
     /// Placebo pods the trend was computed from.
     pub placebo_pods: usize,
-    /// Correlation of the victim signal with the placebo trend.
+    /// The bar: the victim signal's correlation with the placebo trend when it is
+    /// significant at the 0.01 level (a common mode), else 0.
     pub placebo_correlation: f64,
-    /// One-sided p-value that the pod's correlation is larger than the placebo's; `None`
-    /// when the victim does not follow the placebo (no common mode: nothing to beat).
-    pub p_value: Option<f64>,
+    /// One-sided p-value that the pod's correlation is above the bar.
+    pub p_value: f64,
 }
 
 /// Something the engine noticed, for timelines and counters.

@@ -8,15 +8,17 @@
 //! policy), which cannot be the cause of this node's degradation. Each placebo pod's
 //! bucket values in the window are standardised (its own mean and deviation), and the
 //! placebo series is their mean per bucket: the cluster-wide trend of that kind of pod.
-//! When the victim's signal follows the placebo series (a one-sided p-value of at most
-//! [`COMMON_MODE_LEVEL`] over their effective points: there is a common mode), a pod's
-//! correlation with the victim's signal counts only when it *beats the placebo*: it is
-//! larger than the victim's correlation with the placebo series, significantly
-//! (Steiger's test of two dependent correlations, on the same aligned points, at the same
-//! level as the correlation itself). Without a common mode the placebo has nothing to
-//! say and the correlation's own test stands. A pod that only follows the cluster's load does no
-//! better than pods that cannot be the cause; a real antagonist, whose bursts are its
-//! own, beats a placebo that does not follow the victim at all.
+//! The placebo's **bar** is how closely it follows the victim's signal: the signal's
+//! correlation with the trend (on their aligned grid) when it is significant at
+//! [`COMMON_MODE_LEVEL`] over its effective points, 0 otherwise (a chance correlation of
+//! persistent series sets no bar, so a real antagonist keeps its own test). A pod's
+//! correlation with the victim's
+//! signal counts only when it *beats the placebo*: it is significantly above the bar,
+//! `P(Z > (atanh r − atanh bar) × sqrt(n_eff − 3))` over the pod's effective points, at
+//! the same level as the correlation itself (with a bar of 0 this is the correlation's
+//! own test). A pod that only follows the cluster's load does no better than pods that
+//! cannot be the cause; a real antagonist, whose bursts are its own, clears a placebo that
+//! does not follow the victim.
 //!
 //! Placebo pods are picked deterministically and cheaply: other covered nodes in id
 //! order starting after this node, one matching pod per node per round, at most
@@ -29,43 +31,44 @@ use crate::align::aligned;
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
 use crate::series::Series;
-use crate::significance::{p_greater, p_positive, pearson};
+use crate::significance::{p_positive, pearson};
 use crate::state::Role;
-
-/// The victim's signal follows the placebo (there is a common mode to beat) when their
-/// correlation's one-sided p-value is at most this.
-pub(crate) const COMMON_MODE_LEVEL: f64 = 0.05;
 
 /// Most other nodes visited to find placebo pods.
 pub(crate) const SCAN_NODES: usize = 64;
 
-/// The cluster-wide trend of one kind of pod on one metric.
+/// The cluster-wide trend of one kind of pod on one metric, and the bar it sets.
 pub(crate) struct Placebo {
-    /// Mean of the placebo pods' standardised bucket values.
-    pub(crate) series: Series,
     /// Placebo pods that contributed.
     pub(crate) pods: usize,
+    /// The victim signal's correlation with the trend when it is a common mode (see the
+    /// module documentation), else 0.
+    pub(crate) bar: f64,
+}
+
+/// The one-sided level at which a placebo's correlation with the victim's signal is a
+/// common mode, not chance (persistent series correlate by chance over a window).
+pub(crate) const COMMON_MODE_LEVEL: f64 = 0.01;
+
+/// The correlation of `s` with the victim's `signal` on their aligned points, when it is
+/// significant at [`COMMON_MODE_LEVEL`] over its effective points; 0 otherwise.
+fn follows(s: &Series, signal: &Series, t: i64, window: u64) -> f64 {
+    let cols = aligned(&[signal, s], t, window);
+    pearson(&cols[0], &cols[1])
+        .filter(|c| p_positive(c.r, c.n_eff) <= COMMON_MODE_LEVEL)
+        .map_or(0.0, |c| c.r.max(0.0))
 }
 
 /// The placebos of one evaluation, by (candidate class, metric).
 pub(crate) type Placebos = Vec<((Option<u16>, MetricId), Option<Placebo>)>;
 
-/// How a pod's correlation with the victim compares with the placebo's.
-pub(crate) struct AgainstPlacebo {
-    /// Correlation of the victim signal with the placebo series.
-    pub(crate) victim_r: f64,
-    /// One-sided p-value that the pod's correlation is the larger; `None` when the victim
-    /// does not follow the placebo (no common mode to beat).
-    pub(crate) p_beats: Option<f64>,
-}
-
 impl Engine {
     /// The placebo of pods of candidate class `class` (`None`: not a candidate) on metric
-    /// `m` for policy `p`, degraded on `node`, over the window ending at `t`.
+    /// `m` for policy `p`, degraded on `node` (victim signal `signal`), over the window
+    /// ending at `t`.
     pub(crate) fn placebo(
         &self,
-        p: u16,
-        node: NodeId,
+        (p, node, signal): (u16, NodeId, &Series),
         class: Option<u16>,
         m: MetricId,
         t: i64,
@@ -100,7 +103,10 @@ impl Engine {
             }
             pods += 1;
         }
-        (pods > 0).then_some(Placebo { series, pods })
+        (pods > 0).then(|| Placebo {
+            pods,
+            bar: follows(&series, signal, t, window),
+        })
     }
 
     fn pod_series(&self, pod: PodId, m: MetricId) -> Option<&Series> {
@@ -169,29 +175,84 @@ impl Engine {
         }
         out
     }
+}
 
-    /// How the correlation of `signal` and `usage` compares with that of `signal` and the
-    /// placebo; `None` when the three series share fewer than `min_correlation_points`.
-    pub(crate) fn against_placebo(
-        &self,
-        signal: &Series,
-        usage: &Series,
-        placebo: &Placebo,
-        t: i64,
-        window: u64,
-    ) -> Option<AgainstPlacebo> {
-        let cols = aligned(&[signal, usage, &placebo.series], t, window);
-        if cols[0].len() < self.config.min_correlation_points {
-            return None;
+#[cfg(test)]
+mod tests {
+    use crate::tests::{S, T0, node, pod, policy, sample};
+    use crate::{Engine, EngineConfig};
+
+    #[test]
+    fn placebo_pods_are_of_the_same_kind_on_other_nodes_one_per_node_first() {
+        let mut e = Engine::new(EngineConfig {
+            placebo_pods: 3,
+            ..EngineConfig::default()
+        });
+        for n in ["n1", "n2", "n3"] {
+            e.upsert_node(node(n));
+            e.upsert_pod(pod("shop", &format!("web-{n}"), n, "online"));
+            for k in 0..2 {
+                e.upsert_pod(pod("spark", &format!("b{k}-{n}"), n, "batch"));
+            }
+            e.upsert_pod(pod("ai", &format!("t-{n}"), n, "ai"));
         }
-        let vq = pearson(&cols[0], &cols[1])?;
-        let vg = pearson(&cols[0], &cols[2]);
-        let victim_r = vg.map_or(0.0, |c| c.r);
-        let common = vg.is_some_and(|c| p_positive(c.r, c.n_eff) <= COMMON_MODE_LEVEL);
-        let qg = pearson(&cols[1], &cols[2]).map_or(0.0, |c| c.r);
-        Some(AgainstPlacebo {
-            victim_r,
-            p_beats: common.then(|| p_greater(vq.r, victim_r, qg, vq.n_eff)),
-        })
+        assert!(e.set_policies(&[policy("")]).is_empty());
+        let mut out = Vec::new();
+        for i in 0..12 {
+            let ts = T0 + i * 10 * S;
+            for n in ["n1", "n2", "n3"] {
+                let v = (i % 4) as f64 + 1.0;
+                e.offer(&sample(
+                    ts,
+                    n,
+                    Some(("shop", &format!("web-{n}"))),
+                    &[("mem_bw", v)],
+                ));
+                for name in [format!("b0-{n}"), format!("b1-{n}")] {
+                    e.offer(&sample(ts, n, Some(("spark", &name)), &[("mem_bw", v)]));
+                }
+                e.offer(&sample(
+                    ts,
+                    n,
+                    Some(("ai", &format!("t-{n}"))),
+                    &[("mem_bw", v)],
+                ));
+            }
+            e.advance_auto(&mut out);
+        }
+        e.flush(&mut out);
+        let n1 = e.cluster.node_id("n1").expect("n1");
+        let mem_bw = e.registry.get("mem_bw").expect("tracked");
+        let t = T0 + 110 * S;
+        let names = |class| {
+            e.placebo_pods(0, n1, class, mem_bw, t, 3)
+                .into_iter()
+                .map(|p| e.cluster.pod_info(p).map(|i| i.key()).unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        // Batch (class 0): one per other node, then a second from the first node.
+        assert_eq!(
+            names(Some(0)),
+            ["spark/b0-n2", "spark/b0-n3", "spark/b1-n2"]
+        );
+        // AI (class 1): only one per node exists; never a victim, never n1's own pods.
+        assert_eq!(names(Some(1)), ["ai/t-n2", "ai/t-n3"]);
+        // Not a candidate: none of that kind with data.
+        assert!(names(None).is_empty());
+        let web = e.cluster.pod_id("shop", "web-n1").expect("web");
+        let signal = e.pods[web.index()]
+            .as_ref()
+            .and_then(|s| s.series(mem_bw))
+            .expect("signal")
+            .clone();
+        let placebo = e
+            .placebo((0, n1, &signal), Some(0), mem_bw, t)
+            .expect("a placebo");
+        assert_eq!(placebo.pods, 3);
+        // Every pod here follows one pattern: the bar is high.
+        assert!(placebo.bar > 0.8, "{}", placebo.bar);
+        // Off: no placebo at all.
+        e.config.placebo_pods = 0;
+        assert!(e.placebo((0, n1, &signal), Some(0), mem_bw, t).is_none());
     }
 }

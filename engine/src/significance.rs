@@ -104,21 +104,16 @@ pub fn p_positive(r: f64, n_eff: f64) -> f64 {
     normal_sf(z)
 }
 
-/// One-sided p-value that `v` correlates more with `q` than with `g`, the three measured
-/// on the same points (`n_eff` effective ones): Steiger's (1980) test of two dependent
-/// correlations sharing `v`, on Fisher's z with the pooled `r̄`. 1 when `n_eff <= 3`.
-pub fn p_greater(r_vq: f64, r_vg: f64, r_qg: f64, n_eff: f64) -> f64 {
-    if n_eff <= 3.0 || ![r_vq, r_vg, r_qg].iter().all(|r| r.is_finite()) {
+/// One-sided p-value that a correlation `r` over `n_eff` effective points is above the bar
+/// `bar` (a placebo's correlation; a bar at or below 0 is 0), by Fisher's z:
+/// `P(Z > (atanh(r) − atanh(bar)) × sqrt(n_eff − 3))`. With a bar of 0 it is
+/// [`p_positive`].
+pub fn p_above(r: f64, bar: f64, n_eff: f64) -> f64 {
+    if n_eff <= 3.0 || r <= 0.0 || !r.is_finite() || !bar.is_finite() {
         return 1.0;
     }
-    let clamp = |r: f64| r.clamp(-0.999_999, 0.999_999);
-    let (r_vq, r_vg, r_qg) = (clamp(r_vq), clamp(r_vg), clamp(r_qg));
-    let rbar = (r_vq + r_vg) / 2.0;
-    let r2 = rbar * rbar;
-    let psi = r_qg * (1.0 - 2.0 * r2) - 0.5 * r2 * (1.0 - 2.0 * r2 - r_qg * r_qg);
-    let s = (psi / ((1.0 - r2) * (1.0 - r2))).min(1.0 - 1e-9);
-    let z = (r_vq.atanh() - r_vg.atanh()) * (n_eff - 3.0).sqrt() / (2.0 - 2.0 * s).sqrt();
-    normal_sf(z)
+    let z = |x: f64| x.clamp(0.0, 0.999_999).atanh();
+    normal_sf((z(r) - z(bar)) * (n_eff - 3.0).sqrt())
 }
 
 /// Partial correlation of `v` and `q` controlling for `m`, from the three pairwise
@@ -218,16 +213,16 @@ mod tests {
     }
 
     #[test]
-    fn a_correlation_beats_a_placebo_only_by_a_clear_margin() {
-        // An antagonist: strong with the victim, the placebo unrelated.
-        assert!(p_greater(0.9, 0.0, 0.0, 28.0) < 1e-6);
-        // Common mode: the placebo follows the victim as closely as the pod does.
-        assert!(p_greater(0.91, 0.89, 0.85, 28.0) > 0.1);
-        assert!(p_greater(0.8, 0.9, 0.8, 28.0) > 0.5);
-        // Too few points say nothing.
-        assert_eq!(p_greater(0.99, 0.0, 0.0, 3.0), 1.0);
-        // The test is stricter than the correlation alone.
-        assert!(p_greater(0.6, 0.0, 0.0, 30.0) > p_positive(0.6, 30.0));
+    fn a_correlation_must_clear_the_placebos_bar() {
+        // No common mode: the bar is 0 and the test is the correlation's own.
+        assert_eq!(p_above(0.6, 0.0, 30.0), p_positive(0.6, 30.0));
+        assert_eq!(p_above(0.6, -0.4, 30.0), p_positive(0.6, 30.0));
+        // An antagonist clears a placebo that follows the victim a little.
+        assert!(p_above(0.9, 0.3, 28.0) < 1e-5);
+        // Common mode: the placebo follows the victim about as closely as the pod.
+        assert!(p_above(0.91, 0.89, 28.0) > 0.1);
+        assert!(p_above(0.8, 0.9, 28.0) > 0.5);
+        assert_eq!(p_above(0.99, 0.0, 3.0), 1.0);
     }
 
     #[test]
