@@ -146,3 +146,138 @@ fn a_pod_maps_to_the_deployment_of_its_replicaset_whatever_the_names() {
     };
     assert!(first("replicasets") < first("pods"));
 }
+
+/// A policy spec for the policy controller test (valid unless `window` is broken).
+fn policy_spec(window: &str) -> Value {
+    json!({
+        "mode": "Enforce",
+        "victims": {"podSelector": {"matchLabels": {"class": "online"}}},
+        "candidates": [{"name": "batch", "podSelector": {"matchLabels": {"class": "batch"}}, "action": "Evict"}],
+        "triggers": [{"name": "p99", "metric": "latency_p99_ms", "above": 250, "sustainedFor": "5s"}],
+        "attribution": {"method": "Correlation", "metrics": ["cpu_usage_cores"], "window": window},
+    })
+}
+
+#[test]
+fn the_policy_controller_publishes_valid_policies_and_reports_validity_in_status_and_events() {
+    use fulcrum::cluster::events::Recorder;
+    use fulcrum::cluster::policies::{PolicySinks, watch_policies};
+    use fulcrum::cluster::status::StatusBook;
+    use std::sync::Arc;
+
+    let api = FakeApiServer::builder().controllers(false).start();
+    let policy =
+        |name: &str, window: &str| fixtures::interference_policy(name, policy_spec(window));
+    api.apply_object(policy("steady", "60s")).unwrap();
+    api.apply_object(policy("broken", "60 seconds")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let names = |set: &[fulcrum_policies::InterferencePolicy]| -> Vec<String> {
+        set.iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect()
+    };
+    rt.block_on(async {
+        let config = kube::Config::new(api.url().parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let (set_tx, mut set) = watch::channel(Vec::new());
+        let (stop_tx, shutdown) = watch::channel(false);
+        let sinks = PolicySinks {
+            set: set_tx,
+            book: Arc::new(StatusBook::default()),
+            recorder: Recorder::spawn(client.clone(), "test".into()),
+            facts: Default::default(),
+            synced: Default::default(),
+            dry_run: false,
+        };
+        let synced = sinks.synced.clone();
+        let task = tokio::spawn(watch_policies(client, sinks, shutdown.clone()));
+        let mut stop = shutdown.clone();
+        let listed = reflect::wait_synced(&synced, &mut stop);
+        let listed = tokio::time::timeout(Duration::from_secs(30), listed).await;
+        assert!(
+            listed.is_ok_and(|ok| ok),
+            "not listed: {:#?}",
+            api.requests()
+                .iter()
+                .map(|r| (r.verb.clone(), r.path.clone(), r.status))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(names(&set.borrow_and_update()), ["steady"]);
+        let steady_before = set.borrow()[0].clone();
+        // The invalid policy becomes valid: published with it, the other one unchanged.
+        let fixed = policy("broken", "60s");
+        let changed = async {
+            set.changed().await.unwrap();
+            set.borrow_and_update().clone()
+        };
+        api.apply_object(fixed).unwrap();
+        let now = tokio::time::timeout(Duration::from_secs(30), changed)
+            .await
+            .expect("the set changes");
+        assert_eq!(names(&now), ["broken", "steady"]);
+        assert_eq!(
+            now[1], steady_before,
+            "an unchanged policy is handed over unchanged"
+        );
+        // A deleted policy leaves the set.
+        let changed = async {
+            set.changed().await.unwrap();
+            set.borrow_and_update().clone()
+        };
+        api.delete_object("interferencepolicies", None, "steady")
+            .unwrap();
+        let now = tokio::time::timeout(Duration::from_secs(30), changed)
+            .await
+            .expect("the set changes");
+        assert_eq!(names(&now), ["broken"]);
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the controller stops at shutdown")
+            .unwrap();
+    });
+    // Status written by the reconciler with server-side apply (field manager fulcrum),
+    // Ready=False naming the field while invalid, then Ready=True; an Event each time.
+    let applies: Vec<Value> = api
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.resource == "interferencepolicies"
+                && r.subresource == "status"
+                && r.name == "broken"
+                && r.content_type.starts_with("application/apply-patch")
+                && r.query_param("fieldManager").as_deref() == Some("fulcrum")
+        })
+        .filter_map(|r| r.body)
+        .collect();
+    let ready = |v: &Value| v["status"]["conditions"][0]["status"].clone();
+    assert_eq!(
+        applies.first().map(ready),
+        Some(json!("False")),
+        "{applies:#?}"
+    );
+    assert!(
+        applies[0]["status"]["conditions"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("spec.attribution.window"))
+    );
+    assert_eq!(
+        applies.last().map(ready),
+        Some(json!("True")),
+        "{applies:#?}"
+    );
+    let wait_event = |reason: &'static str| {
+        api.wait_for_blocking(
+            move |api| {
+                api.list_objects("events.events.k8s.io", None)
+                    .iter()
+                    .any(|e| e["reason"] == reason && e["regarding"]["name"] == "broken")
+            },
+            Duration::from_secs(30),
+        )
+    };
+    assert!(wait_event("PolicyInvalid") && wait_event("PolicyValid"));
+}

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub tracked_pods: Gauge,
     /// `fulcrum_tracked_nodes`.
     pub tracked_nodes: Gauge,
+    /// Latency, consumer lag and breakers (see [`super::pipeline`]).
+    pub pipeline: super::pipeline::Pipeline,
 }
 
 impl Default for Metrics {
@@ -66,11 +68,13 @@ impl Metrics {
             watermark_lag: Gauge::default(),
             tracked_pods: Gauge::default(),
             tracked_nodes: Gauge::default(),
+            pipeline: super::pipeline::Pipeline::default(),
         };
+        m.pipeline.register(&mut registry);
         registry.register("samples", "Samples consumed, by result", m.samples.clone());
         registry.register(
             "dead_letters",
-            "Messages sent to the dead-letter topic",
+            "Messages sent to the dead-letter topic, by the reason of their (first) rejection",
             m.dead_letters.clone(),
         );
         registry.register(

@@ -114,8 +114,13 @@ async fn operate(
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "fulcrum".into());
     let recorder = Recorder::spawn(watch_client.clone(), instance);
-    let (book, facts, mut policies) =
-        start_policies(&watch_client, &shared, &recorder, args.operator.dry_run);
+    let (book, facts, mut policies) = start_policies(
+        &watch_client,
+        &shared,
+        &recorder,
+        args.operator.dry_run,
+        &shutdown,
+    );
 
     let mut engine = Engine::new(args.engine.config());
     if !sync(&mut engine, &shared, &mut updates, &mut shutdown).await {
@@ -141,7 +146,7 @@ async fn operate(
         args.output,
         recorder,
         book,
-        metrics,
+        metrics.clone(),
         shared.clone(),
     ));
     let io = RunnerIo {
@@ -152,6 +157,7 @@ async fn operate(
         health,
         stats,
         shutdown,
+        observer: Some(metrics.clone()),
     };
     let engine = fulcrum::runner::run(options, engine, io).await?;
     let _ = consumer.await;
@@ -196,12 +202,13 @@ fn actuator(
         .observe(move |code, took| observer.eviction_answered(code, took))
 }
 
-/// Starts the policy watch; returns the status book, the policy facts and the valid set.
+/// Starts the policy controller; returns the status book, the policy facts and the valid set.
 fn start_policies(
     client: &Client,
     shared: &Shared,
     recorder: &Recorder,
     dry_run: bool,
+    shutdown: &watch::Receiver<bool>,
 ) -> (
     Arc<StatusBook>,
     Facts,
@@ -218,7 +225,7 @@ fn start_policies(
         synced: shared.synced.clone(),
         dry_run,
     };
-    tokio::spawn(watch_policies(client.clone(), sinks));
+    tokio::spawn(watch_policies(client.clone(), sinks, shutdown.clone()));
     (book, facts, policies)
 }
 
@@ -363,8 +370,7 @@ fn admin_handlers(
             vec![("result".into(), "rejected".into())],
             rejected,
         );
-        let dead = stats.dead_letters.load(Relaxed);
-        Metrics::set_counter(&m.dead_letters, vec![("reason".into(), "all".into())], dead);
+        fulcrum::admin::pipeline::copy_dead_letters(m, &stats);
         let watermark = health.watermark_ms.load(Relaxed);
         if watermark > 0 {
             let lag = (fulcrum::clock::now_ms() - watermark) as f64 / 1000.0;

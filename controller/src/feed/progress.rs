@@ -19,6 +19,8 @@ struct Partition {
     at_end: bool,
     /// At least one message arrived (with or without usable samples).
     delivered: bool,
+    /// The offset after the last message observed.
+    next: Option<i64>,
 }
 
 /// Progress of the partitions a consumer reads.
@@ -38,6 +40,7 @@ impl Progress {
     pub fn observe(&mut self, partition: i32, offset: i64, newest_ts: Option<i64>, now_ms: i64) {
         let p = self.partitions.entry(partition).or_default();
         p.pending.push_back((offset, newest_ts));
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         if let Some(ts) = newest_ts {
             p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
         }
@@ -163,6 +166,13 @@ impl Progress {
             }
         }
         out
+    }
+
+    /// The first offset of `partition` not yet applied: the oldest message consumed but
+    /// not committable yet, or the one after the last observed (None: nothing observed).
+    pub fn next_unapplied(&self, partition: i32) -> Option<i64> {
+        let p = self.partitions.get(&partition)?;
+        p.pending.front().map(|(o, _)| *o).or(p.next)
     }
 
     /// Messages consumed but not yet committable.
