@@ -266,7 +266,7 @@ impl<A: Actuator> Runner<A> {
             return;
         };
         let now = now_ms();
-        if now - self.observed_at < OBSERVE_EVERY_MS {
+        if now.saturating_sub(self.observed_at) < OBSERVE_EVERY_MS {
             return;
         }
         self.observed_at = now;

@@ -9,6 +9,7 @@ mod inputs;
 mod kafka;
 mod memory;
 mod operator;
+mod operator_api;
 mod operator_cluster;
 mod scenario;
 mod support;

@@ -13,9 +13,9 @@ use crate::support::{
     Broker, Fulcrum, committed, create_topics, end_offsets, eventually, kcat_produce,
 };
 
-const TOPIC: &str = "samples";
-const MINUTE: Duration = Duration::from_secs(60);
-const CULPRIT: &str = "sort-exec-0";
+pub(crate) const TOPIC: &str = "samples";
+pub(crate) const MINUTE: Duration = Duration::from_secs(60);
+pub(crate) const CULPRIT: &str = "sort-exec-0";
 
 /// The scenario's policy with a short cooldown (the steering taint lasts that long).
 const POLICY: &str = r#"
@@ -41,12 +41,12 @@ spec:
   eviction: {gracePeriodSeconds: 7}
 "#;
 
-struct Setup {
-    admin_port: u16,
-    broker: Broker,
-    api: FakeApiServer,
-    dir: PathBuf,
-    lines: Vec<(String, String)>,
+pub(crate) struct Setup {
+    pub(crate) admin_port: u16,
+    pub(crate) broker: Broker,
+    pub(crate) api: FakeApiServer,
+    pub(crate) dir: PathBuf,
+    pub(crate) lines: Vec<(String, String)>,
 }
 
 fn now_ms() -> i64 {
@@ -60,7 +60,7 @@ fn now_ms() -> i64 {
 /// and the policy in `mode`, and the scenario's samples: one tick every 2 s, starting just
 /// after the pods were created (the API server stamps creation time and UID; the samples
 /// carry the UIDs it gave).
-fn setup(name: &str, mode: &str) -> Setup {
+pub(crate) fn setup(name: &str, mode: &str) -> Setup {
     let broker = Broker::start();
     create_topics(
         &broker.addr(),
@@ -111,7 +111,7 @@ fn setup(name: &str, mode: &str) -> Setup {
 }
 
 impl Setup {
-    fn spawn(&self, group: &str, extra: &[&str]) -> Fulcrum {
+    pub(crate) fn spawn(&self, group: &str, extra: &[&str]) -> Fulcrum {
         self.spawn_with_env(group, extra, &[])
     }
 
@@ -131,7 +131,7 @@ impl Setup {
     }
 
     /// `GET path` on the admin server: (status code, body).
-    fn admin_get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn admin_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).unwrap();
         write!(
@@ -153,7 +153,7 @@ impl Setup {
         (code, body)
     }
 
-    fn evictions(&self) -> Vec<RecordedRequest> {
+    pub(crate) fn evictions(&self) -> Vec<RecordedRequest> {
         self.api
             .requests()
             .into_iter()
@@ -161,7 +161,7 @@ impl Setup {
             .collect()
     }
 
-    fn wait(&self, what: &str, predicate: impl Fn(&FakeApiServer) -> bool) {
+    pub(crate) fn wait(&self, what: &str, predicate: impl Fn(&FakeApiServer) -> bool) {
         assert!(
             self.api.wait_for_blocking(predicate, MINUTE),
             "timed out waiting for {what}"
@@ -184,7 +184,7 @@ impl Setup {
     }
 }
 
-fn node_has_steer_taint(api: &FakeApiServer, node: &str) -> bool {
+pub(crate) fn node_has_steer_taint(api: &FakeApiServer, node: &str) -> bool {
     api.get_object("nodes", None, node).is_some_and(|n| {
         n["spec"]["taints"]
             .as_array()
@@ -192,7 +192,7 @@ fn node_has_steer_taint(api: &FakeApiServer, node: &str) -> bool {
     })
 }
 
-fn actuated(v: &Value) -> bool {
+pub(crate) fn actuated(v: &Value) -> bool {
     v["kind"] == "Actuated" || v["kind"] == "NotActuated"
 }
 
@@ -234,6 +234,22 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         earlier.unwrap_or_else(|| fulcrum.wait_for(MINUTE, "the replacement", replacement));
     assert_eq!(landed["node"], "node-1", "{landed}");
     assert_eq!(landed["evicted"], format!("spark/{CULPRIT}"));
+    // ...and recorded on the audit topic, keyed by the source node (not as an action: the
+    // restart below restores from the same topic).
+    let audit_record = || {
+        crate::support::read_all(&s.broker.addr(), "fulcrum.decisions")
+            .into_iter()
+            .filter(|r| r.2.as_deref() == Some(b"node-0".as_slice()))
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.3).ok())
+            .find(|v| v["schema"] == "fulcrum.replacements/v1")
+    };
+    eventually(MINUTE, "the replacement audit record", || {
+        audit_record().is_some()
+    });
+    let record = audit_record().unwrap();
+    assert_eq!(record["node"], "node-1", "{record}");
+    assert_eq!(record["evicted"], format!("spark/{CULPRIT}"));
+    assert_eq!(record["sourceNode"], "node-0");
     s.wait("the landing Event", |api| {
         api.list_objects("events.events.k8s.io", None)
             .iter()
@@ -332,6 +348,11 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         "fulcrum_tracked_nodes 2",
         "fulcrum_api_request_duration_seconds_count{verb=\"evict\"} 1",
         "fulcrum_build_info{version=",
+        // The decision reached the actuator once; lag of the one partition; no breaker.
+        "fulcrum_decision_latency_seconds_count 1",
+        "fulcrum_consumer_lag{partition=\"0\"} ",
+        "fulcrum_breaker_open{breaker=\"storm\"} 0",
+        "fulcrum_breaker_open{breaker=\"stale_feed\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }

@@ -88,8 +88,40 @@ impl RunObserver for Metrics {
     }
 }
 
-/// Copies the dead-letter counts by reason into `fulcrum_dead_letters_total{reason}`.
+/// The reason codes a dead letter can carry (`DecodeError::reason`), exported at 0 before
+/// the first dead letter so alerts and dashboards see the series.
+pub const DEAD_LETTER_REASONS: &[&str] = &[
+    "absurd_magnitude",
+    "bad_metric_name",
+    "bad_name",
+    "bad_timestamp",
+    "duplicate_field",
+    "missing_field",
+    "mixed_batch",
+    "no_metrics",
+    "non_finite",
+    "not_json",
+    "not_protobuf",
+    "not_utf8",
+    "out_of_range",
+    "too_large",
+    "too_many_metrics",
+    "ts_in_future",
+    "ts_too_old",
+    "unknown_schema",
+    "wrong_type",
+];
+
+/// Copies the dead-letter counts by reason into `fulcrum_dead_letters_total{reason}`
+/// (every known reason exported, at 0 until it occurs).
 pub fn copy_dead_letters(metrics: &Metrics, stats: &FeedStats) {
+    for reason in DEAD_LETTER_REASONS {
+        Metrics::set_counter(
+            &metrics.dead_letters,
+            vec![("reason".into(), (*reason).into())],
+            0,
+        );
+    }
     let reasons = stats
         .dead_letter_reasons
         .lock()
@@ -123,6 +155,7 @@ mod tests {
             "fulcrum_breaker_open{breaker=\"stale_feed\"} 0",
             "fulcrum_consumer_lag{partition=\"0\"} 7",
             "fulcrum_dead_letters_total{reason=\"not_json\"} 2",
+            "fulcrum_dead_letters_total{reason=\"too_large\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

@@ -15,6 +15,7 @@ use fulcrum::cluster::reflect::{self, Shared};
 use fulcrum::cluster::replacement::Landing;
 use fulcrum::cluster::status::StatusBook;
 use fulcrum::cluster::steer;
+use fulcrum::feed::replacements::{REPLACEMENT_SCHEMA, ReplacementLog, ReplacementRecord};
 use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats};
 use fulcrum::runner::{Report, RunnerIo};
 use fulcrum_engine::{ClusterUpdate, Engine};
@@ -139,7 +140,13 @@ async fn operate(
     };
     let actuator =
         actuator(&args, act_client, &shared, facts, &metrics).abandon_on(shutdown.clone());
-    tokio::spawn(report_landings(landings, recorder.clone(), book.clone()));
+    let replacement_log = ReplacementLog::new(&options.kafka).context("creating a producer")?;
+    tokio::spawn(report_landings(
+        landings,
+        recorder.clone(),
+        book.clone(),
+        replacement_log,
+    ));
     let (reports_tx, reports_rx) = mpsc::channel::<Report>(1024);
     let consumer = tokio::spawn(consume(
         reports_rx,
@@ -296,6 +303,7 @@ async fn report_landings(
     mut landings: mpsc::UnboundedReceiver<Landing>,
     recorder: Recorder,
     book: Arc<StatusBook>,
+    audit: ReplacementLog,
 ) {
     while let Some(landing) = landings.recv().await {
         match &landing.node {
@@ -308,11 +316,29 @@ async fn report_landings(
         }
         recorder.landing(&landing);
         book.landed(&landing);
+        let record = replacement_record(&landing);
+        if let Err(e) = audit.publish(&record).await {
+            warn!(error = %e, evicted = %landing.evicted, "could not publish the replacement to the audit topic");
+        }
         print_json(serde_json::json!({
             "kind": "Replacement", "policy": landing.policy, "evicted": landing.evicted,
             "replacement": landing.replacement, "node": landing.node.as_ref().ok(),
             "unschedulable": landing.node.as_ref().err(),
         }));
+    }
+}
+
+/// The audit record of a landing.
+fn replacement_record(landing: &Landing) -> ReplacementRecord {
+    ReplacementRecord {
+        schema: REPLACEMENT_SCHEMA.to_owned(),
+        at: fulcrum::clock::now_ms(),
+        policy: landing.policy.clone(),
+        source_node: landing.source_node.clone(),
+        evicted: landing.evicted.clone(),
+        replacement: landing.replacement.clone(),
+        node: landing.node.as_ref().ok().cloned(),
+        unschedulable: landing.node.as_ref().err().cloned(),
     }
 }
 

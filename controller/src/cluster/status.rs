@@ -328,6 +328,7 @@ mod tests {
         Landing {
             policy: "p".into(),
             evicted: "ns/pod".into(),
+            source_node: "n0".into(),
             replacement: "ns/pod-2".into(),
             node: Ok("n1".into()),
         }

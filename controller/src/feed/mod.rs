@@ -24,6 +24,7 @@ mod ingest;
 mod nodes;
 pub mod progress;
 pub mod reader;
+pub mod replacements;
 pub mod retry;
 mod source;
 
