@@ -35,7 +35,7 @@ pub struct PolicyFacts {
 /// Facts of the valid policies, by name.
 pub type Facts = Arc<Mutex<HashMap<String, PolicyFacts>>>;
 
-/// Where the policy watch reports to.
+/// Where the policy controller reports to.
 #[derive(Clone, Debug)]
 pub struct PolicySinks {
     /// The valid policy set, for the run loop.
@@ -46,7 +46,7 @@ pub struct PolicySinks {
     pub recorder: Recorder,
     /// Facts for the actuator.
     pub facts: Facts,
-    /// Reflector sync state (the policy watch registers as `interferencepolicies`).
+    /// Reflector sync state (the policy controller registers as `interferencepolicies`).
     pub synced: Arc<Synced>,
     /// `--dry-run`: every policy acts as `DryRun`.
     pub dry_run: bool,

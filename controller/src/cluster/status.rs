@@ -1,5 +1,5 @@
 //! Policy status: validity, counters and the last action, kept per policy from what the
-//! policy watch and the run loop report, and written with server-side apply on the status
+//! policy controller and the run loop report, and written with server-side apply on the status
 //! subresource (field manager `fulcrum`).
 
 use std::collections::BTreeMap;
