@@ -11,6 +11,7 @@ mod memory;
 mod operator;
 mod operator_api;
 mod operator_cluster;
+mod operator_manifests;
 mod scenario;
 mod support;
 mod trace;
