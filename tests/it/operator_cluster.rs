@@ -108,7 +108,16 @@ fn a_pod_maps_to_the_deployment_of_its_replicaset_whatever_the_names() {
         api.apply_object(replicaset("web-rollout-2", Some("web")))
             .unwrap();
         let rs_seen = async {
-            while shared.workloads.len() < 2 {
+            let owner = fulcrum_engine::cluster::Owner {
+                kind: "ReplicaSet".into(),
+                name: "web-rollout-2".into(),
+            };
+            let no_labels = Default::default();
+            while shared
+                .workloads
+                .resolve("shop", "-", Some(&owner), &no_labels)
+                != "shop/Deployment/web"
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
