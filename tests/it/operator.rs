@@ -205,6 +205,9 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         .unwrap()
         .to_owned();
     let mut fulcrum = s.spawn("op", &[]);
+    // One malformed message first: dead-lettered and counted by its reason.
+    let garbage = [("node-0".to_owned(), "not json".to_owned())];
+    kcat_produce(&s.broker.addr(), TOPIC, &garbage);
     kcat_produce(&s.broker.addr(), TOPIC, &s.lines);
     let done = fulcrum.wait_for(MINUTE, "the migration", actuated);
     assert_eq!(done["kind"], "Actuated", "{done}");
@@ -354,6 +357,8 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         "fulcrum_consumer_lag{partition=\"0\"} ",
         "fulcrum_breaker_open{breaker=\"storm\"} 0",
         "fulcrum_breaker_open{breaker=\"stale_feed\"} 0",
+        "fulcrum_dead_letters_total{reason=\"not_json\"} 1",
+        "fulcrum_dead_letters_total{reason=\"too_large\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }
