@@ -243,6 +243,8 @@ impl<A: Actuator> Runner<A> {
 
     /// Advances the engine to the feed's watermark and handles what happened.
     async fn step(&mut self) -> Result<(), FeedError> {
+        // Also while no watermark exists (nothing delivered): the lag shows a stuck feed.
+        self.observe_state();
         let Some(watermark) = self.feed.watermark(&self.engine) else {
             return Ok(());
         };
@@ -256,7 +258,6 @@ impl<A: Actuator> Runner<A> {
         // Published after the events: whoever sees this watermark has every event up to it.
         self.published = self.engine.watermark();
         self.feed.applied_up_to(self.published);
-        self.observe_state();
         Ok(())
     }
 
@@ -270,7 +271,10 @@ impl<A: Actuator> Runner<A> {
             return;
         }
         self.observed_at = now;
-        observer.breakers(&self.engine.open_breakers());
+        // Breakers only once event time exists (before, "catching up" would be meaningless).
+        if self.published > i64::MIN {
+            observer.breakers(&self.engine.open_breakers());
+        }
         observer.consumer_lag(&self.feed.consumer_lag());
     }
 
