@@ -558,6 +558,7 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         health,
         stats: stats.clone(),
         shutdown,
+        observer: None,
     };
     let result = rt.block_on(fulcrum::runner::run(options, engine, io));
     let _ = rt.block_on(printer);

@@ -52,6 +52,20 @@ pub enum Report {
     },
 }
 
+/// Receives what the run loop measures besides its reports (the operator's metrics).
+pub trait RunObserver: Send + Sync {
+    /// A decision reached the actuator this long after the sample that made it was
+    /// consumed.
+    fn decision_latency(&self, latency: Duration);
+    /// The engine's breakers at its watermark: (name, open).
+    fn breakers(&self, breakers: &[(&'static str, bool)]);
+    /// Consumer lag per assigned partition (partitions not listed are not assigned).
+    fn consumer_lag(&self, lag: &[(i32, i64)]);
+}
+
+/// How often breakers and consumer lag are sampled for the observer.
+const OBSERVE_EVERY_MS: i64 = 1_000;
+
 /// The channels and shared state the runner works with.
 pub struct RunnerIo<A> {
     /// Carries out executed decisions.
@@ -69,6 +83,8 @@ pub struct RunnerIo<A> {
     pub stats: Arc<FeedStats>,
     /// Turns true to stop.
     pub shutdown: watch::Receiver<bool>,
+    /// Measurements for metrics (None: not measured).
+    pub observer: Option<Arc<dyn RunObserver>>,
 }
 
 /// Runs until `shutdown` turns true: restores past actions from the audit topic, then
@@ -86,6 +102,7 @@ pub async fn run<A: Actuator>(
         health,
         stats,
         mut shutdown,
+        observer,
     } = io;
     if !wait_for_brokers(&options.kafka, &health, &mut shutdown).await? {
         return Ok(engine);
@@ -102,6 +119,8 @@ pub async fn run<A: Actuator>(
         stats,
         stopping: shutdown.clone(),
         published: i64::MIN,
+        observer,
+        observed_at: i64::MIN,
     };
     runner.run(updates, policies, shutdown).await
 }
@@ -155,6 +174,10 @@ struct Runner<A> {
     stopping: watch::Receiver<bool>,
     /// The watermark up to which every event was handled (offsets are stored up to it).
     published: i64,
+    /// Measurements for metrics.
+    observer: Option<Arc<dyn RunObserver>>,
+    /// Wall clock of the last breaker and lag sample.
+    observed_at: i64,
 }
 
 impl<A: Actuator> Runner<A> {
@@ -240,6 +263,8 @@ impl<A: Actuator> Runner<A> {
 
     /// Advances the engine to the feed's watermark and handles what happened.
     async fn step(&mut self) -> Result<(), FeedError> {
+        // Also while no watermark exists (nothing delivered): the lag shows a stuck feed.
+        self.observe_state();
         let Some(watermark) = self.feed.watermark(&self.engine) else {
             self.feed.publish_engine(&self.engine);
             return Ok(());
@@ -256,6 +281,33 @@ impl<A: Actuator> Runner<A> {
         self.feed.publish_engine(&self.engine);
         self.feed.applied_up_to(self.published);
         Ok(())
+    }
+
+    /// Hands breakers and consumer lag to the observer, at most every second.
+    fn observe_state(&mut self) {
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        let now = now_ms();
+        if now.saturating_sub(self.observed_at) < OBSERVE_EVERY_MS {
+            return;
+        }
+        self.observed_at = now;
+        // Breakers only once event time exists (before, "catching up" would be meaningless).
+        if self.published > i64::MIN {
+            observer.breakers(&self.engine.open_breakers());
+        }
+        observer.consumer_lag(&self.feed.consumer_lag());
+    }
+
+    /// Hands the time since the decision's sample was consumed to the observer.
+    fn observe_latency(&self, decision: &Decision) {
+        if let Some(observer) = &self.observer
+            && let Some(consumed) = self.feed.consumed_at(&decision.node, decision.at)
+        {
+            let ms = (now_ms() - consumed).max(0) as u64;
+            observer.decision_latency(Duration::from_millis(ms));
+        }
     }
 
     /// Handles one event, in a tracing span per decision.
@@ -316,6 +368,7 @@ impl<A: Actuator> Runner<A> {
         let Some(decision) = executed else {
             return Ok(());
         };
+        self.observe_latency(&decision);
         let result = self.actuator.execute(&decision).await;
         self.record_actuation(&decision, &result).await?;
         let report = match result {

@@ -114,13 +114,39 @@ impl Engine {
 
     /// The storm and stale-feed breakers: a reason not to act anywhere, if one holds.
     pub(crate) fn breaker(&self, t: i64) -> Option<String> {
-        if t < self.horizon {
-            return Some(format!(
+        if let Some(reason) = self.catching_up(t) {
+            return Some(reason);
+        }
+        let (tracked, stale) = self.staleness_at(t);
+        self.stale_feed(tracked, stale)
+            .or_else(|| self.storm(t, tracked - stale))
+    }
+
+    /// Which breaker is open at the engine's watermark, by name: `catching_up` (the
+    /// evidence is older than the horizon), `stale_feed` and `storm`. For metrics; the
+    /// decisions themselves use [`Engine::breaker`] at their own time.
+    pub fn open_breakers(&self) -> [(&'static str, bool); 3] {
+        let t = self.watermark();
+        let (tracked, stale) = self.staleness_at(t);
+        [
+            ("catching_up", self.catching_up(t).is_some()),
+            ("stale_feed", self.stale_feed(tracked, stale).is_some()),
+            ("storm", self.storm(t, tracked - stale).is_some()),
+        ]
+    }
+
+    fn catching_up(&self, t: i64) -> Option<String> {
+        (t < self.horizon).then(|| {
+            format!(
                 "catching up: the evidence is {} older than the newest acceptable ({})",
                 fmt_ms((self.horizon - t) as u64),
                 "see --max-evidence-age"
-            ));
-        }
+            )
+        })
+    }
+
+    /// (nodes that report samples, those of them without recent samples) at `t`.
+    fn staleness_at(&self, t: i64) -> (usize, usize) {
         let staleness = self.config.staleness();
         let (mut tracked, mut stale) = (0usize, 0usize);
         for state in self.nodes.iter().flatten() {
@@ -134,27 +160,32 @@ impl Engine {
                 }
             }
         }
-        if tracked > 0 && stale as f64 > self.config.stale_fraction * tracked as f64 {
-            return Some(format!(
+        (tracked, stale)
+    }
+
+    fn stale_feed(&self, tracked: usize, stale: usize) -> Option<String> {
+        (tracked > 0 && stale as f64 > self.config.stale_fraction * tracked as f64).then(|| {
+            format!(
                 "stale feed: {stale} of {tracked} reporting nodes have no samples in the last {} (or {} of their own sampling intervals)",
                 fmt_ms(self.config.stale_after_ms),
                 self.config.stale_cadences
-            ));
-        }
-        let live = tracked - stale;
+            )
+        })
+    }
+
+    fn storm(&self, t: i64, live: usize) -> Option<String> {
         let firing = self
             .cluster
             .node_ids()
             .filter(|n| self.under_pressure(*n, t))
             .count();
-        if firing >= self.config.storm_min_nodes
-            && firing as f64 > self.config.storm_fraction * live as f64
-        {
-            return Some(format!(
-                "storm: {firing} of {live} live nodes have interference at once (more than {:.0}%); a systemic cause is likelier",
-                self.config.storm_fraction * 100.0
-            ));
-        }
-        None
+        (firing >= self.config.storm_min_nodes
+            && firing as f64 > self.config.storm_fraction * live as f64)
+            .then(|| {
+                format!(
+                    "storm: {firing} of {live} live nodes have interference at once (more than {:.0}%); a systemic cause is likelier",
+                    self.config.storm_fraction * 100.0
+                )
+            })
     }
 }

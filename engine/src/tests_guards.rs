@@ -71,6 +71,10 @@ fn the_evidence_age_breaker_blocks_a_backlog() {
 
 /// n1 has interference; n3..n5 report (a victim each) until `quiet_from`, then go silent.
 fn stale_neighbours(quiet_from: i64) -> Vec<Decision> {
+    owned(&stale_world(quiet_from))
+}
+
+fn stale_world(quiet_from: i64) -> World {
     let mut w = World::new(&[policy("")]);
     for n in 3..6 {
         let name = format!("n{n}");
@@ -102,7 +106,22 @@ fn stale_neighbours(quiet_from: i64) -> Vec<Decision> {
         w.tick(i, hog);
     }
     w.engine.flush(&mut w.events);
-    owned(&w)
+    w
+}
+
+#[test]
+fn open_breakers_names_the_breaker_that_holds_at_the_watermark() {
+    let open = |w: &World| -> Vec<&'static str> {
+        w.engine
+            .open_breakers()
+            .iter()
+            .filter(|(_, open)| *open)
+            .map(|(name, _)| *name)
+            .collect()
+    };
+    assert_eq!(open(&stale_world(10)), ["stale_feed"]);
+    // Control: neighbours reporting throughout leave every breaker closed.
+    assert!(open(&stale_world(50)).is_empty());
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use fulcrum_fake_apiserver::{FakeApiServer, Fault, Matcher, RecordedRequest};
 use serde_json::Value;
 
+use crate::operator_manifests::{alert_metrics, allowed, cluster_role_rules, granted};
 use crate::scenario::{Scenario, temp_dir};
 use crate::support::{
     Broker, Fulcrum, committed, create_topics, end_offsets, eventually, kcat_produce,
@@ -204,6 +205,9 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         .unwrap()
         .to_owned();
     let mut fulcrum = s.spawn("op", &[]);
+    // One malformed message first: dead-lettered and counted by its reason.
+    let garbage = [("node-0".to_owned(), "not json".to_owned())];
+    kcat_produce(&s.broker.addr(), TOPIC, &garbage);
     kcat_produce(&s.broker.addr(), TOPIC, &s.lines);
     let done = fulcrum.wait_for(MINUTE, "the migration", actuated);
     assert_eq!(done["kind"], "Actuated", "{done}");
@@ -234,6 +238,22 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         earlier.unwrap_or_else(|| fulcrum.wait_for(MINUTE, "the replacement", replacement));
     assert_eq!(landed["node"], "node-1", "{landed}");
     assert_eq!(landed["evicted"], format!("spark/{CULPRIT}"));
+    // ...and recorded on the audit topic, keyed by the source node (not as an action: the
+    // restart below restores from the same topic).
+    let audit_record = || {
+        crate::support::read_all(&s.broker.addr(), "fulcrum.decisions")
+            .into_iter()
+            .filter(|r| r.2.as_deref() == Some(b"node-0".as_slice()))
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.3).ok())
+            .find(|v| v["schema"] == "fulcrum.replacements/v1")
+    };
+    eventually(MINUTE, "the replacement audit record", || {
+        audit_record().is_some()
+    });
+    let record = audit_record().unwrap();
+    assert_eq!(record["node"], "node-1", "{record}");
+    assert_eq!(record["evicted"], format!("spark/{CULPRIT}"));
+    assert_eq!(record["sourceNode"], "node-0");
     s.wait("the landing Event", |api| {
         api.list_objects("events.events.k8s.io", None)
             .iter()
@@ -332,6 +352,13 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
         "fulcrum_tracked_nodes 2",
         "fulcrum_api_request_duration_seconds_count{verb=\"evict\"} 1",
         "fulcrum_build_info{version=",
+        // The decision reached the actuator once; lag of the one partition; no breaker.
+        "fulcrum_decision_latency_seconds_count 1",
+        "fulcrum_consumer_lag{partition=\"0\"} ",
+        "fulcrum_breaker_open{breaker=\"storm\"} 0",
+        "fulcrum_breaker_open{breaker=\"stale_feed\"} 0",
+        "fulcrum_dead_letters_total{reason=\"not_json\"} 1",
+        "fulcrum_dead_letters_total{reason=\"too_large\"} 0",
     ] {
         assert!(metrics.contains(line), "{line} missing in\n{metrics}");
     }
@@ -407,56 +434,6 @@ fn the_operator_migrates_the_culprit_once_and_reports_it_in_the_cluster() {
     }
 }
 
-/// Every fulcrum_* metric an alert of deploy/monitoring uses.
-fn alert_metrics() -> std::collections::BTreeSet<String> {
-    let path = crate::support::workspace().join("deploy/monitoring/monitoring.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut names = std::collections::BTreeSet::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let doc = <Value as serde::Deserialize>::deserialize(doc).unwrap();
-        for group in doc["spec"]["groups"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-        {
-            for rule in group["rules"].as_array().cloned().unwrap_or_default() {
-                let expr = rule["expr"].as_str().unwrap_or_default();
-                for (i, _) in expr.match_indices("fulcrum_") {
-                    let name: String = expr[i..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    names.insert(name);
-                }
-            }
-        }
-    }
-    names
-}
-
-/// The (verb, group, resource) triples the ClusterRole grants.
-fn granted(rules: &[Value]) -> Vec<(String, String, String)> {
-    let list = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect()
-    };
-    let mut out = Vec::new();
-    for r in rules {
-        for verb in list(&r["verbs"]) {
-            for group in list(&r["apiGroups"]) {
-                for resource in list(&r["resources"]) {
-                    out.push((verb.clone(), group.clone(), resource));
-                }
-            }
-        }
-    }
-    out
-}
-
 /// A TCP listener standing in for an OTLP collector: its URL, and the first bytes of the
 /// first connection.
 fn otlp_listener() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
@@ -473,28 +450,6 @@ fn otlp_listener() -> (String, std::sync::mpsc::Receiver<Vec<u8>>) {
         }
     });
     (url, rx)
-}
-
-/// The rules of the ClusterRole in deploy/rbac.yaml.
-fn cluster_role_rules() -> Vec<Value> {
-    let path = crate::support::workspace().join("deploy/rbac.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
-        .filter(|d| d["kind"] == "ClusterRole")
-        .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
-fn allowed(rules: &[Value], verb: &str, group: &str, resource: &str) -> bool {
-    let has = |v: &Value, want: &str| {
-        let list = v.as_array().cloned().unwrap_or_default();
-        assert!(!list.iter().any(|x| x == "*"), "RBAC must not use *");
-        list.iter().any(|x| x == want)
-    };
-    rules.iter().any(|r| {
-        has(&r["verbs"], verb) && has(&r["apiGroups"], group) && has(&r["resources"], resource)
-    })
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub struct Metrics {
     /// `fulcrum_unexplained_episodes_total{policy,reason}`: episodes in which nobody was
     /// blamed, once each, by why (`no-samples`, `too-few-points`, ...).
     pub unexplained: Family<Labels, Counter>,
+    /// Latency, consumer lag and breakers (see [`super::pipeline`]).
+    pub pipeline: super::pipeline::Pipeline,
 }
 
 impl Default for Metrics {
@@ -99,12 +101,14 @@ impl Metrics {
             skew: Gauge::default(),
             skew_bound: Gauge::default(),
             unexplained: Family::default(),
+            pipeline: super::pipeline::Pipeline::default(),
         };
         m.register_feed(&mut registry);
+        m.pipeline.register(&mut registry);
         registry.register("samples", "Samples consumed, by result", m.samples.clone());
         registry.register(
             "dead_letters",
-            "Messages sent to the dead-letter topic",
+            "Messages sent to the dead-letter topic, by the reason of their (first) rejection",
             m.dead_letters.clone(),
         );
         registry.register(

@@ -3,6 +3,7 @@
 //! `--admin-addr`; it knows nothing of Kafka or Kubernetes (the wiring passes closures).
 
 pub mod metrics;
+pub mod pipeline;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

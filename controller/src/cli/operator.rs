@@ -15,6 +15,7 @@ use fulcrum::cluster::reflect::{self, Shared};
 use fulcrum::cluster::replacement::Landing;
 use fulcrum::cluster::status::StatusBook;
 use fulcrum::cluster::steer;
+use fulcrum::feed::replacements::{REPLACEMENT_SCHEMA, ReplacementLog, ReplacementRecord};
 use fulcrum::feed::{FeedHealth, FeedOptions, FeedStats};
 use fulcrum::runner::{Report, RunnerIo};
 use fulcrum_engine::{ClusterUpdate, Engine};
@@ -113,8 +114,13 @@ async fn operate(
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| "fulcrum".into());
     let recorder = Recorder::spawn(watch_client.clone(), instance);
-    let (book, facts, mut policies) =
-        start_policies(&watch_client, &shared, &recorder, args.operator.dry_run);
+    let (book, facts, mut policies) = start_policies(
+        &watch_client,
+        &shared,
+        &recorder,
+        args.operator.dry_run,
+        &shutdown,
+    );
 
     let mut engine = Engine::new(args.engine.config());
     if !sync(&mut engine, &shared, &mut updates, &mut shutdown).await {
@@ -133,14 +139,20 @@ async fn operate(
     };
     let actuator =
         actuator(&args, act_client, &shared, facts, &metrics).abandon_on(shutdown.clone());
-    tokio::spawn(report_landings(landings, recorder.clone(), book.clone()));
+    let replacement_log = ReplacementLog::new(&options.kafka).context("creating a producer")?;
+    tokio::spawn(report_landings(
+        landings,
+        recorder.clone(),
+        book.clone(),
+        replacement_log,
+    ));
     let (reports_tx, reports_rx) = mpsc::channel::<Report>(1024);
     let consumer = tokio::spawn(consume(
         reports_rx,
         args.output,
         recorder,
         book,
-        metrics,
+        metrics.clone(),
         shared.clone(),
     ));
     let io = RunnerIo {
@@ -151,6 +163,7 @@ async fn operate(
         health,
         stats,
         shutdown,
+        observer: Some(metrics.clone()),
     };
     let engine = fulcrum::runner::run(options, engine, io).await?;
     let _ = consumer.await;
@@ -195,12 +208,13 @@ fn actuator(
         .observe(move |code, took| observer.eviction_answered(code, took))
 }
 
-/// Starts the policy watch; returns the status book, the policy facts and the valid set.
+/// Starts the policy controller; returns the status book, the policy facts and the valid set.
 fn start_policies(
     client: &Client,
     shared: &Shared,
     recorder: &Recorder,
     dry_run: bool,
+    shutdown: &watch::Receiver<bool>,
 ) -> (
     Arc<StatusBook>,
     Facts,
@@ -217,7 +231,7 @@ fn start_policies(
         synced: shared.synced.clone(),
         dry_run,
     };
-    tokio::spawn(watch_policies(client.clone(), sinks));
+    tokio::spawn(watch_policies(client.clone(), sinks, shutdown.clone()));
     (book, facts, policies)
 }
 
@@ -288,6 +302,7 @@ async fn report_landings(
     mut landings: mpsc::UnboundedReceiver<Landing>,
     recorder: Recorder,
     book: Arc<StatusBook>,
+    audit: ReplacementLog,
 ) {
     while let Some(landing) = landings.recv().await {
         match &landing.node {
@@ -300,11 +315,29 @@ async fn report_landings(
         }
         recorder.landing(&landing);
         book.landed(&landing);
+        let record = replacement_record(&landing);
+        if let Err(e) = audit.publish(&record).await {
+            warn!(error = %e, evicted = %landing.evicted, "could not publish the replacement to the audit topic");
+        }
         print_json(serde_json::json!({
             "kind": "Replacement", "policy": landing.policy, "evicted": landing.evicted,
             "replacement": landing.replacement, "node": landing.node.as_ref().ok(),
             "unschedulable": landing.node.as_ref().err(),
         }));
+    }
+}
+
+/// The audit record of a landing.
+fn replacement_record(landing: &Landing) -> ReplacementRecord {
+    ReplacementRecord {
+        schema: REPLACEMENT_SCHEMA.to_owned(),
+        at: fulcrum::clock::now_ms(),
+        policy: landing.policy.clone(),
+        source_node: landing.source_node.clone(),
+        evicted: landing.evicted.clone(),
+        replacement: landing.replacement.clone(),
+        node: landing.node.as_ref().ok().cloned(),
+        unschedulable: landing.node.as_ref().err().cloned(),
     }
 }
 
@@ -362,8 +395,7 @@ fn admin_handlers(
             vec![("result".into(), "rejected".into())],
             rejected,
         );
-        let dead = stats.dead_letters.load(Relaxed);
-        Metrics::set_counter(&m.dead_letters, vec![("reason".into(), "all".into())], dead);
+        fulcrum::admin::pipeline::copy_dead_letters(m, &stats);
         m.refresh_feed(&stats);
         let watermark = health.watermark_ms.load(Relaxed);
         if watermark > 0 {

@@ -115,7 +115,8 @@ pub fn node_info(node: &Node) -> NodeInfo {
 
 /// The workload a pod belongs to: `namespace/Kind/name` of its controller, with a
 /// ReplicaSet mapped to its Deployment when the `pod-template-hash` label shows the
-/// ReplicaSet was made by one. Bare pods are their own workload.
+/// ReplicaSet was made by one. Bare pods are their own workload. (The operator first asks
+/// the ReplicaSet metadata reflector: [`super::workloads::Workloads::resolve`].)
 pub fn workload_of(
     namespace: &str,
     name: &str,

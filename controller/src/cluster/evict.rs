@@ -201,7 +201,7 @@ impl KubeActuator {
                 self.blocked.remove(&d.target);
                 if let Some(owner) = meta.owner {
                     self.replacements
-                        .expect(&d.policy, &d.target, owner, started);
+                        .expect(&d.policy, &d.target, &d.node, owner, started);
                 }
                 Ok(())
             }

@@ -1,8 +1,8 @@
 //! The Kubernetes side of Fulcrum: Kubernetes objects into the engine's cluster view
 //! ([`convert`], from a snapshot or from [`reflect`]ors), policies from the cluster with
 //! their status ([`policies`], [`status`]), the Eviction-API actuator ([`evict`]), the
-//! steering taint ([`steer`]), Events ([`events`]) and where replacements land
-//! ([`replacement`]).
+//! steering taint ([`steer`]), Events ([`events`]), where replacements land
+//! ([`replacement`]) and pods' workloads from ReplicaSet metadata ([`workloads`]).
 
 pub mod convert;
 pub mod events;
@@ -12,3 +12,4 @@ pub mod reflect;
 pub mod replacement;
 pub mod status;
 pub mod steer;
+pub mod workloads;

@@ -1,5 +1,6 @@
 //! Reflectors: kube-runtime watches over Pods, Nodes, PodDisruptionBudgets and Namespaces,
-//! turned into the engine's [`ClusterUpdate`]s.
+//! turned into the engine's [`ClusterUpdate`]s, and the ReplicaSet metadata reflector of
+//! [`super::workloads`] (pods start once it has listed).
 //!
 //! Each watch lists once, then watches from the list's resourceVersion with bookmarks;
 //! kube's watcher re-lists on 410 Gone and this module backs off on errors. After every
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 use super::convert::{node_info, pdb_info, pod_info};
 use super::replacement::{Landing, Replacements};
 use super::steer::{STEER_TAINT, STEER_UNTIL, SteerMarks};
+use super::workloads::{REPLICASETS, Workloads, reflect_replicasets};
 use fulcrum_engine::cluster::Owner;
 
 /// Which reflectors have listed at least once (the operator is not ready before).
@@ -54,6 +56,27 @@ impl Synced {
             .map(|f| !f.is_empty() && f.values().all(|v| *v))
             .unwrap_or(false)
     }
+    /// True when the reflector `name` has listed once.
+    pub fn is(&self, name: &str) -> bool {
+        self.flags
+            .lock()
+            .map(|f| f.get(name).copied().unwrap_or(false))
+            .unwrap_or(false)
+    }
+
+    /// Waits until the reflector `name` has listed once.
+    pub async fn wait_one(&self, name: &str) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is(name) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     /// Names of the reflectors not synced yet.
     pub fn pending(&self) -> Vec<&'static str> {
         self.flags
@@ -88,6 +111,8 @@ pub struct Shared {
     pub replacements: Replacements,
     /// Nodes listed or watched.
     pub nodes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The Deployment of each ReplicaSet (a pod's workload).
+    pub workloads: Workloads,
 }
 
 impl Shared {
@@ -100,6 +125,7 @@ impl Shared {
             marks: Arc::default(),
             replacements,
             nodes: Arc::default(),
+            workloads: Workloads::default(),
         };
         (shared, landings)
     }
@@ -120,6 +146,17 @@ pub fn spawn(
     shutdown: &watch::Receiver<bool>,
 ) {
     let s = shared;
+    s.synced.register(REPLICASETS);
+    {
+        let (client, workloads, synced) = (client.clone(), s.workloads.clone(), s.synced.clone());
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = reflect_replicasets(client, workloads, synced) => {}
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
+        });
+    }
     start(
         Api::<Node>::all(client.clone()),
         node_mapper(),
@@ -127,13 +164,18 @@ pub fn spawn(
         s,
         shutdown,
     );
-    start(
-        Api::<Pod>::all(client.clone()),
-        pod_mapper(),
-        &tx,
-        s,
-        shutdown,
-    );
+    // Pods after ReplicaSets: every pod listed at start finds its ReplicaSet's Deployment.
+    let pods = pod_mapper();
+    s.synced.register(pods.name);
+    let (synced, api) = (s.synced.clone(), Api::<Pod>::all(client.clone()));
+    let (tx2, s2, mut stop) = (tx.clone(), s.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = synced.wait_one(REPLICASETS) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        start(api, pods, &tx2, &s2, &stop);
+    });
     start(
         Api::<PodDisruptionBudget>::all(client.clone()),
         pdb_mapper(),
@@ -261,7 +303,13 @@ fn pod_mapper() -> Mapper<Pod> {
     Mapper {
         name: "pods",
         upsert: |pod, shared| {
-            let info = pod_info(pod);
+            let mut info = pod_info(pod);
+            info.workload = shared.workloads.resolve(
+                &info.namespace,
+                &info.name,
+                info.owner.as_ref(),
+                &info.labels,
+            );
             if let Ok(mut uids) = shared.uids.lock() {
                 let meta = PodMeta {
                     uid: info.uid.clone(),

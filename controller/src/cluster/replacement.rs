@@ -23,6 +23,8 @@ pub struct Landing {
     pub policy: String,
     /// The evicted pod, `namespace/name`.
     pub evicted: String,
+    /// The node it was evicted from.
+    pub source_node: String,
     /// The replacement, `namespace/name`.
     pub replacement: String,
     /// `Ok(node)` when bound, `Err(scheduler message)` when unschedulable.
@@ -33,6 +35,7 @@ pub struct Landing {
 struct Pending {
     policy: String,
     evicted: String,
+    source_node: String,
     owner: Owner,
     since_ms: i64,
     unschedulable_reported: bool,
@@ -73,8 +76,16 @@ impl Replacements {
         (Self { state, tx }, rx)
     }
 
-    /// Awaits a replacement of `evicted` (owned by `owner`) created after `since_ms`.
-    pub fn expect(&self, policy: &str, evicted: &str, owner: Owner, since_ms: i64) {
+    /// Awaits a replacement of `evicted` (on `source_node`, owned by `owner`) created after
+    /// `since_ms`.
+    pub fn expect(
+        &self,
+        policy: &str,
+        evicted: &str,
+        source_node: &str,
+        owner: Owner,
+        since_ms: i64,
+    ) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
@@ -82,6 +93,7 @@ impl Replacements {
         st.pending.push(Pending {
             policy: policy.to_owned(),
             evicted: evicted.to_owned(),
+            source_node: source_node.to_owned(),
             owner,
             since_ms,
             unschedulable_reported: false,
@@ -141,6 +153,7 @@ impl Replacements {
         let landing = |e: &Pending, node| Landing {
             policy: e.policy.clone(),
             evicted: e.evicted.clone(),
+            source_node: e.source_node.clone(),
             replacement: seen.key.clone(),
             node,
         };
@@ -207,7 +220,7 @@ mod tests {
             Some(t),
         );
         r.observe(&pod("exec-2", None, false), Some(&owner("exec")), Some(t));
-        r.expect("p", "spark/exec-1", owner("exec"), t);
+        r.expect("p", "spark/exec-1", "node-0", owner("exec"), t);
         assert!(rx.try_recv().is_err(), "not bound yet");
         r.observe(
             &pod("exec-2", Some("node-1"), false),
@@ -224,7 +237,7 @@ mod tests {
     fn an_unschedulable_replacement_is_reported_once() {
         let (r, mut rx) = Replacements::new();
         let t = now();
-        r.expect("p", "spark/exec-1", owner("exec"), t);
+        r.expect("p", "spark/exec-1", "node-0", owner("exec"), t);
         r.observe(&pod("exec-2", None, true), Some(&owner("exec")), Some(t));
         r.observe(&pod("exec-2", None, true), Some(&owner("exec")), Some(t));
         let landing = rx.try_recv().expect("reported");

@@ -1,5 +1,5 @@
 //! Policy status: validity, counters and the last action, kept per policy from what the
-//! policy watch and the run loop report, and written with server-side apply on the status
+//! policy controller and the run loop report, and written with server-side apply on the status
 //! subresource (field manager `fulcrum`).
 
 use std::collections::BTreeMap;
@@ -181,7 +181,25 @@ impl StatusBook {
             .collect()
     }
 
-    fn mark_dirty(&self, name: &str) {
+    /// Takes the status of `name` if it changed since it was last written.
+    pub fn take_dirty_one(&self, name: &str) -> Option<InterferencePolicyStatus> {
+        let mut entries = self.entries.lock().ok()?;
+        let e = entries
+            .get_mut(name)
+            .filter(|e| e.dirty && e.valid.is_some())?;
+        e.dirty = false;
+        Some(e.status.clone())
+    }
+
+    /// Forgets every policy for which `keep` is false.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|name, _| keep(name));
+        }
+    }
+
+    /// Marks a status to be written again (its write failed).
+    pub fn mark_dirty(&self, name: &str) {
         if let Ok(mut entries) = self.entries.lock()
             && let Some(e) = entries.get_mut(name)
         {
@@ -217,7 +235,9 @@ impl StatusBook {
     }
 }
 
-async fn apply_status(
+/// Writes a policy's status with server-side apply on the status subresource (field
+/// manager [`FIELD_MANAGER`]); a policy deleted meanwhile is not an error.
+pub async fn apply_status(
     api: &Api<InterferencePolicy>,
     name: &str,
     status: &InterferencePolicyStatus,
@@ -308,6 +328,7 @@ mod tests {
         Landing {
             policy: "p".into(),
             evicted: "ns/pod".into(),
+            source_node: "n0".into(),
             replacement: "ns/pod-2".into(),
             node: Ok("n1".into()),
         }

@@ -81,6 +81,8 @@ impl KafkaSettings {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
+            // High watermarks for fulcrum_consumer_lag (overridable with --kafka-config).
+            .set("statistics.interval.ms", "5000")
             .set(
                 "auto.offset.reset",
                 match self.start {

@@ -1,7 +1,7 @@
 //! The consumer's librdkafka context: turns rebalances into notes the engine stage acts on,
 //! and broker errors into log lines and readiness.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
@@ -30,6 +30,27 @@ pub struct FeedContext {
     /// remove).
     assigned: Mutex<BTreeSet<i32>>,
     health: Arc<FeedHealth>,
+    /// High watermark of each partition of the topic, from librdkafka's statistics.
+    high: Mutex<BTreeMap<i32, i64>>,
+}
+
+/// The part of librdkafka's statistics JSON the feed reads.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Stats {
+    #[serde(default)]
+    topics: HashMap<String, TopicStats>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: HashMap<String, PartitionStats>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct PartitionStats {
+    #[serde(default)]
+    hi_offset: i64,
 }
 
 impl FeedContext {
@@ -40,6 +61,32 @@ impl FeedContext {
             notes: Mutex::new(Vec::new()),
             assigned: Mutex::new(BTreeSet::new()),
             health,
+            high: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The high watermark of `partition` in the last statistics (`statistics.interval.ms`).
+    pub fn high_watermark(&self, partition: i32) -> Option<i64> {
+        self.high.lock().ok()?.get(&partition).copied()
+    }
+
+    /// Records the high watermarks of a statistics report.
+    fn record_stats(&self, json: &[u8]) {
+        let Ok(stats) = serde_json::from_slice::<Stats>(json) else {
+            return;
+        };
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        if let Ok(mut high) = self.high.lock() {
+            for (partition, p) in &topic.partitions {
+                if let Ok(id) = partition.parse::<i32>()
+                    && id >= 0
+                    && p.hi_offset >= 0
+                {
+                    high.insert(id, p.hi_offset);
+                }
+            }
         }
     }
 
@@ -59,6 +106,14 @@ impl FeedContext {
             .lock()
             .map(|a| a.contains(&partition))
             .unwrap_or(false)
+    }
+
+    /// The partitions assigned now.
+    pub fn assigned(&self) -> Vec<i32> {
+        self.assigned
+            .lock()
+            .map(|a| a.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Applies a rebalance to the assigned set; returns how many partitions are assigned.
@@ -87,6 +142,10 @@ impl FeedContext {
 }
 
 impl ClientContext for FeedContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.record_stats(statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.connected.store(false, Ordering::Relaxed);
@@ -119,6 +178,18 @@ impl ConsumerContext for FeedContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn high_watermarks_come_from_the_statistics_of_the_topic() {
+        let context = FeedContext::new("samples", Arc::new(FeedHealth::default()));
+        let json = br#"{"name": "c", "topics": {
+            "samples": {"partitions": {"0": {"hi_offset": 42}, "-1": {"hi_offset": -1}, "1": {"hi_offset": -1001}}},
+            "other": {"partitions": {"0": {"hi_offset": 7}}}}}"#;
+        context.record_stats(json);
+        assert_eq!(context.high_watermark(0), Some(42));
+        assert_eq!(context.high_watermark(1), None, "unknown yet");
+        assert_eq!(context.high_watermark(-1), None);
+    }
 
     #[test]
     fn the_assigned_count_follows_cooperative_increments() {

@@ -18,12 +18,14 @@ pub mod actuations;
 pub mod audit;
 pub mod config;
 mod connect;
+pub mod consumed;
 pub mod context;
 pub mod dlq;
 mod ingest;
 mod nodes;
 pub mod progress;
 pub mod reader;
+pub mod replacements;
 pub mod retry;
 mod source;
 #[cfg(test)]
@@ -118,6 +120,9 @@ pub struct FeedStats {
     pub samples: AtomicU64,
     /// Messages sent to the dead-letter topic.
     pub dead_letters: AtomicU64,
+    /// Messages sent to the dead-letter topic, by the reason code of their first rejection
+    /// (the `fulcrum.error.reason` header).
+    pub dead_letter_reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Dead letters that could not be stored after bounded retries (their offsets are not
     /// committed).
     pub dead_letters_failed: AtomicU64,

@@ -34,6 +34,8 @@ struct Partition {
     at_end: bool,
     /// At least one message arrived (with or without usable samples).
     delivered: bool,
+    /// The offset after the last message observed.
+    next: Option<i64>,
 }
 
 /// Progress of the partitions a consumer reads.
@@ -68,6 +70,7 @@ impl Progress {
             newest: newest_ts,
             waiting: 0,
         });
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         if let Some(ts) = newest_ts {
             p.max_ts = Some(p.max_ts.map_or(ts, |m| m.max(ts)));
         }
@@ -227,6 +230,13 @@ impl Progress {
             }
         }
         out
+    }
+
+    /// The first offset of `partition` not yet applied: the oldest message consumed but
+    /// not committable yet, or the one after the last observed (None: nothing observed).
+    pub fn next_unapplied(&self, partition: i32) -> Option<i64> {
+        let p = self.partitions.get(&partition)?;
+        p.pending.front().map(|e| e.offset).or(p.next)
     }
 
     /// Messages consumed but not yet committable.

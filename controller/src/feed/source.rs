@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::consumed::Consumed;
 use super::context::{FeedContext, RebalanceNote};
 use super::nodes::NodePartitions;
 use super::progress::{Progress, skew_bound};
@@ -40,6 +41,8 @@ pub struct Feed {
     input: Input,
     /// Origins of grouped samples just offered, with the time the engine queued.
     settled: Vec<(Origin, Option<i64>)>,
+    /// When samples were consumed (decision latency).
+    consumed: Consumed,
 }
 
 impl Feed {
@@ -78,6 +81,7 @@ impl Feed {
             node_partitions: NodePartitions::default(),
             dlq_log: RateLimitedLog::default(),
             shutdown,
+            consumed: Consumed::default(),
         })
     }
 
@@ -108,6 +112,7 @@ impl Feed {
                 let gone = self.node_partitions.revoke(&partitions);
                 for node in &gone {
                     engine.forget_node(node);
+                    self.consumed.forget(node);
                 }
                 info!(
                     ?partitions,
@@ -173,6 +178,8 @@ impl Feed {
         let input = &self.input;
         let settled = &mut self.settled;
         let nodes = &mut self.node_partitions;
+        let consumed = &mut self.consumed;
+        let now = now_ms();
         let newest = offer_samples(engine, samples, |engine, i, sample, queued| {
             let origins = input.origins(i);
             settled.extend(origins.iter().map(|o| (*o, queued)));
@@ -181,6 +188,9 @@ impl Feed {
             if let Some(partition) = origins.first().map(|o| o.partition).or(partition) {
                 let known = engine.cluster().node_id(&sample.node).is_some();
                 nodes.note(&sample.node, partition, known);
+                if known {
+                    consumed.note(&sample.node, sample.ts_ms, now);
+                }
             }
             // Grouped samples settle their messages through `settled` instead.
             origins.is_empty()
@@ -252,6 +262,9 @@ impl Feed {
         match result {
             Ok(()) => {
                 self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut reasons) = self.stats.dead_letter_reasons.lock() {
+                    *reasons.entry(errors[0].reason().to_owned()).or_default() += 1;
+                }
                 true
             }
             Err(e) => {
@@ -315,7 +328,41 @@ impl Feed {
     /// were handled) and stores the offsets its samples made committable.
     pub fn applied_up_to(&mut self, watermark: i64) {
         self.health.watermark_ms.store(watermark, Ordering::Relaxed);
+        self.consumed.prune(watermark);
         self.store_committable(watermark);
+    }
+
+    /// When the first sample of `node` at or after event time `at` was consumed (wall
+    /// clock ms), if still known.
+    pub fn consumed_at(&self, node: &str, at: i64) -> Option<i64> {
+        self.consumed.consumed_at(node, at)
+    }
+
+    /// Consumer lag per assigned partition: messages from the first one not yet applied to
+    /// the partition's high watermark (from librdkafka's statistics, every
+    /// `statistics.interval.ms`). Partitions without a known high watermark or position
+    /// are left out.
+    pub fn consumer_lag(&self) -> Vec<(i32, i64)> {
+        let topic = &self.options.kafka.topic;
+        let positions = self.consumer.position().ok();
+        let position = |p: i32| match positions
+            .as_ref()
+            .and_then(|l| l.find_partition(topic, p))
+            .map(|e| e.offset())
+        {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        self.consumer
+            .context()
+            .assigned()
+            .into_iter()
+            .filter_map(|p| {
+                let high = self.consumer.context().high_watermark(p)?;
+                let from = self.progress.next_unapplied(p).or_else(|| position(p))?;
+                Some((p, (high - from).max(0)))
+            })
+            .collect()
     }
 
     fn store_committable(&mut self, watermark: i64) {

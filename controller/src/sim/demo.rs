@@ -445,6 +445,7 @@ impl RunningFeed {
                 health: health.clone(),
                 stats: stats.clone(),
                 shutdown: stop_rx,
+                observer: None,
             },
         ));
         Self {
