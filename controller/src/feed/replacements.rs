@@ -1,7 +1,8 @@
 //! Replacement records on the audit topic: where the replacement of a pod Fulcrum evicted
 //! or migrated landed, or that it cannot be scheduled. Keyed, like decisions, by the node
 //! the pod was evicted from. They are reports, not actions: restoring past actions at
-//! start skips them (see [`is_replacement`]).
+//! start reads only decision and actuation records, so it skips them (their schema,
+//! [`REPLACEMENT_SCHEMA`], is told apart by [`is_replacement`]).
 
 use std::time::Duration;
 
