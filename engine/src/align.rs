@@ -75,15 +75,17 @@ pub fn aligned(series: &[&Series], end_ms: i64, window_ms: u64) -> Vec<Vec<f64>>
         .map(|s| on_grid(s, end_ms, window_ms, step))
         .collect();
     let cells = grids.iter().map(Vec::len).min().unwrap_or(0);
-    let mut columns = vec![Vec::new(); series.len()];
+    let mut columns = vec![Vec::with_capacity(cells); series.len()];
     for cell in 0..cells {
-        let row: Option<Vec<(f64, bool)>> = grids.iter().map(|g| g[cell]).collect();
-        let Some(row) = row else { continue };
-        if !row.iter().any(|(_, observed)| *observed) {
+        // Every series has a value here and at least one was observed in the cell.
+        let complete = grids.iter().all(|g| g[cell].is_some());
+        if !complete || !grids.iter().any(|g| g[cell].is_some_and(|(_, seen)| seen)) {
             continue;
         }
-        for (column, (v, _)) in columns.iter_mut().zip(row) {
-            column.push(v);
+        for (column, g) in columns.iter_mut().zip(&grids) {
+            if let Some((v, _)) = g[cell] {
+                column.push(v);
+            }
         }
     }
     columns

@@ -27,6 +27,7 @@ impl Engine {
             .nodes
             .get(node.index())
             .and_then(Option::as_ref)
+            .filter(|n| !n.idle_at(t))
             .map(|n| n.covering.clone())
         else {
             return;

@@ -96,6 +96,10 @@ impl Engine {
         let Some(state) = self.nodes.get(node.index()).and_then(Option::as_ref) else {
             return false;
         };
+        // No track of the node or its pods holds after `armed_until`.
+        if state.armed_until.is_none_or(|u| u < t) {
+            return false;
+        }
         state.tracks.iter().any(holding)
             || self.cluster.node_pods(node).iter().any(|pod| {
                 self.pods
@@ -114,15 +118,15 @@ impl Engine {
                 "see --max-evidence-age"
             ));
         }
-        let staleness = self.config.staleness();
         let (mut tracked, mut stale) = (0usize, 0usize);
         for state in self.nodes.iter().flatten() {
             if state.covering.is_empty() {
                 continue;
             }
-            if let Some(last) = state.last_ts {
+            // `fresh_until` is `last_ts` plus the node's staleness bound.
+            if let Some(fresh_until) = state.fresh_until {
                 tracked += 1;
-                if t - last > state.cadence.stale_after(staleness) {
+                if t > fresh_until {
                     stale += 1;
                 }
             }

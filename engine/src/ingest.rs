@@ -146,14 +146,22 @@ impl Engine {
             self.stats.unknown_node += 1;
             return;
         };
-        node_state.cadence.observe(node_state.last_ts, sample.ts);
-        node_state.last_ts = Some(node_state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
+        if node_state.last_ts.is_none_or(|last| sample.ts > last) {
+            // Only a newer sample moves the node's cadence and last time.
+            node_state.cadence.observe(node_state.last_ts, sample.ts);
+            node_state.last_ts = Some(sample.ts);
+            node_state.fresh_until = Some(
+                sample
+                    .ts
+                    .saturating_add(node_state.cadence.stale_after(stale)),
+            );
+        }
         let policies = &self.policies;
         let condition = |track: &Track| {
             policies[track.policy as usize].policy.spec.triggers[track.trigger as usize].condition
         };
         let make = || Series::new(span, width);
-        match sample.pod {
+        let until = match sample.pod {
             None => record(
                 &mut node_state.series,
                 &mut node_state.tracks,
@@ -188,9 +196,10 @@ impl Engine {
                     make,
                     condition,
                     stale,
-                );
+                )
             }
-        }
+        };
+        node_state.arm(until);
         self.stats.applied += 1;
     }
 }

@@ -113,6 +113,13 @@ impl Track {
         self.since.is_some() && now - self.last_ts <= self.cadence.stale_after(stale)
     }
 
+    /// The last time at which [`Track::holding`] is true until the next update (`None`
+    /// while the condition does not hold).
+    pub fn holding_until(&self, stale: impl Into<Staleness>) -> Option<i64> {
+        self.since
+            .map(|_| self.last_ts.saturating_add(self.cadence.stale_after(stale)))
+    }
+
     /// True when the condition has held for `sustained_for_ms` and the data is fresh at `now`.
     pub fn fired(&self, now: i64, sustained_for_ms: u64, stale: impl Into<Staleness>) -> bool {
         self.since
@@ -223,6 +230,13 @@ pub struct NodeState {
     pub last_action: Option<i64>,
     /// Time of the last dry-run action on one of its pods (cooldown of DryRun policies).
     pub last_dry_action: Option<i64>,
+    /// An upper bound on when a trigger track of the node or of its pods last holds (see
+    /// [`Track::holding_until`]): after it, and with no open episode, evaluating the node
+    /// changes nothing, so it is skipped. `None`: no track has held.
+    pub armed_until: Option<i64>,
+    /// The last time at which the node is not stale (`last_ts` plus its staleness bound),
+    /// kept with `last_ts` so the stale-feed breaker does not recompute it per node.
+    pub fresh_until: Option<i64>,
 }
 
 impl NodeState {
@@ -233,6 +247,19 @@ impl NodeState {
             Mode::Enforce => self.last_action,
             Mode::DryRun => self.last_action.max(self.last_dry_action),
         }
+    }
+
+    /// Notes that a trigger track may hold until `until`.
+    pub fn arm(&mut self, until: Option<i64>) {
+        if let Some(u) = until {
+            self.armed_until = Some(self.armed_until.map_or(u, |a| a.max(u)));
+        }
+    }
+
+    /// True when no trigger track of the node or of its pods can hold at `t` and no
+    /// episode is open: evaluating the node at `t` would change nothing.
+    pub fn idle_at(&self, t: i64) -> bool {
+        self.episodes.is_empty() && self.armed_until.is_none_or(|u| u < t)
     }
 
     /// Starts the cooldown after an action decided at `at` with `outcome`.
@@ -259,8 +286,14 @@ pub type Tracks = SmallVec<[Track; 2]>;
 /// The series of one pod or node, by metric, created on first value.
 pub type SeriesSet = SmallVec<[(MetricId, Series); 4]>;
 
+/// The latest [`Track::holding_until`] of `tracks`.
+pub fn holding_until(tracks: &[Track], stale: Staleness) -> Option<i64> {
+    tracks.iter().filter_map(|t| t.holding_until(stale)).max()
+}
+
 /// Applies one sample's values to a pod's or node's series and trigger tracks.
-/// `condition(track)` gives the trigger condition a track evaluates.
+/// `condition(track)` gives the trigger condition a track evaluates. Returns the latest
+/// [`Track::holding_until`] of the tracks it updated.
 pub fn record(
     series: &mut SeriesSet,
     tracks: &mut [Track],
@@ -269,7 +302,8 @@ pub fn record(
     make: impl Fn() -> Series,
     condition: impl Fn(&Track) -> Condition,
     stale: Staleness,
-) {
+) -> Option<i64> {
+    let mut until = None;
     for (metric, value) in values {
         match series.iter_mut().find(|(m, _)| *m == metric) {
             Some((_, s)) => s.push(ts, value),
@@ -282,8 +316,10 @@ pub fn record(
         for track in tracks.iter_mut().filter(|t| t.metric == metric) {
             let condition = condition(track);
             track.update(ts, value, condition, stale);
+            until = until.max(track.holding_until(stale));
         }
     }
+    until
 }
 
 #[cfg(test)]
