@@ -8,7 +8,7 @@ use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED};
 use crate::reorder::{Pending, Values};
 use crate::sample::Sample;
 use crate::series::Series;
-use crate::state::{Track, record};
+use crate::state::{Track, holding_until, record};
 
 /// What happened to an offered sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,16 +161,20 @@ impl Engine {
             policies[track.policy as usize].policy.spec.triggers[track.trigger as usize].condition
         };
         let make = || Series::new(span, width);
-        let until = match sample.pod {
-            None => record(
-                &mut node_state.series,
-                &mut node_state.tracks,
-                sample.values.iter().copied(),
-                sample.ts,
-                make,
-                condition,
-                stale,
-            ),
+        let (before, after) = match sample.pod {
+            None => {
+                let before = holding_until(&node_state.tracks, stale);
+                record(
+                    &mut node_state.series,
+                    &mut node_state.tracks,
+                    sample.values.iter().copied(),
+                    sample.ts,
+                    make,
+                    condition,
+                    stale,
+                );
+                (before, holding_until(&node_state.tracks, stale))
+            }
             Some(pod) => {
                 if self.cluster.pod_node(pod) != Some(sample.node) {
                     self.stats.unknown_pod += 1;
@@ -188,6 +192,7 @@ impl Engine {
                     .iter()
                     .copied()
                     .filter(|(m, _)| tracked[m.index()] & POD_TRACKED != 0);
+                let before = holding_until(&state.tracks, stale);
                 record(
                     &mut state.series,
                     &mut state.tracks,
@@ -196,10 +201,15 @@ impl Engine {
                     make,
                     condition,
                     stale,
-                )
+                );
+                (before, holding_until(&state.tracks, stale))
             }
         };
-        node_state.arm(until);
+        node_state.arm(after);
+        node_state.note_pressure(before, after);
+        if node_state.pressure_dirty {
+            self.refresh_pressure(sample.node);
+        }
         self.stats.applied += 1;
     }
 }

@@ -121,6 +121,7 @@ impl Engine {
                 e.policy = map(e.policy).unwrap_or(e.policy);
             }
             remap_tracks(&mut state.tracks, map);
+            state.pressure_dirty = true;
         }
         for state in self.pods.iter_mut().flatten() {
             if resized {
@@ -165,6 +166,7 @@ impl Engine {
         }
         let until = crate::state::holding_until(&state.tracks, self.config.staleness());
         state.arm(until);
+        state.pressure_dirty = true;
         let pods: Vec<PodId> = self.cluster.node_pods(node).to_vec();
         for pod in pods {
             self.refresh_pod(pod);
@@ -226,6 +228,7 @@ impl Engine {
             .and_then(Option::as_mut)
         {
             node.arm(until);
+            node.pressure_dirty = true;
         }
     }
 }

@@ -237,6 +237,13 @@ pub struct NodeState {
     /// The last time at which the node is not stale (`last_ts` plus its staleness bound),
     /// kept with `last_ts` so the stale-feed breaker does not recompute it per node.
     pub fresh_until: Option<i64>,
+    /// The latest [`Track::holding_until`] over the node's and its pods' tracks, exact
+    /// unless `pressure_dirty` (then recomputed on demand): what the storm breaker and
+    /// placement ask of every node, in O(1).
+    pub pressure_until: Option<i64>,
+    /// `pressure_until` may be wrong: a track that held the maximum was updated down, or
+    /// tracks were rebuilt or moved (recomputed at the node's next sample; scanned until).
+    pub pressure_dirty: bool,
 }
 
 impl NodeState {
@@ -253,6 +260,22 @@ impl NodeState {
     pub fn arm(&mut self, until: Option<i64>) {
         if let Some(u) = until {
             self.armed_until = Some(self.armed_until.map_or(u, |a| a.max(u)));
+        }
+    }
+
+    /// Keeps `pressure_until` exact after one pod's (or the node's) tracks were updated:
+    /// `before` and `after` are their latest [`Track::holding_until`] before and after.
+    pub fn note_pressure(&mut self, before: Option<i64>, after: Option<i64>) {
+        if self.pressure_dirty {
+            return;
+        }
+        let cache = self.pressure_until;
+        let held_max = before.is_some() && before >= cache;
+        if !held_max || after >= cache {
+            // The maximum was elsewhere (unchanged), or these tracks still hold it.
+            self.pressure_until = cache.max(after);
+        } else {
+            self.pressure_dirty = true;
         }
     }
 
@@ -292,8 +315,7 @@ pub fn holding_until(tracks: &[Track], stale: Staleness) -> Option<i64> {
 }
 
 /// Applies one sample's values to a pod's or node's series and trigger tracks.
-/// `condition(track)` gives the trigger condition a track evaluates. Returns the latest
-/// [`Track::holding_until`] of the tracks it updated.
+/// `condition(track)` gives the trigger condition a track evaluates.
 pub fn record(
     series: &mut SeriesSet,
     tracks: &mut [Track],
@@ -302,8 +324,7 @@ pub fn record(
     make: impl Fn() -> Series,
     condition: impl Fn(&Track) -> Condition,
     stale: Staleness,
-) -> Option<i64> {
-    let mut until = None;
+) {
     for (metric, value) in values {
         match series.iter_mut().find(|(m, _)| *m == metric) {
             Some((_, s)) => s.push(ts, value),
@@ -316,10 +337,8 @@ pub fn record(
         for track in tracks.iter_mut().filter(|t| t.metric == metric) {
             let condition = condition(track);
             track.update(ts, value, condition, stale);
-            until = until.max(track.holding_until(stale));
         }
     }
-    until
 }
 
 #[cfg(test)]

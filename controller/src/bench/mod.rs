@@ -35,8 +35,13 @@ pub enum Scale {
     Full,
 }
 
-/// Ticks (10 s each) of every engine run: 10 minutes of event time.
+/// Ticks (10 s each) of every engine run at small and medium scale: 10 minutes of event
+/// time.
 pub const TICKS: u64 = 60;
+/// Ticks of every engine run at full scale: 5 minutes of event time (episodes start at
+/// minute 2 and are acted on or blocked from about minute 3), so that the run takes
+/// minutes on two cores.
+pub const FULL_TICKS: u64 = 30;
 /// Share of nodes interfering in a quiet run.
 pub const QUIET_SHARE: f64 = 0.02;
 /// Share of nodes interfering in the storm run.
@@ -69,15 +74,20 @@ pub fn run(scale: Scale, brokers: Option<&str>, mut progress: impl FnMut(&str)) 
         Scale::Medium => (1_000, &[100], 1_000),
         Scale::Full => (10_000, &[100, 1_000], 2_000),
     };
+    let ticks = if scale == Scale::Full {
+        FULL_TICKS
+    } else {
+        TICKS
+    };
     progress(&format!("engine, {nodes} nodes, quiet"));
-    let engine = engine::run(&Workload::new(nodes, QUIET_SHARE), TICKS);
+    let engine = engine::run(&Workload::new(nodes, QUIET_SHARE), ticks);
     progress(&format!("engine, {nodes} nodes, storm"));
-    let storm = engine::run(&Workload::new(nodes, STORM_SHARE), TICKS);
+    let storm = engine::run(&Workload::new(nodes, STORM_SHARE), ticks);
     let growth = growth_nodes
         .iter()
         .map(|&n| {
             progress(&format!("engine, {n} nodes, quiet"));
-            engine::run(&Workload::new(n, QUIET_SHARE), TICKS)
+            engine::run(&Workload::new(n, QUIET_SHARE), ticks)
         })
         .collect();
     let ingest = brokers.map(|b| {
