@@ -54,8 +54,9 @@ enum Command {
     /// generated cluster and stream; prints the figures with the machine they ran on.
     ///
     /// Build with `--release` for meaningful figures. `--scale small` (6,000 pods) takes
-    /// under a minute; `--scale full` (300,000 pods, plus 3,000 and 30,000 for the growth
-    /// table) a few minutes. See docs/benchmarks.md.
+    /// under a minute; `--scale medium` 30,000 pods (and 3,000); `--scale full` (300,000
+    /// pods, plus 3,000 and 30,000 for the growth table) several minutes. See
+    /// docs/benchmarks.md.
     Bench(BenchArgs),
     /// Print the InterferencePolicy CustomResourceDefinition generated from the Rust types.
     Crd,

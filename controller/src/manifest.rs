@@ -40,15 +40,13 @@ pub fn read_documents(text: &str) -> Result<Vec<Document>, ManifestError> {
         })?;
         match value {
             Value::Null => {}
-            Value::Object(ref map)
+            Value::Object(mut map)
                 if map.get("kind").and_then(Value::as_str) == Some("List")
                     && map.get("items").is_some_and(Value::is_array) =>
             {
-                if let Some(Value::Array(items)) = map.get("items") {
-                    documents.extend(items.iter().map(|item| Document {
-                        position,
-                        value: item.clone(),
-                    }));
+                // The items are moved out, not cloned: a cluster snapshot is mostly one List.
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    documents.extend(items.into_iter().map(|value| Document { position, value }));
                 }
             }
             value => documents.push(Document { position, value }),

@@ -8,16 +8,23 @@
 //! (carry-forward by at most one cell, never across a longer gap). A grid point counts
 //! when every series has a value there and at least one of them was observed in the cell.
 
+use smallvec::SmallVec;
+
 use crate::series::Series;
 
 /// The median gap, in buckets, between the non-empty buckets of `s` in the window (1 when
 /// it cannot be told).
 pub fn cadence(s: &Series, end_ms: i64, window_ms: u64) -> i64 {
-    let present: Vec<i64> = s
-        .epochs(end_ms, window_ms)
-        .filter(|&e| s.at(e).is_some())
-        .collect();
-    let mut gaps: Vec<i64> = present.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut gaps: SmallVec<[i64; 64]> = SmallVec::new();
+    let mut previous: Option<i64> = None;
+    for (e, v) in s.window(end_ms, window_ms) {
+        if v.is_some() {
+            if let Some(p) = previous {
+                gaps.push(e - p);
+            }
+            previous = Some(e);
+        }
+    }
     if gaps.is_empty() {
         return 1;
     }
@@ -27,19 +34,20 @@ pub fn cadence(s: &Series, end_ms: i64, window_ms: u64) -> i64 {
 
 /// Bucket values of `s` in `(end_ms - window_ms, end_ms]`, oldest first.
 pub fn values(s: &Series, end_ms: i64, window_ms: u64) -> Vec<f64> {
-    s.epochs(end_ms, window_ms)
-        .filter_map(|e| s.at(e))
-        .collect()
+    s.window(end_ms, window_ms).filter_map(|(_, v)| v).collect()
 }
 
+/// One series on a grid: per cell, its value and whether it was observed there.
+type Grid = SmallVec<[Option<(f64, bool)>; 64]>;
+
 /// One series on the grid: per cell, its value and whether it was observed there.
-fn on_grid(s: &Series, end_ms: i64, window_ms: u64, step: i64) -> Vec<Option<(f64, bool)>> {
+fn on_grid(s: &Series, end_ms: i64, window_ms: u64, step: i64) -> Grid {
     let epochs = s.epochs(end_ms, window_ms);
     let last = *epochs.end();
     let cells = ((epochs.end() - epochs.start()) / step + 1) as usize;
-    let mut sums = vec![(0.0, 0u32); cells];
-    for e in epochs {
-        if let Some(v) = s.at(e) {
+    let mut sums: SmallVec<[(f64, u32); 64]> = smallvec::smallvec![(0.0, 0u32); cells];
+    for (e, v) in s.window(end_ms, window_ms) {
+        if let Some(v) = v {
             // Cell 0 is the oldest; the newest cell ends at the window's last bucket.
             let from_end = ((last - e) / step) as usize;
             if let Some(cell) = sums.get_mut(cells - 1 - from_end) {
@@ -48,7 +56,7 @@ fn on_grid(s: &Series, end_ms: i64, window_ms: u64, step: i64) -> Vec<Option<(f6
             }
         }
     }
-    let mut out = Vec::with_capacity(cells);
+    let mut out = Grid::with_capacity(cells);
     let mut previous: Option<f64> = None;
     for (sum, count) in sums {
         if count > 0 {
@@ -70,20 +78,22 @@ pub fn aligned(series: &[&Series], end_ms: i64, window_ms: u64) -> Vec<Vec<f64>>
         .map(|s| cadence(s, end_ms, window_ms))
         .max()
         .unwrap_or(1);
-    let grids: Vec<Vec<Option<(f64, bool)>>> = series
+    let grids: SmallVec<[Grid; 3]> = series
         .iter()
         .map(|s| on_grid(s, end_ms, window_ms, step))
         .collect();
-    let cells = grids.iter().map(Vec::len).min().unwrap_or(0);
-    let mut columns = vec![Vec::new(); series.len()];
+    let cells = grids.iter().map(|g| g.len()).min().unwrap_or(0);
+    let mut columns = vec![Vec::with_capacity(cells); series.len()];
     for cell in 0..cells {
-        let row: Option<Vec<(f64, bool)>> = grids.iter().map(|g| g[cell]).collect();
-        let Some(row) = row else { continue };
-        if !row.iter().any(|(_, observed)| *observed) {
+        // Every series has a value here and at least one was observed in the cell.
+        let complete = grids.iter().all(|g| g[cell].is_some());
+        if !complete || !grids.iter().any(|g| g[cell].is_some_and(|(_, seen)| seen)) {
             continue;
         }
-        for (column, (v, _)) in columns.iter_mut().zip(row) {
-            column.push(v);
+        for (column, g) in columns.iter_mut().zip(&grids) {
+            if let Some((v, _)) = g[cell] {
+                column.push(v);
+            }
         }
     }
     columns

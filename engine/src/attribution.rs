@@ -106,6 +106,21 @@ impl Engine {
             .collect()
     }
 
+    /// The side effect an attribution has beyond its result: the onset of a Correlation
+    /// policy is judged (and remembered) as [`Engine::attribute`] would judge it.
+    pub(crate) fn judge_onset(&mut self, inputs: Inputs<'_>) {
+        if self.policies[inputs.p as usize]
+            .policy
+            .spec
+            .attribution
+            .method
+            == AttributionMethod::Correlation
+        {
+            let pods = self.explainers(inputs.p, inputs.node, inputs.victim);
+            self.onset_steps(inputs, &pods);
+        }
+    }
+
     /// Scores every pod that may explain the degradation (see the module documentation).
     pub(crate) fn attribute(&mut self, inputs: Inputs<'_>) -> Attribution {
         let Inputs { p, node, t, .. } = inputs;
@@ -375,7 +390,7 @@ impl Engine {
         let key = |s: &Scored| {
             self.cluster
                 .pod_info(s.pod)
-                .map(|i| (i.namespace.clone(), i.name.clone()))
+                .map(|i| (i.namespace.as_str(), i.name.as_str()))
         };
         scored.sort_by(|a, b| {
             b.qualifies

@@ -12,6 +12,9 @@ use fulcrum_policies::LabelMatcher;
 /// Labels as Kubernetes stores them.
 pub type LabelMap = BTreeMap<String, String>;
 
+/// A hash map with a fast seeded hasher (foldhash) for lookups on the per-sample path.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Dense id of a node in the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub(crate) u32);
@@ -213,12 +216,12 @@ pub(crate) struct PodEntry {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterIndex {
     nodes: Vec<Option<NodeEntry>>,
-    node_ids: HashMap<String, NodeId>,
+    node_ids: FastMap<String, NodeId>,
     pods: Vec<Option<PodEntry>>,
     free_pods: Vec<PodId>,
     free_nodes: Vec<NodeId>,
-    pod_ids: HashMap<String, HashMap<String, PodId>>,
-    namespaces: HashMap<String, LabelMap>,
+    pod_ids: FastMap<String, FastMap<String, PodId>>,
+    namespaces: FastMap<String, LabelMap>,
     pdbs: Vec<PdbInfo>,
 }
 

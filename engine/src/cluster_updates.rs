@@ -32,6 +32,12 @@ impl Engine {
     }
     /// Adds or updates a pod. A new UID under the same name starts fresh state.
     pub fn upsert_pod(&mut self, info: PodInfo) {
+        // The node it leaves may have counted its trigger tracks.
+        let left = self
+            .cluster
+            .pod_id(&info.namespace, &info.name)
+            .and_then(|id| self.cluster.pod_node(id));
+        self.pressure_changed(left);
         let (id, change) = self.cluster.upsert_pod(info);
         if change == cluster::Change::Replaced
             && let Some(slot) = self.pods.get_mut(id.index())
@@ -43,11 +49,25 @@ impl Engine {
     }
     /// Removes a pod and frees its state.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        let left = self
+            .cluster
+            .pod_id(namespace, name)
+            .and_then(|id| self.cluster.pod_node(id));
+        self.pressure_changed(left);
         if let Some(id) = self.cluster.remove_pod(namespace, name) {
             if let Some(slot) = self.pods.get_mut(id.index()) {
                 *slot = None;
             }
             self.stats.forgotten += self.buffer.forget_pod(id) as u64;
+        }
+    }
+    /// Marks `node`'s cached trigger pressure for recomputation (its pods changed).
+    fn pressure_changed(&mut self, node: Option<NodeId>) {
+        if let Some(state) = node
+            .and_then(|n| self.nodes.get_mut(n.index()))
+            .and_then(Option::as_mut)
+        {
+            state.pressure_dirty = true;
         }
     }
     /// Sets a namespace's labels (namespace selectors depend on them).

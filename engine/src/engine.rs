@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use fulcrum_policies::{CompiledPolicy, MetricRegistry};
 
-use crate::cluster::{ClusterIndex, NodeId, PodId};
+use crate::cluster::{ClusterIndex, FastMap, NodeId, PodId};
 use crate::config::EngineConfig;
 use crate::explain::Streak;
 use crate::limits::Ledger;
@@ -58,9 +58,9 @@ pub struct Engine {
     pub(crate) stats: EngineStats,
     /// Per policy and node: the main explanation over the recent evaluations of the
     /// current run of a trigger condition (its run-up included).
-    pub(crate) streaks: HashMap<(u16, NodeId), Streak>,
+    pub(crate) streaks: FastMap<(u16, NodeId), Streak>,
     /// Per policy, node and onset: the steps found at the onset (steady hogs).
-    pub(crate) onset_memo: HashMap<(u16, NodeId, i64), Vec<OnsetStep>>,
+    pub(crate) onset_memo: FastMap<(u16, NodeId, i64), Vec<OnsetStep>>,
     /// Migrations decided: workload → (when, source node, predicted destination).
     pub(crate) migrations: HashMap<String, Migration>,
     /// Disruptions decided per PodDisruptionBudget `(namespace, name)` since its status
@@ -118,8 +118,8 @@ impl Engine {
             dry_acted_targets: HashMap::new(),
             horizon: i64::MIN,
             stats: EngineStats::default(),
-            streaks: HashMap::new(),
-            onset_memo: HashMap::new(),
+            streaks: FastMap::default(),
+            onset_memo: FastMap::default(),
             migrations: HashMap::new(),
             pdb_spent: HashMap::new(),
         }

@@ -23,10 +23,18 @@ pub(crate) struct Firing {
 impl Engine {
     /// Evaluates `node` at event time `t`: fires triggers, opens and closes episodes, plans.
     pub(crate) fn evaluate(&mut self, node: NodeId, t: i64, out: &mut Vec<Event>) {
+        debug_assert!(
+            self.nodes
+                .get(node.index())
+                .and_then(Option::as_ref)
+                .is_none_or(|n| !n.idle_at(t) || !self.under_pressure(node, t)),
+            "a node skipped as idle has a trigger track that holds"
+        );
         let Some(covering) = self
             .nodes
             .get(node.index())
             .and_then(Option::as_ref)
+            .filter(|n| !n.idle_at(t))
             .map(|n| n.covering.clone())
         else {
             return;

@@ -99,17 +99,51 @@ impl Engine {
     /// that fire together are counted before any of them acts) and by placement.
     pub(crate) fn under_pressure(&self, node: NodeId, t: i64) -> bool {
         let stale = self.config.staleness();
-        let holding = |track: &Track| track.holding(t, stale);
         let Some(state) = self.nodes.get(node.index()).and_then(Option::as_ref) else {
             return false;
         };
-        state.tracks.iter().any(holding)
-            || self.cluster.node_pods(node).iter().any(|pod| {
-                self.pods
-                    .get(pod.index())
-                    .and_then(Option::as_ref)
-                    .is_some_and(|s| s.tracks.iter().any(holding))
-            })
+        // No track of the node or its pods holds after `armed_until`.
+        let armed = state.armed_until.is_some_and(|u| t <= u);
+        let holding = |track: &Track| track.holding(t, stale);
+        let scan = || {
+            state.tracks.iter().any(holding)
+                || self.cluster.node_pods(node).iter().any(|pod| {
+                    self.pods
+                        .get(pod.index())
+                        .and_then(Option::as_ref)
+                        .is_some_and(|s| s.tracks.iter().any(holding))
+                })
+        };
+        // A track holds at `t` exactly when `t` is at most its `holding_until`.
+        let pressed = armed
+            && if state.pressure_dirty {
+                scan()
+            } else {
+                state.pressure_until.is_some_and(|u| t <= u)
+            };
+        debug_assert_eq!(
+            pressed,
+            scan(),
+            "the cached pressure of a node disagrees with its tracks"
+        );
+        pressed
+    }
+
+    /// Recomputes the latest [`crate::state::Track::holding_until`] over `node`'s and its
+    /// pods' tracks when it may be stale.
+    pub(crate) fn refresh_pressure(&mut self, node: NodeId) {
+        let stale = self.config.staleness();
+        let pods = self.cluster.node_pods(node).iter().filter_map(|pod| {
+            let s = self.pods.get(pod.index())?.as_ref()?;
+            crate::state::holding_until(&s.tracks, stale)
+        });
+        let pods = pods.max();
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut)
+            && state.pressure_dirty
+        {
+            state.pressure_until = crate::state::holding_until(&state.tracks, stale).max(pods);
+            state.pressure_dirty = false;
+        }
     }
 
     /// The storm and stale-feed breakers: a reason not to act anywhere, if one holds.
@@ -147,15 +181,15 @@ impl Engine {
 
     /// (nodes that report samples, those of them without recent samples) at `t`.
     fn staleness_at(&self, t: i64) -> (usize, usize) {
-        let staleness = self.config.staleness();
         let (mut tracked, mut stale) = (0usize, 0usize);
         for state in self.nodes.iter().flatten() {
             if state.covering.is_empty() {
                 continue;
             }
-            if let Some(last) = state.last_ts {
+            // `fresh_until` is `last_ts` plus the node's staleness bound.
+            if let Some(fresh_until) = state.fresh_until {
                 tracked += 1;
-                if t - last > state.cadence.stale_after(staleness) {
+                if t > fresh_until {
                     stale += 1;
                 }
             }

@@ -8,7 +8,7 @@ use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED};
 use crate::reorder::{Pending, Values};
 use crate::sample::Sample;
 use crate::series::Series;
-use crate::state::{Track, record};
+use crate::state::{Track, holding_until, record};
 
 /// What happened to an offered sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,23 +146,35 @@ impl Engine {
             self.stats.unknown_node += 1;
             return;
         };
-        node_state.cadence.observe(node_state.last_ts, sample.ts);
-        node_state.last_ts = Some(node_state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
+        if node_state.last_ts.is_none_or(|last| sample.ts > last) {
+            // Only a newer sample moves the node's cadence and last time.
+            node_state.cadence.observe(node_state.last_ts, sample.ts);
+            node_state.last_ts = Some(sample.ts);
+            node_state.fresh_until = Some(
+                sample
+                    .ts
+                    .saturating_add(node_state.cadence.stale_after(stale)),
+            );
+        }
         let policies = &self.policies;
         let condition = |track: &Track| {
             policies[track.policy as usize].policy.spec.triggers[track.trigger as usize].condition
         };
         let make = || Series::new(span, width);
-        match sample.pod {
-            None => record(
-                &mut node_state.series,
-                &mut node_state.tracks,
-                sample.values.iter().copied(),
-                sample.ts,
-                make,
-                condition,
-                stale,
-            ),
+        let (before, after) = match sample.pod {
+            None => {
+                let before = holding_until(&node_state.tracks, stale);
+                record(
+                    &mut node_state.series,
+                    &mut node_state.tracks,
+                    sample.values.iter().copied(),
+                    sample.ts,
+                    make,
+                    condition,
+                    stale,
+                );
+                (before, holding_until(&node_state.tracks, stale))
+            }
             Some(pod) => {
                 if self.cluster.pod_node(pod) != Some(sample.node) {
                     self.stats.unknown_pod += 1;
@@ -180,6 +192,7 @@ impl Engine {
                     .iter()
                     .copied()
                     .filter(|(m, _)| tracked[m.index()] & POD_TRACKED != 0);
+                let before = holding_until(&state.tracks, stale);
                 record(
                     &mut state.series,
                     &mut state.tracks,
@@ -189,7 +202,13 @@ impl Engine {
                     condition,
                     stale,
                 );
+                (before, holding_until(&state.tracks, stale))
             }
+        };
+        node_state.arm(after);
+        node_state.note_pressure(before, after);
+        if node_state.pressure_dirty {
+            self.refresh_pressure(sample.node);
         }
         self.stats.applied += 1;
     }

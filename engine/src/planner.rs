@@ -31,14 +31,21 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> bool {
         let signal = self.trigger_signal(p, node, firing).cloned();
-        let attribution = self.attribute(Inputs {
+        let inputs = Inputs {
             p,
             node,
             t,
             since: firing.since,
             victim: firing.victim,
             signal: signal.as_ref(),
-        });
+        };
+        if self.episode_cooling_down(p, node, t, episode) {
+            // Nothing is planned: only the onset is judged (once per onset, as it would be
+            // by a full attribution), without scoring every pod.
+            self.judge_onset(inputs);
+            return false;
+        }
+        let attribution = self.attribute(inputs);
         let explanation = self.explanation(p, firing, t, episode, &attribution);
         let ctx = Context {
             p,
@@ -48,9 +55,6 @@ impl Engine {
             firing,
             explanation: &explanation,
         };
-        if self.episode_cooling_down(&ctx) {
-            return false;
-        }
         // The main explanation: the best-scoring pod that explains the degradation
         // significantly, candidate or not. It must hold across evaluations.
         let main = attribution.scored.first().filter(|s| s.qualifies);
@@ -200,16 +204,16 @@ impl Engine {
     }
 
     /// An episode that already acted waits out its cooldown quietly.
-    fn episode_cooling_down(&self, ctx: &Context<'_>) -> bool {
-        let cooldown = self.policies[ctx.p as usize].policy.spec.limits.cooldown_ms as i64;
-        let node_state = self.nodes[ctx.node.index()].as_ref();
+    fn episode_cooling_down(&self, p: u16, node: NodeId, t: i64, episode: u64) -> bool {
+        let cooldown = self.policies[p as usize].policy.spec.limits.cooldown_ms as i64;
+        let node_state = self.nodes[node.index()].as_ref();
         let episode_acted = node_state
-            .and_then(|n| n.episodes.iter().find(|e| e.id == ctx.episode))
+            .and_then(|n| n.episodes.iter().find(|e| e.id == episode))
             .is_some_and(|e| e.acted);
         episode_acted
             && node_state
-                .and_then(|n| n.last_action_for(self.policies[ctx.p as usize].policy.spec.mode))
-                .is_some_and(|last| ctx.t - last < cooldown)
+                .and_then(|n| n.last_action_for(self.policies[p as usize].policy.spec.mode))
+                .is_some_and(|last| t - last < cooldown)
     }
 
     /// A guard that blocks every action of the policy on this node now: a breaker, the

@@ -121,6 +121,7 @@ impl Engine {
                 e.policy = map(e.policy).unwrap_or(e.policy);
             }
             remap_tracks(&mut state.tracks, map);
+            state.pressure_dirty = true;
         }
         for state in self.pods.iter_mut().flatten() {
             if resized {
@@ -163,6 +164,9 @@ impl Engine {
                 &mut existing,
             );
         }
+        let until = crate::state::holding_until(&state.tracks, self.config.staleness());
+        state.arm(until);
+        state.pressure_dirty = true;
         let pods: Vec<PodId> = self.cluster.node_pods(node).to_vec();
         for pod in pods {
             self.refresh_pod(pod);
@@ -214,6 +218,17 @@ impl Engine {
                 &mut state.tracks,
             );
             state.roles = roles;
+        }
+        // A pod that moved here may bring a track that holds.
+        let until = crate::state::holding_until(&state.tracks, self.config.staleness());
+        if let Some(node) = self
+            .cluster
+            .pod_node(pod)
+            .and_then(|n| self.nodes.get_mut(n.index()))
+            .and_then(Option::as_mut)
+        {
+            node.arm(until);
+            node.pressure_dirty = true;
         }
     }
 }

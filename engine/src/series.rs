@@ -83,11 +83,33 @@ impl Series {
         (last - count + 1)..=last
     }
 
+    /// The buckets of [`Series::epochs`]`(end_ms, window_ms)`, oldest first: each epoch
+    /// with [`Series::at`] of it (the ring is walked, not indexed by division per bucket).
+    #[inline]
+    pub fn window(
+        &self,
+        end_ms: i64,
+        window_ms: u64,
+    ) -> impl Iterator<Item = (i64, Option<f64>)> + '_ {
+        let epochs = self.epochs(end_ms, window_ms);
+        let len = self.ring.len();
+        let mut slot = epochs.start().rem_euclid(len as i64) as usize;
+        epochs.map(move |epoch| {
+            let b = &self.ring[slot];
+            slot += 1;
+            if slot == len {
+                slot = 0;
+            }
+            let value = (b.epoch == epoch && b.count > 0).then(|| b.sum / f64::from(b.count));
+            (epoch, value)
+        })
+    }
+
     /// Mean of the bucket means in `(end_ms - window_ms, end_ms]`, with the bucket count.
     pub fn mean(&self, end_ms: i64, window_ms: u64) -> Option<(f64, usize)> {
         let (sum, n) = self
-            .epochs(end_ms, window_ms)
-            .filter_map(|e| self.at(e))
+            .window(end_ms, window_ms)
+            .filter_map(|(_, v)| v)
             .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
         (n > 0).then(|| (sum / n as f64, n))
     }

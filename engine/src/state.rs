@@ -113,6 +113,13 @@ impl Track {
         self.since.is_some() && now - self.last_ts <= self.cadence.stale_after(stale)
     }
 
+    /// The last time at which [`Track::holding`] is true until the next update (`None`
+    /// while the condition does not hold).
+    pub fn holding_until(&self, stale: impl Into<Staleness>) -> Option<i64> {
+        self.since
+            .map(|_| self.last_ts.saturating_add(self.cadence.stale_after(stale)))
+    }
+
     /// True when the condition has held for `sustained_for_ms` and the data is fresh at `now`.
     pub fn fired(&self, now: i64, sustained_for_ms: u64, stale: impl Into<Staleness>) -> bool {
         self.since
@@ -223,6 +230,20 @@ pub struct NodeState {
     pub last_action: Option<i64>,
     /// Time of the last dry-run action on one of its pods (cooldown of DryRun policies).
     pub last_dry_action: Option<i64>,
+    /// An upper bound on when a trigger track of the node or of its pods last holds (see
+    /// [`Track::holding_until`]): after it, and with no open episode, evaluating the node
+    /// changes nothing, so it is skipped. `None`: no track has held.
+    pub armed_until: Option<i64>,
+    /// The last time at which the node is not stale (`last_ts` plus its staleness bound),
+    /// kept with `last_ts` so the stale-feed breaker does not recompute it per node.
+    pub fresh_until: Option<i64>,
+    /// The latest [`Track::holding_until`] over the node's and its pods' tracks, exact
+    /// unless `pressure_dirty` (then recomputed on demand): what the storm breaker and
+    /// placement ask of every node, in O(1).
+    pub pressure_until: Option<i64>,
+    /// `pressure_until` may be wrong: a track that held the maximum was updated down, or
+    /// tracks were rebuilt or moved (recomputed at the node's next sample; scanned until).
+    pub pressure_dirty: bool,
 }
 
 impl NodeState {
@@ -233,6 +254,35 @@ impl NodeState {
             Mode::Enforce => self.last_action,
             Mode::DryRun => self.last_action.max(self.last_dry_action),
         }
+    }
+
+    /// Notes that a trigger track may hold until `until`.
+    pub fn arm(&mut self, until: Option<i64>) {
+        if let Some(u) = until {
+            self.armed_until = Some(self.armed_until.map_or(u, |a| a.max(u)));
+        }
+    }
+
+    /// Keeps `pressure_until` exact after one pod's (or the node's) tracks were updated:
+    /// `before` and `after` are their latest [`Track::holding_until`] before and after.
+    pub fn note_pressure(&mut self, before: Option<i64>, after: Option<i64>) {
+        if self.pressure_dirty {
+            return;
+        }
+        let cache = self.pressure_until;
+        let held_max = before.is_some() && before >= cache;
+        if !held_max || after >= cache {
+            // The maximum was elsewhere (unchanged), or these tracks still hold it.
+            self.pressure_until = cache.max(after);
+        } else {
+            self.pressure_dirty = true;
+        }
+    }
+
+    /// True when no trigger track of the node or of its pods can hold at `t` and no
+    /// episode is open: evaluating the node at `t` would change nothing.
+    pub fn idle_at(&self, t: i64) -> bool {
+        self.episodes.is_empty() && self.armed_until.is_none_or(|u| u < t)
     }
 
     /// Starts the cooldown after an action decided at `at` with `outcome`.
@@ -258,6 +308,11 @@ pub type Tracks = SmallVec<[Track; 2]>;
 
 /// The series of one pod or node, by metric, created on first value.
 pub type SeriesSet = SmallVec<[(MetricId, Series); 4]>;
+
+/// The latest [`Track::holding_until`] of `tracks`.
+pub fn holding_until(tracks: &[Track], stale: Staleness) -> Option<i64> {
+    tracks.iter().filter_map(|t| t.holding_until(stale)).max()
+}
 
 /// Applies one sample's values to a pod's or node's series and trigger tracks.
 /// `condition(track)` gives the trigger condition a track evaluates.

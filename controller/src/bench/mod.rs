@@ -9,8 +9,8 @@
 //! - [`ingest`]: with `--brokers`, Fulcrum's consume → decode → engine path against a bare
 //!   consumer reading the same topic.
 //!
-//! Not measured yet (planned): the decision latency from a consumed sample to the actuator;
-//! its JSON key is `null`.
+//! Decision latency is measured in the engine runs: from the message that let a decision be
+//! taken being consumed to the decision reaching an actuator thread (see [`engine`]).
 
 pub mod decode;
 pub mod engine;
@@ -28,13 +28,20 @@ use workload::Workload;
 pub enum Scale {
     /// 200 nodes / 6,000 pods: under a minute in a release build.
     Small,
+    /// 1,000 nodes / 30,000 pods, plus 100 nodes for the growth table.
+    Medium,
     /// 10,000 nodes / 300,000 pods, plus 100 and 1,000 nodes for the growth table: a few
     /// minutes in a release build.
     Full,
 }
 
-/// Ticks (10 s each) of every engine run: 10 minutes of event time.
+/// Ticks (10 s each) of every engine run at small and medium scale: 10 minutes of event
+/// time.
 pub const TICKS: u64 = 60;
+/// Ticks of every engine run at full scale: 5 minutes of event time (episodes start at
+/// minute 2 and are acted on or blocked from about minute 3), so that the run takes
+/// minutes on two cores.
+pub const FULL_TICKS: u64 = 30;
 /// Share of nodes interfering in a quiet run.
 pub const QUIET_SHARE: f64 = 0.02;
 /// Share of nodes interfering in the storm run.
@@ -64,17 +71,23 @@ pub struct BenchReport {
 pub fn run(scale: Scale, brokers: Option<&str>, mut progress: impl FnMut(&str)) -> BenchReport {
     let (nodes, growth_nodes, ingest_nodes): (usize, &[usize], usize) = match scale {
         Scale::Small => (200, &[], 200),
+        Scale::Medium => (1_000, &[100], 1_000),
         Scale::Full => (10_000, &[100, 1_000], 2_000),
     };
+    let ticks = if scale == Scale::Full {
+        FULL_TICKS
+    } else {
+        TICKS
+    };
     progress(&format!("engine, {nodes} nodes, quiet"));
-    let engine = engine::run(&Workload::new(nodes, QUIET_SHARE), TICKS);
+    let engine = engine::run(&Workload::new(nodes, QUIET_SHARE), ticks);
     progress(&format!("engine, {nodes} nodes, storm"));
-    let storm = engine::run(&Workload::new(nodes, STORM_SHARE), TICKS);
+    let storm = engine::run(&Workload::new(nodes, STORM_SHARE), ticks);
     let growth = growth_nodes
         .iter()
         .map(|&n| {
             progress(&format!("engine, {n} nodes, quiet"));
-            engine::run(&Workload::new(n, QUIET_SHARE), TICKS)
+            engine::run(&Workload::new(n, QUIET_SHARE), ticks)
         })
         .collect();
     let ingest = brokers.map(|b| {
@@ -130,7 +143,13 @@ impl BenchReport {
             .growth
             .iter()
             .chain([&self.engine])
-            .map(|r| json!({"pods": r.pods, "engine_samples_per_sec": r.rate()}))
+            .map(|r| {
+                json!({
+                    "pods": r.pods,
+                    "engine_samples_per_sec": r.rate(),
+                    "decision_latency_p99_ms": r.latency.p99_ms,
+                })
+            })
             .collect();
         json!({
             "machine": machine(),
@@ -153,7 +172,12 @@ impl BenchReport {
             "bare_consumer_samples_per_sec": self.ingest_rates().map(|r| r.bare),
             "ingest_ratio": self.ingest_rates().map(|r| r.fulcrum / r.bare.max(1e-9)),
             "ingest_error": self.ingest.as_ref().and_then(|r| r.as_ref().err()),
-            "decision_latency_p99_ms": null,
+            "decision_latency_p50_ms": self.latency().p50_ms,
+            "decision_latency_p99_ms": self.latency().p99_ms,
+            "decision_latency_max_ms": self.latency().max_ms,
+            "decision_latency_decisions": self.latency().count,
+            "quiet_decision_latency_p99_ms": self.engine.latency.p99_ms,
+            "storm_decision_latency_p99_ms": self.storm.latency.p99_ms,
         })
     }
 
@@ -205,8 +229,23 @@ impl BenchReport {
             Some(Err(e)) => out += &format!("  ingest from the broker failed: {e}\n"),
             None => out += "  ingest from a broker: not run (give --brokers HOST:PORT)\n",
         }
-        out += "  not measured yet: decision latency\n";
+        let l = self.latency();
+        out += &format!(
+            "  decision latency (consumed message to actuator, {} decisions): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n",
+            l.count, l.p50_ms, l.p99_ms, l.max_ms
+        );
         out
+    }
+
+    /// Decision latency over the quiet and the storm run: the larger of each figure.
+    pub fn latency(&self) -> engine::Latency {
+        let (q, s) = (self.engine.latency, self.storm.latency);
+        engine::Latency {
+            count: q.count + s.count,
+            p50_ms: q.p50_ms.max(s.p50_ms),
+            p99_ms: q.p99_ms.max(s.p99_ms),
+            max_ms: q.max_ms.max(s.max_ms),
+        }
     }
 
     fn ingest_rates(&self) -> Option<ingest::IngestRates> {

@@ -176,10 +176,17 @@ impl Workload {
         tick >= 12 && (node as f64) < self.interfering * self.nodes as f64
     }
 
-    /// Appends the samples of `tick` (one per pod, one per node) to `out`.
+    /// The offset of `node`'s samples in each period: agents are not synchronised, so
+    /// the nodes' sampling instants are spread evenly over the period.
+    fn phase(&self, node: usize) -> i64 {
+        (node as i64 * PERIOD_MS) / self.nodes.max(1) as i64
+    }
+
+    /// Appends the samples of `tick` (one per pod, one per node), node by node in time
+    /// order, to `out`: the samples of one node are `out[i * (PODS_PER_NODE + 1)..]`.
     pub fn tick<'a>(&'a self, tick: u64, out: &mut Vec<Sample<'a>>) {
-        let ts = T0_MS + tick as i64 * PERIOD_MS;
         for node in 0..self.nodes {
+            let ts = T0_MS + tick as i64 * PERIOD_MS + self.phase(node);
             let hot = self.interferes(node, tick);
             let node_name = Cow::Borrowed(self.node_names[node].as_str());
             for slot in 0..PODS_PER_NODE {
