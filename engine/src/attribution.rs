@@ -157,7 +157,7 @@ impl Engine {
                 // by its own cadence (see [`crate::cadence`]).
                 let fresh = state.cadence.stale_after(self.config.staleness());
                 let present = state.last_ts.is_some_and(|l| t - l <= fresh);
-                if let Some(step) = steps.iter().find(|s| s.pod == pod).filter(|_| present) {
+                for step in steps.iter().filter(|s| s.pod == pod && present) {
                     step.apply(&mut s, self.registry.name(step.metric));
                 }
                 Some(s)

@@ -33,9 +33,9 @@ pub struct EngineConfig {
     /// A pod's step at the onset counts when it is at least this fraction of the node's
     /// total increase of the metric.
     pub onset_dominance: f64,
-    /// Common mode: pods of the same kind on other nodes whose mean trend is removed from
-    /// the victim's signal and a pod's usage before they are correlated (a placebo, see
-    /// `placebo.rs`). 0 turns the removal off.
+    /// Common mode: pods of the same kind on other nodes (a placebo, see `placebo.rs`)
+    /// whose trend a correlation must beat, and whose step at the onset a pod's step must
+    /// clearly exceed (see `onset.rs`). 0 turns both tests off.
     pub placebo_pods: usize,
     /// Evaluations in a row (at least one bucket apart) that must name the same main
     /// explanation before anything is acted on or reported blocked.

@@ -70,6 +70,8 @@ mod tests_guards;
 #[cfg(test)]
 mod tests_modes;
 #[cfg(test)]
+mod tests_onset;
+#[cfg(test)]
 mod tests_placement;
 #[cfg(test)]
 mod tests_restore;

@@ -17,7 +17,10 @@
 //! steps, `onset_sigma` or more; drift is not an increase), and (4) it holds at
 //! least `min_usage_share` of the node's usage after the onset, and (5) it was already up
 //! at the onset (its first value after it is 3 standard deviations above its level
-//! before: a pod that stepped up later is not the cause). It is then ranked by that share. The test is made once per
+//! before: a pod that stepped up later is not the cause), and (6) it beats the placebo:
+//! pods of its kind on other nodes, which cannot be the cause, did not step comparably
+//! over the same periods (common mode, see [`Engine::onset_placebo`]). It is then ranked
+//! by that share. The test is made once per
 //! onset, at its first evaluation with data after the onset, and its answer is kept for
 //! the rest of the episode: repeated at every evaluation, it would get many chances to
 //! find a coincidence.
@@ -26,11 +29,11 @@ use fulcrum_policies::MetricId;
 
 use crate::align::{cadence, values};
 use crate::attribution::{Inputs, Scored, is_ratio};
-use crate::cluster::PodId;
+use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
 use crate::series::Series;
 use crate::significance::{Step, step};
-use crate::state::PodState;
+use crate::state::{PodState, Role};
 
 /// The least step of the victim's own signal, in standard deviations of its values before
 /// the onset, for the onset to be one.
@@ -51,11 +54,28 @@ pub(crate) struct OnsetStep {
     pub(crate) share_after: f64,
     /// Its fraction of the node's increase.
     pub(crate) of_increase: f64,
+    /// When pods of the same kind on other nodes stepped comparably (common mode, see
+    /// [`Engine::onset_placebo`]): how many were compared and their median step. The
+    /// step is then not evidence.
+    pub(crate) common_mode: Option<(usize, f64)>,
 }
 
 impl OnsetStep {
     /// Marks `scored` as counting through this step.
     pub(crate) fn apply(&self, scored: &mut Scored, metric_name: &str) {
+        if let Some((k, median)) = self.common_mode {
+            let metric = scored.metrics.iter_mut();
+            if let Some(m) = metric
+                .filter(|m| !m.significant)
+                .find(|m| m.metric == metric_name)
+            {
+                m.ignored = Some(format!(
+                    "common mode: stepped up {:.0} sd at the onset, as did pods of the same kind on other nodes ({k} of them, median step {median:.0} sd)",
+                    self.z
+                ));
+            }
+            return;
+        }
         if let Some(m) = scored.metrics.iter_mut().find(|m| m.metric == metric_name) {
             m.onset_step = Some(self.z);
             m.significant = true;
@@ -147,6 +167,7 @@ impl Engine {
                 .sum();
             let usage: f64 = steps.iter().map(|(_, s, _)| s.after.max(0.0)).sum();
             for (pod, s, early) in steps {
+                let class = self.class_of(p, pod);
                 let of_increase = (s.after - s.before) / increase;
                 let share_after = s.after / usage;
                 if early
@@ -160,6 +181,7 @@ impl Engine {
                         z: s.z,
                         share_after,
                         of_increase,
+                        common_mode: self.onset_placebo((p, inputs.node, class), m, &span, s.z)?,
                     });
                 }
             }
@@ -177,34 +199,82 @@ impl Engine {
     ) -> Option<Vec<(PodId, Step, bool)>> {
         let mut steps = Vec::new();
         for &pod in pods {
-            let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
-                continue;
-            };
-            let Some(series) = state.series(m) else {
-                continue;
-            };
-            let after = values(series, span.t, span.after_ms);
-            let period = self.sample_period_ms(state, series, span);
-            if after.is_empty() && span.after_ms < 2 * period {
-                return None;
+            if let Some((s, early)) = self.pod_step(pod, m, span)? {
+                steps.push((pod, s, early));
             }
-            // A sparse series is judged on as many of its own samples before the onset as
-            // a frequent one (at least `BEFORE_PERIODS` of its periods, as far back as its
-            // history is held), not on the one or two that fall in the window.
-            let before_ms = span.before_ms.max(BEFORE_PERIODS * period);
-            let mut before = values(series, span.before_end, before_ms);
-            let created = self.cluster.pod_info(pod).and_then(|i| i.created_ms);
-            if before.len() < 3 && created.is_some_and(|c| c > span.since - span.window as i64) {
-                before = vec![0.0; 3];
-            }
-            let (Some(s), Some(&first)) = (step(&before, &after), after.first()) else {
-                continue;
-            };
-            // Already up at the onset: a pod that stepped up later is not its cause.
-            let early = s.z.abs() > 1e-12 && first >= s.before + 3.0 * (s.after - s.before) / s.z;
-            steps.push((pod, s, early));
         }
         Some(steps)
+    }
+
+    /// One pod's step on metric `m` and whether it was already up at the onset: `None`
+    /// while it has not reported since the onset yet, `Some(None)` when it has no step.
+    fn pod_step(&self, pod: PodId, m: MetricId, span: &Span) -> Option<Option<(Step, bool)>> {
+        let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
+            return Some(None);
+        };
+        let Some(series) = state.series(m) else {
+            return Some(None);
+        };
+        let after = values(series, span.t, span.after_ms);
+        let period = self.sample_period_ms(state, series, span);
+        if after.is_empty() && span.after_ms < 2 * period {
+            return None;
+        }
+        // A sparse series is judged on as many of its own samples before the onset as
+        // a frequent one (at least `BEFORE_PERIODS` of its periods, as far back as its
+        // history is held), not on the one or two that fall in the window.
+        let before_ms = span.before_ms.max(BEFORE_PERIODS * period);
+        let mut before = values(series, span.before_end, before_ms);
+        let created = self.cluster.pod_info(pod).and_then(|i| i.created_ms);
+        if before.len() < 3 && created.is_some_and(|c| c > span.since - span.window as i64) {
+            before = vec![0.0; 3];
+        }
+        let (Some(s), Some(&first)) = (step(&before, &after), after.first()) else {
+            return Some(None);
+        };
+        // Already up at the onset: a pod that stepped up later is not its cause.
+        let early = s.z.abs() > 1e-12 && first >= s.before + 3.0 * (s.after - s.before) / s.z;
+        Some(Some((s, early)))
+    }
+
+    /// Common mode at the onset: the same step statistic for up to `placebo_pods` pods of
+    /// the kind of `class` on other nodes (see [`crate::placebo`]), which cannot be the
+    /// cause, over the same periods. A step of `z` is common mode when the median placebo
+    /// step is at least `z / 2`: half of the pods that cannot be the cause stepped
+    /// comparably (within the factor of 2 by which robust deviations of a dozen values
+    /// differ between like pods), while pods that did not step stay at a few sd, far
+    /// below `onset_sigma / 2`. `None` while a placebo pod has not reported since the
+    /// onset yet (judged at a later evaluation, as for the pods of the node);
+    /// `Some(None)`: no placebo pod with a step, or not common mode.
+    fn onset_placebo(
+        &self,
+        (p, node, class): (u16, NodeId, Option<u16>),
+        m: MetricId,
+        span: &Span,
+        z: f64,
+    ) -> Option<Option<(usize, f64)>> {
+        let k = self.config.placebo_pods;
+        let mut zs = Vec::new();
+        for pod in self.placebo_pods(p, node, class, m, span.t, k) {
+            if let Some((s, _)) = self.pod_step(pod, m, span)? {
+                zs.push(s.z);
+            }
+        }
+        if zs.is_empty() {
+            return Some(None);
+        }
+        zs.sort_by(f64::total_cmp);
+        let n = zs.len();
+        let median = (zs[(n - 1) / 2] + zs[n / 2]) / 2.0;
+        Some((median >= z / 2.0).then_some((n, median)))
+    }
+
+    /// The candidate class of `pod` for policy `p` (`None`: not a candidate).
+    fn class_of(&self, p: u16, pod: PodId) -> Option<u16> {
+        match self.pods.get(pod.index())?.as_ref()?.role(p) {
+            Some(Role::Candidate(c)) => Some(c),
+            _ => None,
+        }
     }
 }
 

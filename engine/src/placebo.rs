@@ -115,7 +115,7 @@ impl Engine {
 
     /// Up to `k` pods of the same kind as class `class` on other nodes covered by `p`, with
     /// samples of `m` in the window: one per node per round (see the module documentation).
-    fn placebo_pods(
+    pub(crate) fn placebo_pods(
         &self,
         p: u16,
         node: NodeId,
