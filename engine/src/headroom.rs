@@ -17,7 +17,10 @@
 //! A prediction above the trigger's threshold (the static `above`, or an outlier
 //! trigger's learned threshold once its baseline has `minSamples`) rejects the node.
 //! Victim-scope triggers (a latency, a CPI) cannot be predicted from usage: for them,
-//! placement keeps the rule that no trigger condition holds on the destination now.
+//! placement keeps the rule that no trigger condition holds on the destination now, and,
+//! with `EngineConfig::victim_headroom` (off by default), an empirical rule: the node's
+//! predicted usage of `R` must not exceed the highest it carried over the window with its
+//! victims of policies attributing on `R` calm (see [`crate::tolerated`]).
 
 use fulcrum_policies::MetricId;
 use fulcrum_policies::compile::Condition;
@@ -111,11 +114,14 @@ impl Engine {
                 }
             }
         }
+        if self.config.victim_headroom {
+            return self.untolerated(placing, dest);
+        }
         None
     }
 
     /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
-    fn armed_threshold(&self, track: &Track) -> Option<f64> {
+    pub(crate) fn armed_threshold(&self, track: &Track) -> Option<f64> {
         let trigger =
             &self.policies[track.policy as usize].policy.spec.triggers[track.trigger as usize];
         let threshold = match trigger.condition {
@@ -135,7 +141,7 @@ impl Engine {
 
     /// A node's current usage of `m`: its own series' mean over the window, else the sum
     /// of its pods' means.
-    fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+    pub(crate) fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
         let own = self
             .nodes
             .get(node.index())

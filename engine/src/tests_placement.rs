@@ -9,6 +9,9 @@ use super::decision::{Decision, Event, Outcome};
 use super::tests::{S, T0, labels, node, noise, pod, policy, sample, with_spec};
 use super::{Engine, EngineConfig};
 
+/// A pod reporting the same values every tick: node, (namespace, name), metrics.
+type Steady = (String, (String, String), Vec<(&'static str, f64)>);
+
 /// A cluster: `hogs` nodes `h0..` each with victim `shop/web-i` and antagonist
 /// `spark/hog-i` (plus a busy decoy), and destination nodes that report through agents.
 struct Cluster {
@@ -19,6 +22,8 @@ struct Cluster {
     /// Destinations whose agent uses memory bandwidth (4 units) and whose node reports
     /// `mem_bw_util` (the value given).
     loaded: Vec<(String, f64)>,
+    /// Pods on destinations reporting the same values every tick: (node, pod, metrics).
+    steady: Vec<Steady>,
 }
 
 impl Cluster {
@@ -51,6 +56,7 @@ impl Cluster {
             hogs,
             destinations: destinations.iter().map(|d| d.name.clone()).collect(),
             loaded: Vec::new(),
+            steady: Vec::new(),
         }
     }
 
@@ -100,6 +106,9 @@ impl Cluster {
                     self.engine
                         .offer(&sample(ts, d, None, &[("mem_bw_util", util)]));
                 }
+            }
+            for (n, (ns, name), metrics) in &self.steady {
+                self.engine.offer(&sample(ts, n, Some((ns, name)), metrics));
             }
             self.engine.advance_auto(&mut self.events);
         }
@@ -476,4 +485,71 @@ fn a_hog_is_never_migrated_where_its_usage_would_cross_a_trigger() {
         "{}",
         d[0].reason
     );
+}
+
+/// With victim headroom `on`, d-big (most CPU headroom) hosts `shop/calm` (labelled
+/// `class`) that reports a calm latency and little memory bandwidth; `second` adds a
+/// policy protecting `class: fragile` that attributes on `net_rx` only; without `latency`
+/// the victim reports no latency (no calm history).
+fn tolerated(
+    nodes: &[NodeInfo],
+    class: &str,
+    second: bool,
+    on: bool,
+    latency: bool,
+) -> Vec<Decision> {
+    let mut c = Cluster::new(1, nodes);
+    c.engine.config.victim_headroom = on;
+    c.engine.upsert_pod(pod("shop", "calm", "d-big", class));
+    if second {
+        let mut quiet = with_spec(policy(""), |s| {
+            s.victims.pod_selector.match_labels = Some([("class".into(), "fragile".into())].into());
+            s.attribution.metrics = vec!["net_rx".into()];
+        });
+        quiet.metadata.name = Some("quiet".into());
+        let invalid = c.engine.set_policies(&[policy(""), quiet]);
+        assert!(invalid.is_empty(), "{invalid:?}");
+    }
+    let mut metrics = vec![("mem_bw", 0.5), ("cpu", 0.2)];
+    if latency {
+        metrics.push(("latency_p99_ms", 40.0));
+    }
+    c.steady = vec![("d-big".into(), ("shop".into(), "calm".into()), metrics)];
+    c.run(&[]);
+    c.decisions().into_iter().cloned().collect()
+}
+
+#[test]
+fn a_hog_is_never_migrated_beyond_what_a_nodes_victims_were_seen_to_tolerate() {
+    let nodes = [sized("d-big", 32_000), sized("d-small", 8_000)];
+    // d-big's online victim has only ever run next to 0.5 of memory bandwidth; the hog's
+    // would take the node far beyond: d-small takes it.
+    let d = tolerated(&nodes, "online", false, true, true);
+    assert_eq!(d[0].outcome, Outcome::Executed, "{d:#?}");
+    assert_eq!(d[0].destination.as_deref(), Some("d-small"));
+    // Controls: no victim there, a victim whose policy does not attribute on memory
+    // bandwidth, or victim headroom off (the default): d-big, the roomier, is chosen.
+    for (class, second, on) in [
+        ("web", false, true),
+        ("fragile", true, true),
+        ("online", false, false),
+    ] {
+        let c = tolerated(&nodes, class, second, on, true);
+        assert_eq!(c[0].outcome, Outcome::Executed, "{class}: {c:#?}");
+        assert_eq!(c[0].destination.as_deref(), Some("d-big"), "{class}");
+    }
+    // With only the victim's node left, the Migrate is Blocked and says why.
+    let d = tolerated(&nodes[..1], "online", false, true, true);
+    assert_eq!(d[0].outcome, Outcome::Blocked, "{d:#?}");
+    let why = "1 would cross a trigger with the pod's usage (d-big: mem_bw would reach";
+    assert!(d[0].reason.contains(why), "{}", d[0].reason);
+    let why = "above the 0.500 the node carried with victim shop/calm of protect calm";
+    assert!(d[0].reason.contains(why), "{}", d[0].reason);
+    // A victim with no calm history (it reports no latency) is not exposed either.
+    let d = tolerated(&nodes, "online", false, true, false);
+    assert_eq!(d[0].destination.as_deref(), Some("d-small"), "{d:#?}");
+    let d = tolerated(&nodes[..1], "online", false, true, false);
+    assert_eq!(d[0].outcome, Outcome::Blocked, "{d:#?}");
+    let why = "the node has 0 calm points of victim shop/calm of protect (6 needed)";
+    assert!(d[0].reason.contains(why), "{}", d[0].reason);
 }
