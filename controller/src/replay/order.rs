@@ -134,23 +134,32 @@ pub enum OrderError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_sorted_by_node_is_sorted_by_time_and_an_ordered_one_streams() {
-        let dir = std::env::temp_dir().join(format!("fulcrum-order-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let t0 = 1_764_151_200_000i64;
-        let line = |node: &str, i: i64| {
-            format!(
-                r#"{{"schema":"fulcrum.metrics/v1","ts":{},"node":"{node}","metrics":{{"cpu_util":0.5}}}}"#,
-                t0 + i * 60_000
-            )
-        };
+    const T0: i64 = 1_764_151_200_000;
+
+    /// One sample line of `node` at minute `i` after [`T0`].
+    fn line(node: &str, i: i64) -> String {
+        format!(
+            r#"{{"schema":"fulcrum.metrics/v1","ts":{},"node":"{node}","metrics":{{"cpu_util":0.5}}}}"#,
+            T0 + i * 60_000
+        )
+    }
+
+    /// Writes ten minutes of nodes `a` and `b`, sorted by node (not by time), in `dir`.
+    fn write_by_node(dir: &std::path::Path) -> std::path::PathBuf {
         let by_node: Vec<String> = ["a", "b"]
             .iter()
             .flat_map(|n| (0..10).map(move |i| line(n, i)))
             .collect();
         let path = dir.join("by-node.jsonl");
         std::fs::write(&path, by_node.join("\n")).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_sorted_by_node_is_sorted_by_time_and_an_ordered_one_streams() {
+        let dir = std::env::temp_dir().join(format!("fulcrum-order-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (t0, path) = (T0, write_by_node(&dir));
         let Ordered::Sorted(lines, disorder) = order_events(&path, 15_000, t0).unwrap() else {
             panic!("a file sorted by node must be sorted");
         };
@@ -170,19 +179,7 @@ mod tests {
     fn over_the_sort_limit_a_file_out_of_order_is_an_error_and_one_in_order_streams() {
         let dir = std::env::temp_dir().join(format!("fulcrum-order-limit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let t0 = 1_764_151_200_000i64;
-        let line = |node: &str, i: i64| {
-            format!(
-                r#"{{"schema":"fulcrum.metrics/v1","ts":{},"node":"{node}","metrics":{{"cpu_util":0.5}}}}"#,
-                t0 + i * 60_000
-            )
-        };
-        let by_node: Vec<String> = ["a", "b"]
-            .iter()
-            .flat_map(|n| (0..10).map(move |i| line(n, i)))
-            .collect();
-        let path = dir.join("by-node.jsonl");
-        std::fs::write(&path, by_node.join("\n")).unwrap();
+        let (t0, path) = (T0, write_by_node(&dir));
         let size = std::fs::metadata(&path).unwrap().len();
         match order_events_within(&path, 15_000, t0, size - 1) {
             Err(OrderError::TooLargeToSort {

@@ -336,13 +336,24 @@ fn into_owned_keeps_every_field() {
 /// (ts, node, optional (namespace, pod name), metrics) of a valid sample.
 type SampleParts = (i64, String, Option<(String, String)>, Vec<(String, f64)>);
 
+/// A generated value made valid for its name: names that document a fraction (`psi_*`,
+/// `*_util`, `*_ratio`) get one in 0..1 (any other value is rightly rejected).
+fn valid_value((name, value): (String, f64)) -> (String, f64) {
+    if range::is_fraction(&name) {
+        let fraction = value.abs() / 1e12;
+        (name, fraction)
+    } else {
+        (name, value)
+    }
+}
+
 fn arb_sample() -> impl Strategy<Value = SampleParts> {
     (
         MIN_TS_MS..NOW,
         "[a-z][a-z0-9-]{0,20}[a-z0-9]",
         proptest::option::of(("[a-z][a-z0-9]{0,10}", "[a-z][a-z0-9-]{0,20}[a-z0-9]")),
         proptest::collection::btree_map("[a-z][a-z0-9_]{0,12}", -1e12f64..1e12, 1..12)
-            .prop_map(|m| m.into_iter().collect::<Vec<_>>()),
+            .prop_map(|m| m.into_iter().map(valid_value).collect::<Vec<_>>()),
     )
 }
 
