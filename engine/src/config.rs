@@ -51,11 +51,6 @@ pub struct EngineConfig {
     /// A sample more than this far ahead of the newest sample so far is dropped: one
     /// broken clock must not make every other sample late.
     pub max_forward_jump_ms: u64,
-    /// Placement also keeps headroom for victims: a hog of `R` is not migrated onto a node
-    /// hosting victims of a policy attributing on `R` beyond the usage of `R` that node
-    /// carried with them calm (see `tolerated.rs`). Off by default: where every node hosts
-    /// such victims, a hog is rarely seen to be tolerated anywhere, so it blocks Migrates.
-    pub victim_headroom: bool,
 }
 
 impl Default for EngineConfig {
@@ -77,7 +72,6 @@ impl Default for EngineConfig {
             storm_min_nodes: 3,
             stale_fraction: 0.5,
             max_forward_jump_ms: 600_000,
-            victim_headroom: false,
         }
     }
 }

@@ -17,10 +17,10 @@
 //! A prediction above the trigger's threshold (the static `above`, or an outlier
 //! trigger's learned threshold once its baseline has `minSamples`) rejects the node.
 //! Victim-scope triggers (a latency, a CPI) cannot be predicted from usage: for them,
-//! placement keeps the rule that no trigger condition holds on the destination now, and,
-//! with `EngineConfig::victim_headroom` (off by default), an empirical rule: the node's
-//! predicted usage of `R` must not exceed the highest it carried over the window with its
-//! victims of policies attributing on `R` calm (see [`crate::tolerated`]).
+//! placement keeps the rule that no trigger condition holds on the destination now, and an
+//! evidence-based one: where victims of a policy attributing on `R` run, the node's
+//! predicted usage of `R` must stay below the source node's usage of `R` over the window,
+//! the level that just made a victim cross a trigger (see [`crate::tolerated`]).
 
 use fulcrum_policies::MetricId;
 use fulcrum_policies::compile::Condition;
@@ -85,8 +85,12 @@ impl Engine {
 
     /// Why `placing` on `dest` would push it over a trigger, if it would.
     pub(crate) fn would_cross(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
-        let state = self.nodes.get(dest.index()).and_then(Option::as_ref)?;
-        for track in &state.tracks {
+        let tracks = self
+            .nodes
+            .get(dest.index())
+            .and_then(Option::as_ref)
+            .map_or(&[][..], |s| &s.tracks[..]);
+        for track in tracks {
             let Some(threshold) = self.armed_threshold(track) else {
                 continue;
             };
@@ -114,10 +118,7 @@ impl Engine {
                 }
             }
         }
-        if self.config.victim_headroom {
-            return self.untolerated(placing, dest);
-        }
-        None
+        self.untolerated(placing, dest)
     }
 
     /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
