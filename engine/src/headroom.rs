@@ -17,7 +17,10 @@
 //! A prediction above the trigger's threshold (the static `above`, or an outlier
 //! trigger's learned threshold once its baseline has `minSamples`) rejects the node.
 //! Victim-scope triggers (a latency, a CPI) cannot be predicted from usage: for them,
-//! placement keeps the rule that no trigger condition holds on the destination now.
+//! placement keeps the rule that no trigger condition holds on the destination now, and an
+//! evidence-based one: where victims of a policy attributing on `R` run, the node's
+//! predicted usage of `R` must stay below the source node's usage of `R` over the window,
+//! the level that just made a victim cross a trigger (see [`crate::tolerated`]).
 
 use fulcrum_policies::MetricId;
 use fulcrum_policies::compile::Condition;
@@ -82,8 +85,12 @@ impl Engine {
 
     /// Why `placing` on `dest` would push it over a trigger, if it would.
     pub(crate) fn would_cross(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
-        let state = self.nodes.get(dest.index()).and_then(Option::as_ref)?;
-        for track in &state.tracks {
+        let tracks = self
+            .nodes
+            .get(dest.index())
+            .and_then(Option::as_ref)
+            .map_or(&[][..], |s| &s.tracks[..]);
+        for track in tracks {
             let Some(threshold) = self.armed_threshold(track) else {
                 continue;
             };
@@ -111,11 +118,11 @@ impl Engine {
                 }
             }
         }
-        None
+        self.untolerated(placing, dest)
     }
 
     /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
-    fn armed_threshold(&self, track: &Track) -> Option<f64> {
+    pub(crate) fn armed_threshold(&self, track: &Track) -> Option<f64> {
         let trigger =
             &self.policies[track.policy as usize].policy.spec.triggers[track.trigger as usize];
         let threshold = match trigger.condition {
@@ -135,7 +142,7 @@ impl Engine {
 
     /// A node's current usage of `m`: its own series' mean over the window, else the sum
     /// of its pods' means.
-    fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+    pub(crate) fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
         let own = self
             .nodes
             .get(node.index())

@@ -49,6 +49,7 @@ pub mod series;
 mod significance;
 mod state;
 mod stats;
+mod tolerated;
 
 pub use cluster::{ClusterIndex, ClusterUpdate, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
 pub use config::EngineConfig;

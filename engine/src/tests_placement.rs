@@ -9,6 +9,9 @@ use super::decision::{Decision, Event, Outcome};
 use super::tests::{S, T0, labels, node, noise, pod, policy, sample, with_spec};
 use super::{Engine, EngineConfig};
 
+/// A pod reporting the same values every tick: node, (namespace, name), metrics.
+type Steady = (String, (String, String), Vec<(&'static str, f64)>);
+
 /// A cluster: `hogs` nodes `h0..` each with victim `shop/web-i` and antagonist
 /// `spark/hog-i` (plus a busy decoy), and destination nodes that report through agents.
 struct Cluster {
@@ -19,6 +22,8 @@ struct Cluster {
     /// Destinations whose agent uses memory bandwidth (4 units) and whose node reports
     /// `mem_bw_util` (the value given).
     loaded: Vec<(String, f64)>,
+    /// Pods on destinations reporting the same values every tick: (node, pod, metrics).
+    steady: Vec<Steady>,
 }
 
 impl Cluster {
@@ -51,6 +56,7 @@ impl Cluster {
             hogs,
             destinations: destinations.iter().map(|d| d.name.clone()).collect(),
             loaded: Vec::new(),
+            steady: Vec::new(),
         }
     }
 
@@ -100,6 +106,9 @@ impl Cluster {
                     self.engine
                         .offer(&sample(ts, d, None, &[("mem_bw_util", util)]));
                 }
+            }
+            for (n, (ns, name), metrics) in &self.steady {
+                self.engine.offer(&sample(ts, n, Some((ns, name)), metrics));
             }
             self.engine.advance_auto(&mut self.events);
         }
@@ -476,4 +485,54 @@ fn a_hog_is_never_migrated_where_its_usage_would_cross_a_trigger() {
         "{}",
         d[0].reason
     );
+}
+
+/// d-big (most CPU headroom) hosts `shop/calm` (labelled `class`) that reports a calm
+/// latency and `bw` of memory bandwidth; `second` adds a policy protecting `class:
+/// fragile` that attributes on `net_rx` only.
+fn tolerated(nodes: &[NodeInfo], class: &str, second: bool, bw: f64) -> Vec<Decision> {
+    let mut c = Cluster::new(1, nodes);
+    c.engine.upsert_pod(pod("shop", "calm", "d-big", class));
+    if second {
+        let mut quiet = with_spec(policy(""), |s| {
+            s.victims.pod_selector.match_labels = Some([("class".into(), "fragile".into())].into());
+            s.attribution.metrics = vec!["net_rx".into()];
+        });
+        quiet.metadata.name = Some("quiet".into());
+        let invalid = c.engine.set_policies(&[policy(""), quiet]);
+        assert!(invalid.is_empty(), "{invalid:?}");
+    }
+    let metrics = vec![("mem_bw", bw), ("cpu", 0.2), ("latency_p99_ms", 40.0)];
+    c.steady = vec![("d-big".into(), ("shop".into(), "calm".into()), metrics)];
+    c.run(&[]);
+    c.decisions().into_iter().cloned().collect()
+}
+
+#[test]
+fn a_hog_is_never_migrated_where_its_victims_would_reach_the_level_that_hurt_them() {
+    let nodes = [sized("d-big", 32_000), sized("d-small", 8_000)];
+    // On h0 the hog ran next to a decoy using ~2 of memory bandwidth. d-big's online
+    // victim runs next to 3: with the hog's added, d-big would reach more than h0 carried
+    // when web-0 crossed its trigger. d-small takes it.
+    let d = tolerated(&nodes, "online", false, 3.0);
+    assert_eq!(d[0].outcome, Outcome::Executed, "{d:#?}");
+    assert_eq!(d[0].destination.as_deref(), Some("d-small"));
+    // Controls: no victim there, a victim whose policy does not attribute on memory
+    // bandwidth, or a victim whose node stays below h0's level: d-big, the roomier.
+    for (class, second, bw) in [
+        ("web", false, 3.0),
+        ("fragile", true, 3.0),
+        ("online", false, 0.5),
+    ] {
+        let c = tolerated(&nodes, class, second, bw);
+        assert_eq!(c[0].outcome, Outcome::Executed, "{class}: {c:#?}");
+        assert_eq!(c[0].destination.as_deref(), Some("d-big"), "{class} {bw}");
+    }
+    // With only the victim's node left, the Migrate is Blocked and says why.
+    let d = tolerated(&nodes[..1], "online", false, 3.0);
+    assert_eq!(d[0].outcome, Outcome::Blocked, "{d:#?}");
+    let why = "1 would cross a trigger with the pod's usage (d-big: mem_bw would reach";
+    assert!(d[0].reason.contains(why), "{}", d[0].reason);
+    let why = "on h0 that made its victims cross a trigger, next to victim shop/calm of protect";
+    assert!(d[0].reason.contains(why), "{}", d[0].reason);
 }
