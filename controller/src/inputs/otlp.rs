@@ -289,16 +289,9 @@ impl<'a> Walk<'_, 'a> {
         resource: &'a [KeyValue],
         at: (usize, usize, usize),
     ) {
-        let Some(rule) = self.converter.rule(name, |k| attribute(&p.attributes, k)) else {
+        let Some((rule, target)) = self.mapped(name, &p.attributes, p.flags, resource) else {
             return;
         };
-        let Some(target) = self.target(resource) else {
-            return;
-        };
-        if p.flags & NO_RECORDED_VALUE != 0 {
-            self.converter.stats.stale += 1;
-            return;
-        }
         let value = match p.value {
             Some(Value::AsDouble(v)) => v,
             Some(Value::AsInt(v)) => v as f64,
@@ -338,16 +331,9 @@ impl<'a> Walk<'_, 'a> {
         resource: &'a [KeyValue],
         at: (usize, usize, usize),
     ) {
-        let Some(rule) = self.converter.rule(name, |k| attribute(&p.attributes, k)) else {
+        let Some((rule, target)) = self.mapped(name, &p.attributes, p.flags, resource) else {
             return;
         };
-        let Some(target) = self.target(resource) else {
-            return;
-        };
-        if p.flags & NO_RECORDED_VALUE != 0 {
-            self.converter.stats.stale += 1;
-            return;
-        }
         if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
             let problem = Problem::WrongType {
                 expected: "one more bucket count than explicit bounds",
@@ -387,14 +373,27 @@ impl<'a> Walk<'_, 'a> {
         resource: &'a [KeyValue],
         at: (usize, usize, usize),
     ) -> Option<(Target<'static>, TargetRef<'a>, i64, Option<i64>)> {
+        let (rule, target) = self.mapped(name, attributes, flags, resource)?;
+        let (ts_ms, start_ms) = self.times(time, start, at)?;
+        Some((rule, target, ts_ms, start_ms))
+    }
+
+    /// Rule and target of a point that carries a value, or `None` (unmapped, without its
+    /// resource attributes, or stale: counted).
+    fn mapped(
+        &mut self,
+        name: &'a str,
+        attributes: &'a [KeyValue],
+        flags: u32,
+        resource: &'a [KeyValue],
+    ) -> Option<(Target<'static>, TargetRef<'a>)> {
         let rule = self.converter.rule(name, |k| attribute(attributes, k))?;
         let target = self.target(resource)?;
         if flags & NO_RECORDED_VALUE != 0 {
             self.converter.stats.stale += 1;
             return None;
         }
-        let (ts_ms, start_ms) = self.times(time, start, at)?;
-        Some((rule, target, ts_ms, start_ms))
+        Some((rule, target))
     }
 
     fn exponential(
