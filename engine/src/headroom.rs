@@ -22,8 +22,11 @@
 //! predicted usage of `R` must stay below the source node's usage of `R` over the window,
 //! the level that just made a victim cross a trigger (see [`crate::tolerated`]).
 
+use std::cell::RefCell;
+
 use fulcrum_policies::MetricId;
 use fulcrum_policies::compile::Condition;
+use smallvec::SmallVec;
 
 use crate::attribution::is_ratio;
 use crate::cluster::{NodeId, PodId};
@@ -63,6 +66,35 @@ pub(crate) struct Placing<'a> {
     pub(crate) source: NodeId,
     pub(crate) t: i64,
     pub(crate) window: u64,
+    /// The source node's usages, computed once for every destination tried.
+    pub(crate) source_memo: &'a UsageMemo,
+}
+
+/// Node usages already computed for one placement: each is a pure function of the
+/// engine's state, the node, the metric and the window, so it is computed once per node
+/// and metric rather than once per trigger track and load that asks for it.
+#[derive(Default)]
+pub(crate) struct UsageMemo(RefCell<SmallVec<[Memoised; 8]>>);
+
+/// One memoised usage: the node, the metric, whether only its pods' series were summed,
+/// and the value.
+type Memoised = (NodeId, MetricId, bool, f64);
+
+impl UsageMemo {
+    /// The value memoised for `(node, m, pods_only)`, computed by `f` the first time.
+    fn get(&self, key: (NodeId, MetricId, bool), f: impl FnOnce() -> f64) -> f64 {
+        let found = self
+            .0
+            .borrow()
+            .iter()
+            .find(|(n, m, o, _)| (*n, *m, *o) == key)
+            .map(|e| e.3);
+        found.unwrap_or_else(|| {
+            let v = f();
+            self.0.borrow_mut().push((key.0, key.1, key.2, v));
+            v
+        })
+    }
 }
 
 impl Engine {
@@ -85,6 +117,7 @@ impl Engine {
 
     /// Why `placing` on `dest` would push it over a trigger, if it would.
     pub(crate) fn would_cross(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
+        let memo = UsageMemo::default();
         let tracks = self
             .nodes
             .get(dest.index())
@@ -98,9 +131,9 @@ impl Engine {
             for load in placing.load {
                 let resource = self.registry.name(load.metric);
                 let predicted = if track.metric == load.metric {
-                    self.node_usage(dest, load.metric, placing) + load.usage
+                    self.node_usage(dest, load.metric, placing, &memo) + load.usage
                 } else if name.ends_with("_util") && stem(name) == stem(resource) {
-                    let Some(p) = self.predicted_util(dest, track, *load, placing) else {
+                    let Some(p) = self.predicted_util(dest, track, *load, placing, &memo) else {
                         continue;
                     };
                     p
@@ -118,7 +151,7 @@ impl Engine {
                 }
             }
         }
-        self.untolerated(placing, dest)
+        self.untolerated(placing, dest, &memo)
     }
 
     /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
@@ -141,19 +174,43 @@ impl Engine {
     }
 
     /// A node's current usage of `m`: its own series' mean over the window, else the sum
-    /// of its pods' means.
-    pub(crate) fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
-        let own = self
-            .nodes
-            .get(node.index())
-            .and_then(Option::as_ref)
-            .and_then(|s| s.series(m))
-            .and_then(|s| s.mean(placing.t, placing.window));
-        own.map_or_else(|| self.pods_usage(node, m, placing), |(mean, _)| mean)
+    /// of its pods' means. Memoised in `memo` (the source node's in `placing`).
+    pub(crate) fn node_usage(
+        &self,
+        node: NodeId,
+        m: MetricId,
+        placing: Placing<'_>,
+        memo: &UsageMemo,
+    ) -> f64 {
+        let memo = if node == placing.source {
+            placing.source_memo
+        } else {
+            memo
+        };
+        memo.get((node, m, false), || {
+            let own = self
+                .nodes
+                .get(node.index())
+                .and_then(Option::as_ref)
+                .and_then(|s| s.series(m))
+                .and_then(|s| s.mean(placing.t, placing.window));
+            own.map_or_else(|| self.pods_usage(node, m, placing, memo), |(mean, _)| mean)
+        })
     }
 
-    /// The sum of the means of the pods on `node` of `m` over the window.
-    fn pods_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+    /// The sum of the means of the pods on `node` of `m` over the window, memoised in
+    /// `memo` (the source node's in `placing`).
+    fn pods_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>, memo: &UsageMemo) -> f64 {
+        let memo = if node == placing.source {
+            placing.source_memo
+        } else {
+            memo
+        };
+        memo.get((node, m, true), || self.pods_usage_now(node, m, placing))
+    }
+
+    /// [`Engine::pods_usage`], computed.
+    fn pods_usage_now(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
         self.cluster
             .node_pods(node)
             .iter()
@@ -173,6 +230,7 @@ impl Engine {
         track: &Track,
         load: Load,
         placing: Placing<'_>,
+        memo: &UsageMemo,
     ) -> Option<f64> {
         let util = |node: NodeId| {
             self.nodes
@@ -183,14 +241,14 @@ impl Engine {
                 .map(|(mean, _)| mean)
         };
         let current = util(dest).unwrap_or(track.last_value);
-        let used = self.pods_usage(dest, load.metric, placing);
+        let used = self.pods_usage(dest, load.metric, placing, memo);
         if used > 0.0 && current > 0.0 {
             return Some(current * (used + load.usage) / used);
         }
         // Capacity as seen on the source node.
         let (u_src, s_src) = (
             util(placing.source)?,
-            self.pods_usage(placing.source, load.metric, placing),
+            self.pods_usage(placing.source, load.metric, placing, memo),
         );
         (u_src > 0.0 && s_src > 0.0).then(|| current + load.usage * u_src / s_src)
     }

@@ -14,7 +14,7 @@
 
 use crate::cluster::{NodeId, NodeInfo, PodId, PodInfo, Resources};
 use crate::engine::Engine;
-use crate::headroom::Placing;
+use crate::headroom::{Placing, UsageMemo};
 
 /// How long a decided Migrate's replacement counts against its predicted destination.
 pub const PENDING_MS: i64 = 300_000;
@@ -62,11 +62,13 @@ impl Engine {
             return Err("pod vanished".into());
         };
         let load = self.hog_load(p, pod, t);
+        let source_memo = UsageMemo::default();
         let placing = Placing {
             load: &load,
             source,
             t,
             window: self.policies[p as usize].policy.spec.attribution.window_ms,
+            source_memo: &source_memo,
         };
         let mut no = Rejections::default();
         // Best first: not repelled by a PreferNoSchedule taint, then the most CPU
