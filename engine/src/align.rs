@@ -70,6 +70,58 @@ fn on_grid(s: &Series, end_ms: i64, window_ms: u64, step: i64) -> Grid {
     out
 }
 
+/// A victim's signal prepared once for aligning many series against it over one window:
+/// its cadence, and its grid per grid step (computed on first use). Pairing a series with
+/// it gives exactly the columns of [`aligned`]`(&[signal, series], ..)`.
+pub struct SignalGrid<'a> {
+    signal: &'a Series,
+    end_ms: i64,
+    window_ms: u64,
+    cadence: i64,
+    grids: SmallVec<[(i64, Grid); 2]>,
+}
+
+impl<'a> SignalGrid<'a> {
+    /// Prepares `signal` over `(end_ms - window_ms, end_ms]`.
+    pub fn new(signal: &'a Series, end_ms: i64, window_ms: u64) -> Self {
+        Self {
+            signal,
+            end_ms,
+            window_ms,
+            cadence: cadence(signal, end_ms, window_ms),
+            grids: SmallVec::new(),
+        }
+    }
+
+    /// The signal and `s` on their common grid, written into `a` (the signal) and `b`
+    /// (cleared first): the two columns of [`aligned`]`(&[signal, s], ..)`.
+    pub fn pair(&mut self, s: &Series, a: &mut Vec<f64>, b: &mut Vec<f64>) {
+        let (end_ms, window_ms) = (self.end_ms, self.window_ms);
+        let step = self.cadence.max(cadence(s, end_ms, window_ms));
+        let grid = on_grid(s, end_ms, window_ms, step);
+        let at = match self.grids.iter().position(|(k, _)| *k == step) {
+            Some(i) => i,
+            None => {
+                let g = on_grid(self.signal, end_ms, window_ms, step);
+                self.grids.push((step, g));
+                self.grids.len() - 1
+            }
+        };
+        let sig = &self.grids[at].1;
+        a.clear();
+        b.clear();
+        for (x, y) in sig.iter().zip(grid.iter()) {
+            // Both have a value here and at least one was observed in the cell.
+            if let (Some((x, seen_x)), Some((y, seen_y))) = (x, y)
+                && (*seen_x || *seen_y)
+            {
+                a.push(*x);
+                b.push(*y);
+            }
+        }
+    }
+}
+
 /// The series on a common grid over `(end_ms - window_ms, end_ms]`: one row per grid
 /// point, one column per series (in the order given), oldest first. See the module rule.
 pub fn aligned(series: &[&Series], end_ms: i64, window_ms: u64) -> Vec<Vec<f64>> {
@@ -138,5 +190,32 @@ mod tests {
         }
         let cols = aligned(&[&a, &b], 199_999, 200_000);
         assert_eq!(cols[0].len(), 6, "{cols:?}");
+    }
+
+    #[test]
+    fn a_prepared_signal_pairs_exactly_as_aligned() {
+        // Series of three cadences (10 s, 30 s, 60 s) and offsets, paired with a 15 s
+        // signal: the same columns as `aligned`, whichever order the steps come in.
+        let mut signal = Series::new(600_000, 10_000);
+        for i in 0..40 {
+            signal.push(3_000 + i * 15_000, (i % 5) as f64 + 0.5 * i as f64);
+        }
+        let mut others = Vec::new();
+        for (every, offset) in [(60_000, 45_000), (10_000, 0), (30_000, 7_000), (60_000, 1)] {
+            let mut s = Series::new(600_000, 10_000);
+            for i in 0..600_000 / every {
+                s.push(offset + i * every, ((i * 7) % 11) as f64);
+            }
+            others.push(s);
+        }
+        let end = 599_999;
+        let mut grid = SignalGrid::new(&signal, end, 300_000);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for s in &others {
+            grid.pair(s, &mut a, &mut b);
+            let cols = aligned(&[&signal, s], end, 300_000);
+            assert!(a.len() >= 4, "{a:?}");
+            assert_eq!((&a, &b), (&cols[0], &cols[1]));
+        }
     }
 }

@@ -23,14 +23,14 @@
 use fulcrum_policies::MetricId;
 use fulcrum_policies::spec::AttributionMethod;
 
-use crate::align::aligned;
+use crate::align::SignalGrid;
 use crate::cluster::{NodeId, PodId};
 use crate::decision::{CandidateScore, CommonMode, MetricScore};
 use crate::engine::Engine;
 use crate::guards::Exclusion;
 use crate::placebo::{Placebo, Placebos};
 use crate::series::Series;
-use crate::significance::{p_above, p_positive, pearson};
+use crate::significance::{Paired, p_above, p_positive, pearson};
 use crate::state::{PodState, Role};
 
 /// A co-located pod with its score and, if it cannot be acted on, why.
@@ -51,6 +51,14 @@ pub(crate) struct Scored {
     /// How much of the degradation it explains: `r²` of its best correlation, or its
     /// fraction of the node's increase at the onset.
     pub(crate) explains: Option<f64>,
+}
+
+/// The pod being scored: who, its class, its state, and where its window means are.
+struct PodContext<'a> {
+    pod: PodId,
+    class: Option<u16>,
+    state: &'a PodState,
+    means: (&'a Means, usize),
 }
 
 /// The attribution of one evaluation: every scored pod and the significance level used.
@@ -75,6 +83,46 @@ pub(crate) struct Inputs<'a> {
     pub(crate) since: i64,
     pub(crate) victim: Option<PodId>,
     pub(crate) signal: Option<&'a Series>,
+}
+
+/// The victim's signal prepared once per evaluation, and the columns every pairing with it
+/// is written into (reused: no allocation per pod and metric).
+pub(crate) struct Pairing<'a> {
+    grid: SignalGrid<'a>,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl<'a> Pairing<'a> {
+    /// `signal` over the window ending at `t`.
+    pub(crate) fn new(signal: &'a Series, t: i64, window_ms: u64) -> Self {
+        Self {
+            grid: SignalGrid::new(signal, t, window_ms),
+            a: Vec::new(),
+            b: Vec::new(),
+        }
+    }
+
+    /// The points `s` shares with the signal on their grid, and their correlation: as
+    /// [`pearson`] of the columns of `aligned(&[signal, s], ..)`.
+    pub(crate) fn correlate(&mut self, s: &Series) -> (usize, Option<Paired>) {
+        self.grid.pair(s, &mut self.a, &mut self.b);
+        (self.a.len(), pearson(&self.a, &self.b))
+    }
+}
+
+/// The window means of every (explaining pod, attribution metric) of one evaluation,
+/// computed once: the node's totals, each pod's share and its evidence all use them.
+struct Means {
+    metrics: usize,
+    values: Vec<Option<(f64, usize)>>,
+}
+
+impl Means {
+    /// The mean of the `i`-th pod's `j`-th attribution metric.
+    fn get(&self, i: usize, j: usize) -> Option<(f64, usize)> {
+        self.values.get(i * self.metrics + j).copied().flatten()
+    }
 }
 
 /// True for metrics whose values are ratios or utilisations, not additive usage: their
@@ -129,40 +177,50 @@ impl Engine {
             AttributionMethod::Correlation => self.onset_steps(inputs, &pods),
             AttributionMethod::Usage => Vec::new(),
         };
-        let totals = self.node_usage_totals(p, &pods, t);
-        let placebos = self.placebos(inputs, &pods);
+        let means = self.window_means(p, &pods, t);
+        let totals = self.node_usage_totals(p, pods.len(), &means);
+        let spec = &self.policies[p as usize].policy.spec;
+        let window = spec.attribution.window_ms;
+        let mut pairing = inputs.signal.map(|sig| Pairing::new(sig, t, window));
+        let placebos = self.placebos(inputs, &pods, pairing.as_mut());
         let spec = &self.policies[p as usize].policy.spec;
         let tests = (pods.len() * spec.attribution.metrics.len()).max(1);
-        let window = spec.attribution.window_ms.max(1);
+        let window = window.max(1);
         let window_index = 1 + (t - inputs.since).max(0) as u64 / window;
         let k = window_index as f64;
         let level = self.config.false_blame_rate / (k * (k + 1.0)) / tests as f64;
-        let mut scored: Vec<Scored> = pods
-            .iter()
-            .filter_map(|&pod| {
-                let state = self.pods.get(pod.index())?.as_ref()?;
-                let class = match state.role(p) {
-                    Some(Role::Candidate(c)) => Some(c),
-                    _ => None,
-                };
-                let excluded = self.exclusion(p, pod, t).or_else(|| {
-                    class
-                        .is_none()
-                        .then(|| Exclusion::never("not a candidate of this policy"))
-                });
-                let mut s = self.score_pod(inputs, (pod, class), state, &totals, level, &placebos);
-                s.class = class;
-                s.excluded = excluded;
-                // A step at the onset counts while the pod is still there: fresh samples,
-                // by its own cadence (see [`crate::cadence`]).
-                let fresh = state.cadence.stale_after(self.config.staleness());
-                let present = state.last_ts.is_some_and(|l| t - l <= fresh);
-                for step in steps.iter().filter(|s| s.pod == pod && present) {
-                    step.apply(&mut s, self.registry.name(step.metric));
-                }
-                Some(s)
-            })
-            .collect();
+        let mut scored: Vec<Scored> = Vec::with_capacity(pods.len());
+        for (i, &pod) in pods.iter().enumerate() {
+            let Some(state) = self.pods.get(pod.index()).and_then(Option::as_ref) else {
+                continue;
+            };
+            let class = match state.role(p) {
+                Some(Role::Candidate(c)) => Some(c),
+                _ => None,
+            };
+            let excluded = self.exclusion(p, pod, t).or_else(|| {
+                class
+                    .is_none()
+                    .then(|| Exclusion::never("not a candidate of this policy"))
+            });
+            let context = PodContext {
+                pod,
+                class,
+                state,
+                means: (&means, i),
+            };
+            let mut s = self.score_pod(inputs, context, (&totals, level, &placebos), &mut pairing);
+            s.class = class;
+            s.excluded = excluded;
+            // A step at the onset counts while the pod is still there: fresh samples,
+            // by its own cadence (see [`crate::cadence`]).
+            let fresh = state.cadence.stale_after(self.config.staleness());
+            let present = state.last_ts.is_some_and(|l| t - l <= fresh);
+            for step in steps.iter().filter(|s| s.pod == pod && present) {
+                step.apply(&mut s, self.registry.name(step.metric));
+            }
+            scored.push(s);
+        }
         self.sort_scored(&mut scored);
         Attribution {
             scored,
@@ -172,9 +230,33 @@ impl Engine {
         }
     }
 
+    /// The window mean of every pod of `pods` on every attribution metric of policy `p`.
+    fn window_means(&self, p: u16, pods: &[PodId], t: i64) -> Means {
+        let spec = &self.policies[p as usize].policy.spec;
+        let (metrics, window) = (&spec.attribution.metrics, spec.attribution.window_ms);
+        let mut values = Vec::with_capacity(pods.len() * metrics.len());
+        for pod in pods {
+            let state = self.pods.get(pod.index()).and_then(Option::as_ref);
+            values.extend(
+                metrics
+                    .iter()
+                    .map(|&m| state.and_then(|s| s.series(m)?.mean(t, window))),
+            );
+        }
+        Means {
+            metrics: metrics.len(),
+            values,
+        }
+    }
+
     /// The placebo of every (candidate class, additive metric) among `pods`, for
     /// `Correlation` (see [`crate::placebo`]).
-    fn placebos(&self, inputs: Inputs<'_>, pods: &[PodId]) -> Placebos {
+    fn placebos(
+        &self,
+        inputs: Inputs<'_>,
+        pods: &[PodId],
+        mut pairing: Option<&mut Pairing<'_>>,
+    ) -> Placebos {
         let spec = &self.policies[inputs.p as usize].policy.spec;
         if spec.attribution.method != AttributionMethod::Correlation || inputs.signal.is_none() {
             return Vec::new();
@@ -192,9 +274,9 @@ impl Engine {
                 if is_ratio(self.registry.name(m)) || out.iter().any(|(k, _)| *k == (class, m)) {
                     continue;
                 }
-                let placebo = inputs
-                    .signal
-                    .and_then(|sig| self.placebo((inputs.p, inputs.node, sig), class, m, inputs.t));
+                let placebo = pairing.as_deref_mut().and_then(|pairing| {
+                    self.placebo((inputs.p, inputs.node, pairing), class, m, inputs.t)
+                });
                 out.push(((class, m), placebo));
             }
         }
@@ -203,21 +285,12 @@ impl Engine {
 
     /// The node's usage of each attribution metric of policy `p`: the sum of the means
     /// over the window of the pods that may explain it.
-    fn node_usage_totals(&self, p: u16, pods: &[PodId], t: i64) -> Vec<f64> {
+    fn node_usage_totals(&self, p: u16, pods: usize, means: &Means) -> Vec<f64> {
         let spec = &self.policies[p as usize].policy.spec;
-        let window = spec.attribution.window_ms;
-        spec.attribution
-            .metrics
-            .iter()
-            .map(|&m| {
-                pods.iter()
-                    .filter_map(|pod| {
-                        self.pods
-                            .get(pod.index())?
-                            .as_ref()?
-                            .series(m)?
-                            .mean(t, window)
-                    })
+        (0..spec.attribution.metrics.len())
+            .map(|j| {
+                (0..pods)
+                    .filter_map(|i| means.get(i, j))
                     .map(|(mean, _)| mean.max(0.0))
                     .sum()
             })
@@ -228,23 +301,28 @@ impl Engine {
     fn score_pod(
         &self,
         inputs: Inputs<'_>,
-        (pod, class): (PodId, Option<u16>),
-        state: &PodState,
-        totals: &[f64],
-        level: f64,
-        placebos: &Placebos,
+        PodContext {
+            pod,
+            class,
+            state,
+            means: (means, i),
+        }: PodContext<'_>,
+        (totals, level, placebos): (&[f64], f64, &Placebos),
+        pairing: &mut Option<Pairing<'_>>,
     ) -> Scored {
         let spec = &self.policies[inputs.p as usize].policy.spec;
         let mut metrics = Vec::with_capacity(spec.attribution.metrics.len());
         let (mut score, mut best) = (None::<f64>, None::<(MetricId, f64)>);
         let mut shares = Vec::new();
         let min_r = spec.attribution.min_correlation;
-        for (i, &m) in spec.attribution.metrics.iter().enumerate() {
+        for (j, &m) in spec.attribution.metrics.iter().enumerate() {
             let placebo = placebos
                 .iter()
                 .find(|(k, _)| *k == (class, m))
                 .and_then(|(_, pl)| pl.as_ref());
-            let (mut evidence, share) = self.metric_evidence(inputs, state, m, totals[i], placebo);
+            let mean = means.get(i, j);
+            let (mut evidence, share) =
+                self.metric_evidence(inputs, (state, m, mean), totals[j], placebo, pairing);
             match (spec.attribution.method, evidence.correlation) {
                 (AttributionMethod::Usage, _) => shares.extend(share),
                 (AttributionMethod::Correlation, Some(r)) if evidence.ignored.is_none() => {
@@ -307,16 +385,14 @@ impl Engine {
     fn metric_evidence(
         &self,
         inputs: Inputs<'_>,
-        state: &PodState,
-        m: MetricId,
+        (state, m, mean): (&PodState, MetricId, Option<(f64, usize)>),
         total: f64,
         placebo: Option<&Placebo>,
+        pairing: &mut Option<Pairing<'_>>,
     ) -> (MetricScore, Option<f64>) {
         let spec = &self.policies[inputs.p as usize].policy.spec;
-        let window = spec.attribution.window_ms;
         let name = self.registry.name(m);
         let series = state.series(m);
-        let mean = series.and_then(|s| s.mean(inputs.t, window));
         let share = mean
             .filter(|_| !is_ratio(name))
             .and_then(|(mean, _)| (total > 0.0).then(|| mean.max(0.0) / total));
@@ -340,13 +416,13 @@ impl Engine {
             }
             return (score, share);
         }
-        let (Some(sig), Some(series)) = (inputs.signal, series) else {
+        let (Some(pairing), Some(series)) = (pairing.as_mut(), series) else {
             score.ignored = Some("no samples in the window".into());
             return (score, share);
         };
-        let cols = aligned(&[sig, series], inputs.t, window);
-        score.points = cols[0].len();
-        let Some(c) = pearson(&cols[0], &cols[1]) else {
+        let (points, c) = pairing.correlate(series);
+        score.points = points;
+        let Some(c) = c else {
             score.ignored = Some("no varying overlap with the victim signal".into());
             return (score, share);
         };

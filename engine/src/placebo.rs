@@ -27,11 +27,11 @@
 
 use fulcrum_policies::MetricId;
 
-use crate::align::aligned;
+use crate::attribution::Pairing;
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
 use crate::series::Series;
-use crate::significance::{p_positive, pearson};
+use crate::significance::p_positive;
 use crate::state::Role;
 
 /// Most other nodes visited to find placebo pods.
@@ -50,12 +50,12 @@ pub(crate) struct Placebo {
 /// common mode, not chance (persistent series correlate by chance over a window).
 pub(crate) const COMMON_MODE_LEVEL: f64 = 0.01;
 
-/// The correlation of `s` with the victim's `signal` on their aligned points, when it is
-/// significant at [`COMMON_MODE_LEVEL`] over its effective points; 0 otherwise.
-fn follows(s: &Series, signal: &Series, t: i64, window: u64) -> f64 {
-    let cols = aligned(&[signal, s], t, window);
-    pearson(&cols[0], &cols[1])
-        .filter(|c| p_positive(c.r, c.n_eff) <= COMMON_MODE_LEVEL)
+/// The correlation of `s` with the victim's signal (prepared in `pairing` over the window)
+/// on their aligned points, when it is significant at [`COMMON_MODE_LEVEL`] over its
+/// effective points; 0 otherwise.
+fn follows(s: &Series, pairing: &mut Pairing<'_>) -> f64 {
+    let (_, c) = pairing.correlate(s);
+    c.filter(|c| p_positive(c.r, c.n_eff) <= COMMON_MODE_LEVEL)
         .map_or(0.0, |c| c.r.max(0.0))
 }
 
@@ -64,11 +64,11 @@ pub(crate) type Placebos = Vec<((Option<u16>, MetricId), Option<Placebo>)>;
 
 impl Engine {
     /// The placebo of pods of candidate class `class` (`None`: not a candidate) on metric
-    /// `m` for policy `p`, degraded on `node` (victim signal `signal`), over the window
-    /// ending at `t`.
+    /// `m` for policy `p`, degraded on `node` (victim signal prepared in `pairing` over
+    /// the policy's window ending at `t`), over the window ending at `t`.
     pub(crate) fn placebo(
         &self,
-        (p, node, signal): (u16, NodeId, &Series),
+        (p, node, pairing): (u16, NodeId, &mut Pairing<'_>),
         class: Option<u16>,
         m: MetricId,
         t: i64,
@@ -105,7 +105,7 @@ impl Engine {
         }
         (pods > 0).then(|| Placebo {
             pods,
-            bar: follows(&series, signal, t, window),
+            bar: follows(&series, pairing),
         })
     }
 
@@ -179,6 +179,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use crate::attribution::Pairing;
     use crate::tests::{S, T0, node, pod, policy, sample};
     use crate::{Engine, EngineConfig};
 
@@ -245,14 +246,19 @@ mod tests {
             .and_then(|s| s.series(mem_bw))
             .expect("signal")
             .clone();
+        let window = e.policies[0].policy.spec.attribution.window_ms;
+        let mut pairing = Pairing::new(&signal, t, window);
         let placebo = e
-            .placebo((0, n1, &signal), Some(0), mem_bw, t)
+            .placebo((0, n1, &mut pairing), Some(0), mem_bw, t)
             .expect("a placebo");
         assert_eq!(placebo.pods, 3);
         // Every pod here follows one pattern: the bar is high.
         assert!(placebo.bar > 0.8, "{}", placebo.bar);
         // Off: no placebo at all.
         e.config.placebo_pods = 0;
-        assert!(e.placebo((0, n1, &signal), Some(0), mem_bw, t).is_none());
+        assert!(
+            e.placebo((0, n1, &mut pairing), Some(0), mem_bw, t)
+                .is_none()
+        );
     }
 }
