@@ -6,7 +6,7 @@
 use crate::align::aligned;
 use crate::attribution::{Attribution, Inputs, Scored};
 use crate::cluster::{NodeId, PodId};
-use crate::decision::{Event, Explanation, Unexplained};
+use crate::decision::{Event, Unexplained};
 use crate::engine::Engine;
 use crate::evaluate::Firing;
 use crate::series::Series;
@@ -135,7 +135,6 @@ impl Engine {
         &mut self,
         head: UnexplainedHead<'_>,
         attribution: &Attribution,
-        explanation: &Explanation,
         out: &mut Vec<Event>,
     ) {
         let (cause, reason) = self.why_nobody(attribution, head.min_points);
@@ -177,7 +176,7 @@ impl Engine {
             episode: head.episode,
             cause: cause.to_owned(),
             reason,
-            explanation: explanation.clone(),
+            explanation: self.explanation(head.p, head.firing, head.t, head.episode, attribution),
         })));
     }
 

@@ -26,6 +26,7 @@
 //! window whatever the cluster's size.
 
 use fulcrum_policies::MetricId;
+use smallvec::SmallVec;
 
 use crate::attribution::Pairing;
 use crate::cluster::{NodeId, PodId};
@@ -125,10 +126,12 @@ impl Engine {
         k: usize,
     ) -> Vec<PodId> {
         let window = self.policies[p as usize].policy.spec.attribution.window_ms;
-        let mut ids: Vec<NodeId> = self.cluster.node_ids().filter(|&n| n != node).collect();
-        ids.sort_by_key(|n| (n.index() < node.index(), n.index()));
-        let nodes: Vec<NodeId> = ids
-            .into_iter()
+        // Other nodes in id order starting after this one (ids are ascending), covered by
+        // `p`: no list of every node is built or sorted.
+        let after = self.cluster.node_ids().filter(|n| n.index() > node.index());
+        let before = self.cluster.node_ids().filter(|n| n.index() < node.index());
+        let nodes: Vec<NodeId> = after
+            .chain(before)
             .filter(|n| {
                 self.nodes
                     .get(n.index())
@@ -152,17 +155,21 @@ impl Engine {
                     .and_then(|s| s.mean(t, window))
                     .is_some_and(|(_, n)| n >= 3)
         };
+        // Per node, the matching pods found so far and how far its pods were looked at:
+        // round `r` takes each node's `r`-th match, and every pod is judged at most once.
+        let mut found: Vec<(SmallVec<[PodId; 4]>, usize)> = vec![(SmallVec::new(), 0); nodes.len()];
         let mut out = Vec::new();
         for round in 0..k {
             let before = out.len();
-            for &n in &nodes {
-                if let Some(&pod) = self
-                    .cluster
-                    .node_pods(n)
-                    .iter()
-                    .filter(|p| like(p))
-                    .nth(round)
-                {
+            for (&n, (matches, looked)) in nodes.iter().zip(found.iter_mut()) {
+                let pods = self.cluster.node_pods(n);
+                while matches.len() <= round && *looked < pods.len() {
+                    if like(&pods[*looked]) {
+                        matches.push(pods[*looked]);
+                    }
+                    *looked += 1;
+                }
+                if let Some(&pod) = matches.get(round) {
                     out.push(pod);
                     if out.len() == k {
                         return out;

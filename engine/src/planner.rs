@@ -46,14 +46,14 @@ impl Engine {
             return false;
         }
         let attribution = self.attribute(inputs);
-        let explanation = self.explanation(p, firing, t, episode, &attribution);
+        // The explanation is rendered only for a decision or a report that is emitted.
         let ctx = Context {
             p,
             node,
             t,
             episode,
             firing,
-            explanation: &explanation,
+            attribution: &attribution,
         };
         // The main explanation: the best-scoring pod that explains the degradation
         // significantly, candidate or not. It must hold across evaluations.
@@ -72,7 +72,7 @@ impl Engine {
                     window_passed: t - firing.since
                         >= self.policies[p as usize].policy.spec.attribution.window_ms as i64,
                 };
-                self.unexplained(head, &attribution, &explanation, out);
+                self.unexplained(head, &attribution, out);
             }
             return false;
         };
@@ -99,8 +99,9 @@ impl Engine {
         self.act_on_first_allowed(&ctx, &culprits, out)
     }
 
-    /// The explanation every decision of this evaluation shares.
-    fn explanation(
+    /// The explanation every decision of this evaluation shares (rendered when a decision
+    /// or report is emitted; nothing it reads changes during the evaluation).
+    pub(crate) fn explanation(
         &self,
         p: u16,
         firing: &Firing,
@@ -368,7 +369,8 @@ impl Engine {
     fn decision(&self, ctx: &Context<'_>, pod: PodId, verdict: Verdict) -> Decision {
         let slot = &self.policies[ctx.p as usize];
         let spec = &slot.policy.spec;
-        let mut explanation = ctx.explanation.clone();
+        let mut explanation =
+            self.explanation(ctx.p, ctx.firing, ctx.t, ctx.episode, ctx.attribution);
         explanation.guard = verdict.guard;
         Decision {
             at: ctx.t,
@@ -581,5 +583,5 @@ struct Context<'a> {
     t: i64,
     episode: u64,
     firing: &'a Firing,
-    explanation: &'a Explanation,
+    attribution: &'a Attribution,
 }
