@@ -25,8 +25,9 @@ use fulcrum_policies::spec::AttributionMethod;
 
 use crate::align::SignalGrid;
 use crate::cluster::{NodeId, PodId};
-use crate::decision::{CandidateScore, CommonMode, MetricScore};
+use crate::decision::{CandidateScore, CommonMode};
 use crate::engine::Engine;
+use crate::evidence::{Evidence, Ignored};
 use crate::guards::Exclusion;
 use crate::placebo::{Placebo, Placebos};
 use crate::series::Series;
@@ -42,7 +43,7 @@ pub(crate) struct Scored {
     pub(crate) score: Option<f64>,
     /// It explains the degradation significantly.
     pub(crate) qualifies: bool,
-    pub(crate) metrics: Vec<MetricScore>,
+    pub(crate) metrics: Vec<Evidence>,
     pub(crate) excluded: Option<Exclusion>,
     /// The counting metric with the highest correlation, and `r`.
     pub(crate) best: Option<(MetricId, f64)>,
@@ -217,7 +218,7 @@ impl Engine {
             let fresh = state.cadence.stale_after(self.config.staleness());
             let present = state.last_ts.is_some_and(|l| t - l <= fresh);
             for step in steps.iter().filter(|s| s.pod == pod && present) {
-                step.apply(&mut s, self.registry.name(step.metric));
+                step.apply(&mut s);
             }
             scored.push(s);
         }
@@ -328,23 +329,23 @@ impl Engine {
                 (AttributionMethod::Correlation, Some(r)) if evidence.ignored.is_none() => {
                     let p = evidence.p_value.unwrap_or(1.0);
                     if share.is_none() {
-                        evidence.ignored = Some(
-                            "a ratio: every pod's symptoms move with contention; shown, not evidence of cause"
-                                .into(),
-                        );
+                        evidence.ignored = Some(Ignored::Text(
+                            "a ratio: every pod's symptoms move with contention; shown, not evidence of cause",
+                        ));
                     } else if r < min_r {
-                        evidence.ignored =
-                            Some(format!("r = {r:.2} is below minCorrelation {min_r:.2}"));
+                        evidence.ignored = Some(Ignored::BelowMinCorrelation { r, min_r });
                     } else if p > level {
-                        evidence.ignored = Some(format!(
-                            "not significant: p = {p:.1e} over {:.1} effective points, needs <= {level:.1e}",
-                            evidence.effective_points.unwrap_or(0.0)
-                        ));
+                        evidence.ignored = Some(Ignored::NotSignificant {
+                            p,
+                            n_eff: evidence.effective_points.unwrap_or(0.0),
+                            level,
+                        });
                     } else if let Some(cm) = evidence.common_mode.filter(|c| c.p_value > level) {
-                        evidence.ignored = Some(format!(
-                            "common mode: r = {r:.2} does not beat the placebo (pods of the same kind on other nodes, {1} of them, follow the victim at r >= {0:.2}; p = {2:.1e}, needs <= {level:.1e})",
-                            cm.placebo_correlation, cm.placebo_pods, cm.p_value
-                        ));
+                        evidence.ignored = Some(Ignored::CommonMode {
+                            r,
+                            common_mode: cm,
+                            level,
+                        });
                     } else {
                         evidence.significant = true;
                         let weight = r * share.unwrap_or(0.0);
@@ -389,15 +390,15 @@ impl Engine {
         total: f64,
         placebo: Option<&Placebo>,
         pairing: &mut Option<Pairing<'_>>,
-    ) -> (MetricScore, Option<f64>) {
+    ) -> (Evidence, Option<f64>) {
         let spec = &self.policies[inputs.p as usize].policy.spec;
         let name = self.registry.name(m);
         let series = state.series(m);
         let share = mean
             .filter(|_| !is_ratio(name))
             .and_then(|(mean, _)| (total > 0.0).then(|| mean.max(0.0) / total));
-        let mut score = MetricScore {
-            metric: name.to_owned(),
+        let mut score = Evidence {
+            metric: m,
             correlation: None,
             share,
             points: mean.map_or(0, |(_, n)| n),
@@ -410,20 +411,20 @@ impl Engine {
         };
         if spec.attribution.method == AttributionMethod::Usage {
             if mean.is_none() {
-                score.ignored = Some("no samples in the window".into());
+                score.ignored = Some(Ignored::Text("no samples in the window"));
             } else if share.is_none() {
-                score.ignored = Some("not additive, or the node's usage is zero".into());
+                score.ignored = Some(Ignored::Text("not additive, or the node's usage is zero"));
             }
             return (score, share);
         }
         let (Some(pairing), Some(series)) = (pairing.as_mut(), series) else {
-            score.ignored = Some("no samples in the window".into());
+            score.ignored = Some(Ignored::Text("no samples in the window"));
             return (score, share);
         };
         let (points, c) = pairing.correlate(series);
         score.points = points;
         let Some(c) = c else {
-            score.ignored = Some("no varying overlap with the victim signal".into());
+            score.ignored = Some(Ignored::Text("no varying overlap with the victim signal"));
             return (score, share);
         };
         // Common mode is not evidence: the correlation must beat the placebo's (pods like
@@ -445,17 +446,16 @@ impl Engine {
 
     /// Why a correlation cannot count, if it cannot: too few shared points, usage too
     /// flat, or too small a share of the node's usage.
-    fn correlation_ignored(&self, points: usize, cv_b: f64, share: Option<f64>) -> Option<String> {
+    fn correlation_ignored(&self, points: usize, cv_b: f64, share: Option<f64>) -> Option<Ignored> {
         if points < self.config.min_correlation_points {
-            Some(format!("only {points} shared points"))
+            Some(Ignored::FewPoints(points))
         } else if cv_b < self.config.min_usage_variation {
-            Some(format!("usage too flat (variation {cv_b:.3})"))
+            Some(Ignored::Flat(cv_b))
         } else if share.is_some_and(|s| s < self.config.min_usage_share) {
-            Some(format!(
-                "share of node usage {:.1}% is below {:.0}%",
-                share.unwrap_or(0.0) * 100.0,
-                self.config.min_usage_share * 100.0
-            ))
+            Some(Ignored::SmallShare {
+                share: share.unwrap_or(0.0),
+                min_share: self.config.min_usage_share,
+            })
         } else {
             None
         }
@@ -501,7 +501,11 @@ impl Engine {
                     .map(|c| spec.candidates[c as usize].name.clone())
                     .unwrap_or_default(),
                 score: s.score,
-                metrics: s.metrics.clone(),
+                metrics: s
+                    .metrics
+                    .iter()
+                    .map(|m| m.render(self.registry.name(m.metric)))
+                    .collect(),
                 explains: s.explains,
                 candidate: s.class.is_some(),
                 excluded: s.excluded.as_ref().map(|e| e.reason.clone()).or_else(|| {

@@ -117,12 +117,20 @@ impl Engine {
             .iter()
             .filter(|m| m.significant)
             .map(|m| match (m.onset_step, m.correlation, m.p_value) {
-                (Some(z), _, _) => format!("stepped up {z:.0} sd at the onset on {}", m.metric),
-                (None, Some(r), Some(p)) => format!("r = {r:.2}, p = {p:.1e} on {}", m.metric),
+                (Some(z), _, _) => format!(
+                    "stepped up {z:.0} sd at the onset on {}",
+                    self.registry.name(m.metric)
+                ),
+                (None, Some(r), Some(p)) => {
+                    format!(
+                        "r = {r:.2}, p = {p:.1e} on {}",
+                        self.registry.name(m.metric)
+                    )
+                }
                 _ => format!(
                     "share {:.0}% of {}",
                     m.share.unwrap_or(0.0) * 100.0,
-                    m.metric
+                    self.registry.name(m.metric)
                 ),
             })
             .collect::<Vec<_>>()
@@ -229,7 +237,7 @@ impl Engine {
                     .pod_info(pod)
                     .map(|i| i.key())
                     .unwrap_or_default(),
-                m.metric,
+                self.registry.name(m.metric),
                 m.correlation.unwrap_or(0.0),
                 m.p_value.unwrap_or(1.0),
                 a.level,

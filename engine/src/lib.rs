@@ -30,6 +30,7 @@ pub mod config;
 pub mod decision;
 mod engine;
 mod evaluate;
+mod evidence;
 mod explain;
 mod guards;
 mod headroom;

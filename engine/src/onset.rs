@@ -31,6 +31,7 @@ use crate::align::{cadence, values};
 use crate::attribution::{Inputs, Scored, is_ratio};
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
+use crate::evidence::Ignored;
 use crate::series::Series;
 use crate::significance::{Step, step};
 use crate::state::{PodState, Role};
@@ -62,21 +63,22 @@ pub(crate) struct OnsetStep {
 
 impl OnsetStep {
     /// Marks `scored` as counting through this step.
-    pub(crate) fn apply(&self, scored: &mut Scored, metric_name: &str) {
-        if let Some((k, median)) = self.common_mode {
+    pub(crate) fn apply(&self, scored: &mut Scored) {
+        if let Some((pods, median)) = self.common_mode {
             let metric = scored.metrics.iter_mut();
             if let Some(m) = metric
                 .filter(|m| !m.significant)
-                .find(|m| m.metric == metric_name)
+                .find(|m| m.metric == self.metric)
             {
-                m.ignored = Some(format!(
-                    "common mode: stepped up {:.0} sd at the onset, as did pods of the same kind on other nodes ({k} of them, median step {median:.0} sd)",
-                    self.z
-                ));
+                m.ignored = Some(Ignored::OnsetCommonMode {
+                    z: self.z,
+                    pods,
+                    median,
+                });
             }
             return;
         }
-        if let Some(m) = scored.metrics.iter_mut().find(|m| m.metric == metric_name) {
+        if let Some(m) = scored.metrics.iter_mut().find(|m| m.metric == self.metric) {
             m.onset_step = Some(self.z);
             m.significant = true;
             m.ignored = None;

@@ -10,7 +10,7 @@ use fulcrum_policies::spec::{Action, AttributionMethod, Mode, TriggerScope};
 use crate::attribution::{Attribution, Inputs, Scored};
 use crate::cluster::{NodeId, PodId};
 use crate::decision::{
-    BaselineEvidence, Decision, Event, Evidence, Explanation, MetricScore, Outcome, Significance,
+    BaselineEvidence, Decision, Event, Evidence, Explanation, Outcome, Significance,
 };
 use crate::engine::Engine;
 use crate::evaluate::Firing;
@@ -498,7 +498,7 @@ impl Engine {
     fn action_reason(&self, ctx: &Context<'_>, culprit: &Scored, target: &str) -> String {
         let spec = &self.policies[ctx.p as usize].policy.spec;
         let trigger = &spec.triggers[ctx.firing.trigger as usize];
-        let weight = |m: &MetricScore| match m.correlation {
+        let weight = |m: &crate::evidence::Evidence| match m.correlation {
             Some(r) => r.max(0.0) * m.share.unwrap_or(0.0),
             None => m.share.unwrap_or(0.0),
         };
@@ -507,7 +507,7 @@ impl Engine {
             .iter()
             .filter(|m| m.ignored.is_none())
             .max_by(|a, b| weight(a).total_cmp(&weight(b)))
-            .map(|m| m.metric.clone())
+            .map(|m| self.registry.name(m.metric).to_owned())
             .unwrap_or_default();
         format!(
             "{} {} = {:.3} above {:.3} for {}; {} scores {:.2} on {} ({:?})",
