@@ -46,7 +46,8 @@ pub struct Engine {
     /// Per node id: the newest time of a queued sample.
     pub(crate) node_seen: Vec<i64>,
     pub(crate) last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
-    pub(crate) group: Option<(i64, NodeId)>,
+    /// Nodes with samples applied and an evaluation pending (see [`crate::window`]).
+    pub(crate) windows: crate::window::Windows,
     pub(crate) next_episode: u64,
     /// Targets (per policy) acted on before this engine started, restored from the audit
     /// log, with the time of the action (pruned after the restore window).
@@ -112,7 +113,7 @@ impl Engine {
             held: Vec::new(),
             node_seen: Vec::new(),
             last_key: None,
-            group: None,
+            windows: crate::window::Windows::default(),
             next_episode: 1,
             acted_targets: HashMap::new(),
             dry_acted_targets: HashMap::new(),

@@ -39,6 +39,7 @@ impl Engine {
         else {
             return;
         };
+        self.stats.evaluations += 1;
         let firings: SmallVec<[(u16, Firings); 4]> = covering
             .iter()
             .map(|&p| (p, self.firing(p, node, t)))

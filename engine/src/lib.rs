@@ -50,6 +50,7 @@ mod significance;
 mod state;
 mod stats;
 mod tolerated;
+pub mod window;
 
 pub use cluster::{ClusterIndex, ClusterUpdate, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
 pub use config::EngineConfig;
@@ -80,3 +81,5 @@ mod tests_restore;
 mod tests_sparse;
 #[cfg(test)]
 mod tests_time;
+#[cfg(test)]
+mod tests_window;

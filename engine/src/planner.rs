@@ -45,6 +45,7 @@ impl Engine {
             self.judge_onset(inputs);
             return false;
         }
+        self.stats.attributions += 1;
         let attribution = self.attribute(inputs);
         let explanation = self.explanation(p, firing, t, episode, &attribution);
         let ctx = Context {
