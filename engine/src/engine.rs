@@ -60,6 +60,9 @@ pub struct Engine {
     /// Per policy and node: the main explanation over the recent evaluations of the
     /// current run of a trigger condition (its run-up included).
     pub(crate) streaks: FastMap<(u16, NodeId), Streak>,
+    /// Per policy and node: the episode whose Blocked decision by a breaker is reported
+    /// (attribution is skipped while a breaker still holds, see `planner.rs`).
+    pub(crate) breaker_reported: FastMap<(u16, NodeId), u64>,
     /// Per policy, node and onset: the steps found at the onset (steady hogs).
     pub(crate) onset_memo: FastMap<(u16, NodeId, i64), Vec<OnsetStep>>,
     /// Migrations decided: workload → (when, source node, predicted destination).
@@ -120,6 +123,7 @@ impl Engine {
             horizon: i64::MIN,
             stats: EngineStats::default(),
             streaks: FastMap::default(),
+            breaker_reported: FastMap::default(),
             onset_memo: FastMap::default(),
             migrations: HashMap::new(),
             pdb_spent: HashMap::new(),

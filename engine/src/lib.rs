@@ -80,6 +80,8 @@ mod tests_restore;
 #[cfg(test)]
 mod tests_sparse;
 #[cfg(test)]
+mod tests_storm;
+#[cfg(test)]
 mod tests_time;
 #[cfg(test)]
 mod tests_window;

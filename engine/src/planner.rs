@@ -45,6 +45,12 @@ impl Engine {
             self.judge_onset(inputs);
             return false;
         }
+        if self.breaker_holds_after_report(p, node, t, episode) {
+            // Whatever attribution found, a breaker would block it, and this episode has
+            // reported that: only the onset is judged (see `breaker_holds_after_report`).
+            self.judge_onset(inputs);
+            return false;
+        }
         self.stats.attributions += 1;
         let attribution = self.attribute(inputs);
         let explanation = self.explanation(p, firing, t, episode, &attribution);
@@ -94,6 +100,9 @@ impl Engine {
         };
         // Policy-wide guards: the top culprit carries the blocked decision.
         if let Some((kind, reason)) = self.policy_guard(&ctx) {
+            if kind == "breaker" {
+                self.breaker_reported.insert((p, node), episode);
+            }
             self.blocked(&ctx, first.pod, kind, reason, out);
             return false;
         }
@@ -202,6 +211,23 @@ impl Engine {
                 .and_then(Option::as_ref)
                 .and_then(|s| s.series(trigger.metric)),
         }
+    }
+
+    /// An episode that a breaker blocked (the Blocked decision is reported) while a breaker
+    /// still holds: attribution would be blocked again, whatever it found, so it is not
+    /// run. The stability streak starts over, so once the breakers close the main
+    /// explanation must again hold for `stable_evaluations` evaluations before anything is
+    /// acted on.
+    fn breaker_holds_after_report(&mut self, p: u16, node: NodeId, t: i64, episode: u64) -> bool {
+        if self.breaker_reported.get(&(p, node)) != Some(&episode) {
+            return false;
+        }
+        if self.breaker(t).is_some() {
+            self.streaks.remove(&(p, node));
+            return true;
+        }
+        self.breaker_reported.remove(&(p, node));
+        false
     }
 
     /// An episode that already acted waits out its cooldown quietly.
