@@ -29,6 +29,7 @@ impl Engine {
         self.held.retain(|p| p.node != node);
         let dropped = self.buffer.forget_node(node) + (held - self.held.len());
         self.stats.forgotten += dropped as u64;
+        self.windows.forget(node);
     }
     /// Adds or updates a pod. A new UID under the same name starts fresh state.
     pub fn upsert_pod(&mut self, info: PodInfo) {

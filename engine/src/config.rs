@@ -51,6 +51,11 @@ pub struct EngineConfig {
     /// A sample more than this far ahead of the newest sample so far is dropped: one
     /// broken clock must not make every other sample late.
     pub max_forward_jump_ms: u64,
+    /// A node is evaluated once per window of this much event time, at its latest sample
+    /// in the window, rather than at every distinct time of its samples (agents whose pods
+    /// sample at slightly different instants); see [`crate::window`]. 0: at every sample
+    /// time.
+    pub evaluation_window_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +77,7 @@ impl Default for EngineConfig {
             storm_min_nodes: 3,
             stale_fraction: 0.5,
             max_forward_jump_ms: 600_000,
+            evaluation_window_ms: 2_000,
         }
     }
 }

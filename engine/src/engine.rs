@@ -46,7 +46,8 @@ pub struct Engine {
     /// Per node id: the newest time of a queued sample.
     pub(crate) node_seen: Vec<i64>,
     pub(crate) last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
-    pub(crate) group: Option<(i64, NodeId)>,
+    /// Nodes with samples applied and an evaluation pending (see [`crate::window`]).
+    pub(crate) windows: crate::window::Windows,
     pub(crate) next_episode: u64,
     /// Targets (per policy) acted on before this engine started, restored from the audit
     /// log, with the time of the action (pruned after the restore window).
@@ -59,6 +60,10 @@ pub struct Engine {
     /// Per policy and node: the main explanation over the recent evaluations of the
     /// current run of a trigger condition (its run-up included).
     pub(crate) streaks: FastMap<(u16, NodeId), Streak>,
+    /// Per policy and node: the episode that reported its outcome (Blocked by a breaker,
+    /// or nobody blamed) while a breaker held (attribution is skipped while a breaker
+    /// still holds, see `planner.rs`).
+    pub(crate) breaker_reported: FastMap<(u16, NodeId), u64>,
     /// Per policy, node and onset: the steps found at the onset (steady hogs).
     pub(crate) onset_memo: FastMap<(u16, NodeId, i64), Vec<OnsetStep>>,
     /// Migrations decided: workload → (when, source node, predicted destination).
@@ -112,13 +117,14 @@ impl Engine {
             held: Vec::new(),
             node_seen: Vec::new(),
             last_key: None,
-            group: None,
+            windows: crate::window::Windows::default(),
             next_episode: 1,
             acted_targets: HashMap::new(),
             dry_acted_targets: HashMap::new(),
             horizon: i64::MIN,
             stats: EngineStats::default(),
             streaks: FastMap::default(),
+            breaker_reported: FastMap::default(),
             onset_memo: FastMap::default(),
             migrations: HashMap::new(),
             pdb_spent: HashMap::new(),

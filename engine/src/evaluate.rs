@@ -39,6 +39,7 @@ impl Engine {
         else {
             return;
         };
+        self.stats.evaluations += 1;
         let firings: SmallVec<[(u16, Firings); 4]> = covering
             .iter()
             .map(|&p| (p, self.firing(p, node, t)))
@@ -159,6 +160,7 @@ impl Engine {
         }
         let episode = state.episodes.remove(i);
         self.streaks.remove(&(p, node));
+        self.breaker_reported.remove(&(p, node));
         self.onset_memo.retain(|k, _| (k.0, k.1) != (p, node));
         self.stats.recoveries += 1;
         out.push(Event::Recovered {

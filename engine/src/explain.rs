@@ -61,6 +61,7 @@ impl Engine {
     /// only the stability of the main explanation is recorded; nothing is decided.
     pub(crate) fn observe(&mut self, p: u16, node: NodeId, t: i64, pending: &Firing) {
         let signal = self.trigger_signal(p, node, pending).cloned();
+        self.stats.attributions += 1;
         let attribution = self.attribute(Inputs {
             p,
             node,

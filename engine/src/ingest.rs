@@ -3,6 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
+use crate::cluster::NodeId;
 use crate::decision::Event;
 use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED};
 use crate::reorder::{Pending, Values};
@@ -103,9 +104,12 @@ impl Engine {
         if self.max_ts != i64::MIN {
             self.advance(self.max_ts, out);
         }
+        // Windows still open (due after the newest sample) are complete too.
+        self.evaluate_due(|_, _| true, out);
     }
     /// Applies buffered samples with `ts <= watermark` in event-time order, evaluating each
-    /// node at each of its sample times, and appends what happened to `out`.
+    /// node once per evaluation window (see [`crate::window`]), and appends what happened
+    /// to `out`.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
         if watermark <= self.watermark {
             return;
@@ -117,22 +121,24 @@ impl Engine {
                 continue;
             }
             self.last_key = Some(key);
-            let group = (sample.ts, sample.node);
-            if let Some(previous) = self.group
-                && previous != group
-            {
-                self.evaluate(previous.1, previous.0, out);
-            }
-            self.group = Some(group);
+            // Windows that event-time order has passed are complete.
+            let at = (sample.ts, sample.node);
+            self.evaluate_due(|due, node| (due, node) < at, out);
+            self.windows
+                .note(sample.node, sample.ts, self.config.evaluation_window_ms);
             self.apply_sample(sample);
         }
-        if let Some((ts, node)) = self.group.take() {
-            self.evaluate(node, ts, out);
-        }
+        self.evaluate_due(|due, _| due <= watermark, out);
         if watermark / 3_600_000 != self.watermark / 3_600_000 {
             self.prune_restored(watermark);
         }
         self.watermark = watermark;
+    }
+    /// Evaluates the open windows that `is_due` says are due, in `(due, node)` order.
+    fn evaluate_due(&mut self, is_due: impl Fn(i64, NodeId) -> bool, out: &mut Vec<Event>) {
+        while let Some((node, t)) = self.windows.pop_due(&is_due) {
+            self.evaluate(node, t, out);
+        }
     }
     fn apply_sample(&mut self, sample: Pending) {
         let stale = self.config.staleness();

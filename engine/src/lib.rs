@@ -51,6 +51,7 @@ mod significance;
 mod state;
 mod stats;
 mod tolerated;
+pub mod window;
 
 pub use cluster::{ClusterIndex, ClusterUpdate, NodeId, NodeInfo, PdbInfo, PodId, PodInfo};
 pub use config::EngineConfig;
@@ -80,4 +81,8 @@ mod tests_restore;
 #[cfg(test)]
 mod tests_sparse;
 #[cfg(test)]
+mod tests_storm;
+#[cfg(test)]
 mod tests_time;
+#[cfg(test)]
+mod tests_window;

@@ -45,6 +45,14 @@ impl Engine {
             self.judge_onset(inputs);
             return false;
         }
+        if self.breaker_holds_after_report(p, node, t, episode) {
+            // Whatever attribution found, a breaker would block it, and this episode has
+            // reported its outcome: only the onset is judged (see
+            // `breaker_holds_after_report`).
+            self.judge_onset(inputs);
+            return false;
+        }
+        self.stats.attributions += 1;
         let attribution = self.attribute(inputs);
         // The explanation is rendered only for a decision or a report that is emitted.
         let ctx = Context {
@@ -73,6 +81,10 @@ impl Engine {
                         >= self.policies[p as usize].policy.spec.attribution.window_ms as i64,
                 };
                 self.unexplained(head, &attribution, out);
+                if self.breaker(t).is_some() {
+                    // Reported once per episode; nothing could be acted on anyway.
+                    self.breaker_reported.insert((p, node), episode);
+                }
             }
             return false;
         };
@@ -93,6 +105,9 @@ impl Engine {
         };
         // Policy-wide guards: the top culprit carries the blocked decision.
         if let Some((kind, reason)) = self.policy_guard(&ctx) {
+            if kind == "breaker" {
+                self.breaker_reported.insert((p, node), episode);
+            }
             self.blocked(&ctx, first.pod, kind, reason, out);
             return false;
         }
@@ -202,6 +217,23 @@ impl Engine {
                 .and_then(Option::as_ref)
                 .and_then(|s| s.series(trigger.metric)),
         }
+    }
+
+    /// An episode that reported its outcome while a breaker held (the Blocked decision by
+    /// the breaker, or nobody blamed), while a breaker still holds: whatever attribution
+    /// found would be blocked, so it is not run. The stability streak starts over, so once the breakers close the main
+    /// explanation must again hold for `stable_evaluations` evaluations before anything is
+    /// acted on.
+    fn breaker_holds_after_report(&mut self, p: u16, node: NodeId, t: i64, episode: u64) -> bool {
+        if self.breaker_reported.get(&(p, node)) != Some(&episode) {
+            return false;
+        }
+        if self.breaker(t).is_some() {
+            self.streaks.remove(&(p, node));
+            return true;
+        }
+        self.breaker_reported.remove(&(p, node));
+        false
     }
 
     /// An episode that already acted waits out its cooldown quietly.

@@ -26,6 +26,12 @@ pub struct EngineStats {
     /// Queued samples dropped because their pod or node left this engine (deleted, replaced,
     /// or its partition revoked) before they were applied.
     pub forgotten: u64,
+    /// Evaluations of a node (once per evaluation window; a node with no trigger that can
+    /// hold and no open episode is not evaluated).
+    pub evaluations: u64,
+    /// Attributions run (scoring every co-located pod): while planning, and during the
+    /// run-up of a trigger that holds but is not sustained yet.
+    pub attributions: u64,
     /// Interference episodes started.
     pub detections: u64,
     /// Episodes ended.
