@@ -10,6 +10,9 @@ use super::cadence::{Cadence, Staleness};
 use super::decision::Outcome;
 use super::series::{Baseline, Moments, Series};
 
+mod slim;
+pub use slim::Slim;
+
 /// A trigger evaluated on one series (a victim pod's or a node's).
 #[derive(Clone, Debug)]
 pub struct Track {
@@ -304,10 +307,10 @@ impl NodeState {
 }
 
 /// The trigger tracks of one pod or node.
-pub type Tracks = SmallVec<[Track; 2]>;
+pub type Tracks = Slim<Track>;
 
 /// The series of one pod or node, by metric, created on first value.
-pub type SeriesSet = SmallVec<[(MetricId, Series); 4]>;
+pub type SeriesSet = Slim<(MetricId, Series)>;
 
 /// The latest [`Track::holding_until`] of `tracks`.
 pub fn holding_until(tracks: &[Track], stale: Staleness) -> Option<i64> {
@@ -425,5 +428,31 @@ mod tests {
         assert_eq!(t.since, None, "1% above a flat mean is within 2 * 1% floor");
         t.update(11_000, 103.0, cond, 60_000);
         assert_eq!(t.since, Some(11_000));
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+
+    /// Every tracked pod holds a `PodState` (in the engine's pod table) and one `Series`
+    /// per tracked metric: their inline sizes are per-pod memory.
+    #[test]
+    fn per_pod_state_stays_small() {
+        let sizes = [
+            ("PodState", std::mem::size_of::<Option<PodState>>()),
+            ("NodeState", std::mem::size_of::<Option<NodeState>>()),
+            ("Track", std::mem::size_of::<Track>()),
+            ("Series", std::mem::size_of::<Series>()),
+            ("Moments", std::mem::size_of::<Moments>()),
+        ];
+        println!("{sizes:?}");
+        for (name, size, most) in sizes
+            .iter()
+            .zip([120, 400, 120, 40, 656])
+            .map(|((n, s), m)| (n, *s, m))
+        {
+            assert!(size <= most, "{name}: {size} bytes");
+        }
     }
 }
