@@ -9,7 +9,7 @@ use crate::engine::{Engine, NODE_TRACKED, POD_TRACKED};
 use crate::reorder::{Pending, Values};
 use crate::sample::Sample;
 use crate::series::Series;
-use crate::state::{Track, holding_until, record};
+use crate::state::{Track, holding_until, record, wanted};
 
 /// What happened to an offered sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,11 +193,12 @@ impl Engine {
                 state.cadence.observe(state.last_ts, sample.ts);
                 state.last_ts = Some(state.last_ts.map_or(sample.ts, |t| t.max(sample.ts)));
                 let tracked = &self.tracked;
+                let skip = state.skip;
                 let values = sample
                     .values
                     .iter()
                     .copied()
-                    .filter(|(m, _)| tracked[m.index()] & POD_TRACKED != 0);
+                    .filter(|(m, _)| tracked[m.index()] & POD_TRACKED != 0 && wanted(skip, *m));
                 let before = holding_until(&state.tracks, stale);
                 record(
                     &mut state.series,

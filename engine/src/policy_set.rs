@@ -205,7 +205,12 @@ impl Engine {
         if self.pods.len() <= pod.index() {
             self.pods.resize_with(pod.index() + 1, || None);
         }
+        let skip = self.pod_skip(&covering, &roles);
         let state = self.pods[pod.index()].get_or_insert_with(PodState::default);
+        if state.skip != skip {
+            state.skip = skip;
+            state.series.retain(|(m, _)| crate::state::wanted(skip, *m));
+        }
         if state.roles != roles {
             let victim_of = roles
                 .iter()
@@ -230,6 +235,44 @@ impl Engine {
             node.arm(until);
             node.pressure_dirty = true;
         }
+    }
+}
+
+impl Engine {
+    /// The [`PodState::skip`] mask of a pod on a node covered by `covering` with `roles`:
+    /// the metrics tracked on pods that nothing reads of this pod (see [`crate::state::wanted`]).
+    fn pod_skip(&self, covering: &[u16], roles: &[(u16, Role)]) -> u64 {
+        let mut wanted = 0u64;
+        let mut want = |m: fulcrum_policies::MetricId| {
+            if m.index() < 64 {
+                wanted |= 1 << m.index();
+            }
+        };
+        for (p, slot) in self.policies.iter().enumerate() {
+            let spec = &slot.policy.spec;
+            let covers = covering.contains(&(p as u16));
+            for &m in &spec.attribution.metrics {
+                if covers || !crate::attribution::is_ratio(self.registry.name(m)) {
+                    want(m);
+                }
+            }
+            if roles.contains(&(p as u16, Role::Victim)) {
+                for t in spec
+                    .triggers
+                    .iter()
+                    .filter(|t| t.scope == TriggerScope::Victim)
+                {
+                    want(t.metric);
+                }
+            }
+        }
+        let mut skip = 0u64;
+        for (i, &t) in self.tracked.iter().enumerate().take(64) {
+            if t & POD_TRACKED != 0 && wanted & (1 << i) == 0 {
+                skip |= 1 << i;
+            }
+        }
+        skip
     }
 }
 

@@ -1,85 +1,207 @@
 //! Bounded streaming state on event time: bucketed series for correlation and usage, and
 //! sliding moments for learned baselines. Fixed-size rings; no allocation per sample.
+//!
+//! A [`Series`] is the bulk of the engine's memory (one per tracked metric of every pod),
+//! so its ring is compact: one epoch for the whole ring (the newest bucket's) instead of
+//! one per slot, a slot's epoch following from its position; bucket means as `f32` (NaN
+//! marks an empty slot); and sample counts only once some bucket holds two samples (a feed
+//! sampling at the bucket width never needs them). Each slot costs 4 bytes, 6 with counts.
 
-/// One time bucket: the mean of the samples that fell into it.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Bucket {
-    /// Bucket number (`ts / width`); `i64::MIN` marks an empty slot.
-    epoch: i64,
-    sum: f64,
-    count: u32,
-}
+mod moments;
+#[cfg(test)]
+mod tests;
 
-const EMPTY: Bucket = Bucket {
-    epoch: i64::MIN,
-    sum: 0.0,
-    count: 0,
-};
+pub use moments::{Baseline, Moments};
+
+/// Largest ring, in slots.
+const MAX_SLOTS: u64 = 4096;
+/// Marks an empty slot.
+const EMPTY: u32 = f32::NAN.to_bits();
+/// `last_off` of a series that has seen no sample.
+const NO_SAMPLE: u32 = u32::MAX;
 
 /// A metric's recent history as fixed-width time buckets in a ring.
 ///
 /// Capacity is `ceil(span / width) + 1` buckets, so the last `span` ms are always held.
-/// A sample older than the ring is ignored (the reorder buffer makes that rare).
+/// A sample older than the ring is ignored (the reorder buffer makes that rare), as is a
+/// NaN value. Bucket means are kept as `f32`: a value is rounded to about 7 significant
+/// digits, and a finite value beyond `f32`'s range is clamped to `±f32::MAX` (no metric
+/// the engine reads comes near 3.4e38; values below about 1.2e-38 lose relative precision
+/// as `f32` subnormals). A bucket counts at most 65,535 samples; later ones are ignored.
 #[derive(Clone, Debug)]
 pub struct Series {
-    width_ms: i64,
-    ring: Box<[Bucket]>,
-    last_ts: i64,
+    /// Epoch (`ts / width`) of the newest bucket. Slot `e mod len` holds epoch `e` for
+    /// `e` in `(head - len, head]`, or is empty.
+    head: i64,
+    width_ms: u32,
+    /// `last_ts - head * width`, in `[0, width)`; [`NO_SAMPLE`] while empty.
+    last_off: u32,
+    /// Slots in the ring.
+    len: u16,
+    /// `len` words of bucket means (`f32` bits), then, once some bucket has held two
+    /// samples, `ceil(len / 2)` words of `u16` sample counts.
+    words: Box<[u32]>,
 }
 
 impl Series {
-    /// A series holding at least `span_ms` of history in `width_ms` buckets.
+    /// A series holding at least `span_ms` of history in `width_ms` buckets (a width
+    /// beyond `u32::MAX` ms, 49 days, is clamped to it).
     pub fn new(span_ms: u64, width_ms: u64) -> Self {
-        let width = width_ms.max(1);
-        let slots = (span_ms.div_ceil(width) + 1).clamp(2, 4096) as usize;
+        let width = width_ms.clamp(1, u64::from(u32::MAX));
+        let slots = (span_ms.div_ceil(width) + 1).clamp(2, MAX_SLOTS) as u16;
         Self {
-            width_ms: width as i64,
-            ring: vec![EMPTY; slots].into_boxed_slice(),
-            last_ts: i64::MIN,
+            head: i64::MIN,
+            width_ms: width as u32,
+            last_off: NO_SAMPLE,
+            len: slots,
+            words: vec![EMPTY; usize::from(slots)].into_boxed_slice(),
         }
+    }
+
+    #[inline]
+    fn slot(&self, epoch: i64) -> usize {
+        epoch.rem_euclid(i64::from(self.len)) as usize
+    }
+
+    /// True when `epoch` is in the ring's span: `(head - len, head]`.
+    #[inline]
+    fn held(&self, epoch: i64) -> bool {
+        epoch <= self.head && self.head.abs_diff(epoch) < u64::from(self.len)
+    }
+
+    #[inline]
+    fn value(&self, slot: usize) -> Option<f64> {
+        let v = f32::from_bits(self.words[slot]);
+        (!v.is_nan()).then_some(f64::from(v))
+    }
+
+    fn count(&self, slot: usize) -> u16 {
+        let word = self.words[usize::from(self.len) + slot / 2];
+        (word >> (16 * (slot % 2))) as u16
+    }
+
+    fn set_count(&mut self, slot: usize, count: u16) {
+        let shift = 16 * (slot % 2);
+        let word = &mut self.words[usize::from(self.len) + slot / 2];
+        *word = (*word & !(0xFFFF << shift)) | (u32::from(count) << shift);
+    }
+
+    fn has_counts(&self) -> bool {
+        self.words.len() > usize::from(self.len)
+    }
+
+    /// Adds the count words: every held bucket has one sample so far.
+    fn add_counts(&mut self) {
+        let len = usize::from(self.len);
+        let mut words = Vec::with_capacity(len + len.div_ceil(2));
+        words.extend_from_slice(&self.words);
+        words.resize(len + len.div_ceil(2), 0);
+        self.words = words.into_boxed_slice();
+        for slot in 0..len {
+            if self.value(slot).is_some() {
+                self.set_count(slot, 1);
+            }
+        }
+    }
+
+    /// Stores `value` as a bucket mean.
+    #[inline]
+    fn narrow(value: f64) -> u32 {
+        let v = value as f32;
+        let v = if value.is_finite() {
+            v.clamp(-f32::MAX, f32::MAX)
+        } else {
+            v
+        };
+        v.to_bits()
+    }
+
+    /// Moves the head to `epoch` (newer), emptying the slots it passes.
+    fn advance_to(&mut self, epoch: i64) {
+        let len = u64::from(self.len);
+        if self.head.abs_diff(epoch) >= len || self.last_off == NO_SAMPLE {
+            self.words[..usize::from(self.len)].fill(EMPTY);
+        } else {
+            let mut slot = self.slot(self.head);
+            for _ in 0..self.head.abs_diff(epoch) {
+                slot = if slot + 1 == usize::from(self.len) {
+                    0
+                } else {
+                    slot + 1
+                };
+                self.words[slot] = EMPTY;
+            }
+        }
+        self.head = epoch;
     }
 
     /// Adds a sample.
     #[inline]
     pub fn push(&mut self, ts_ms: i64, value: f64) {
-        let epoch = ts_ms.div_euclid(self.width_ms);
-        let slot = &mut self.ring[epoch.rem_euclid(self.ring.len() as i64) as usize];
-        if slot.epoch == epoch {
-            slot.sum += value;
-            slot.count += 1;
-        } else if slot.epoch < epoch {
-            *slot = Bucket {
-                epoch,
-                sum: value,
-                count: 1,
-            };
+        if value.is_nan() {
+            return;
         }
-        self.last_ts = self.last_ts.max(ts_ms);
+        let width = i64::from(self.width_ms);
+        let epoch = ts_ms.div_euclid(width);
+        // In [0, width): the offset of the sample in its bucket.
+        let off = (ts_ms - epoch * width) as u32;
+        if self.last_off == NO_SAMPLE || epoch > self.head {
+            self.advance_to(epoch);
+            self.last_off = off;
+        } else if !self.held(epoch) {
+            return;
+        } else if epoch == self.head {
+            self.last_off = self.last_off.max(off);
+        }
+        let slot = self.slot(epoch);
+        match self.value(slot) {
+            None => {
+                self.words[slot] = Self::narrow(value);
+                if self.has_counts() {
+                    self.set_count(slot, 1);
+                }
+            }
+            Some(mean) => {
+                if !self.has_counts() {
+                    self.add_counts();
+                }
+                let n = self.count(slot);
+                if n < u16::MAX {
+                    let n = f64::from(n);
+                    self.words[slot] = Self::narrow((mean * n + value) / (n + 1.0));
+                    self.set_count(slot, self.count(slot) + 1);
+                }
+            }
+        }
     }
 
     /// Timestamp of the newest sample, if any.
     pub fn last_ts(&self) -> Option<i64> {
-        (self.last_ts != i64::MIN).then_some(self.last_ts)
+        (self.last_off != NO_SAMPLE)
+            .then(|| self.head * i64::from(self.width_ms) + i64::from(self.last_off))
     }
 
     /// Bucket width in ms.
     pub fn width_ms(&self) -> i64 {
-        self.width_ms
+        i64::from(self.width_ms)
     }
 
     /// The bucket mean for `epoch`, if that bucket holds data.
     #[inline]
     pub fn at(&self, epoch: i64) -> Option<f64> {
-        let slot = &self.ring[epoch.rem_euclid(self.ring.len() as i64) as usize];
-        (slot.epoch == epoch && slot.count > 0).then(|| slot.sum / f64::from(slot.count))
+        if !self.held(epoch) {
+            return None;
+        }
+        self.value(self.slot(epoch))
     }
 
     /// The bucket epochs covering `(end_ms - window_ms, end_ms]`, oldest first.
     pub fn epochs(&self, end_ms: i64, window_ms: u64) -> std::ops::RangeInclusive<i64> {
-        let last = end_ms.div_euclid(self.width_ms);
-        let count = (window_ms as i64 / self.width_ms)
+        let width = i64::from(self.width_ms);
+        let last = end_ms.div_euclid(width);
+        let count = (window_ms as i64 / width)
             .max(1)
-            .min(self.ring.len() as i64 - 1);
+            .min(i64::from(self.len) - 1);
         (last - count + 1)..=last
     }
 
@@ -92,15 +214,19 @@ impl Series {
         window_ms: u64,
     ) -> impl Iterator<Item = (i64, Option<f64>)> + '_ {
         let epochs = self.epochs(end_ms, window_ms);
-        let len = self.ring.len();
-        let mut slot = epochs.start().rem_euclid(len as i64) as usize;
+        let len = usize::from(self.len);
+        let mut slot = self.slot(*epochs.start());
         epochs.map(move |epoch| {
-            let b = &self.ring[slot];
+            let here = slot;
             slot += 1;
             if slot == len {
                 slot = 0;
             }
-            let value = (b.epoch == epoch && b.count > 0).then(|| b.sum / f64::from(b.count));
+            let value = if self.held(epoch) {
+                self.value(here)
+            } else {
+                None
+            };
             (epoch, value)
         })
     }
@@ -113,8 +239,12 @@ impl Series {
             .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
         (n > 0).then(|| (sum / n as f64, n))
     }
-}
 
+    /// Heap bytes this series owns (its ring).
+    pub fn heap_bytes(&self) -> usize {
+        self.words.len() * std::mem::size_of::<u32>()
+    }
+}
 /// Pearson correlation of two series over a window, on the buckets both hold.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Correlation {
@@ -169,165 +299,4 @@ pub fn correlate(a: &Series, b: &Series, end_ms: i64, window_ms: u64) -> Option<
         points: n,
         cv_b: cv(var_b, mb),
     })
-}
-
-/// Count, mean and standard deviation of a baseline.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Baseline {
-    /// Samples in the window.
-    pub count: u64,
-    /// Mean.
-    pub mean: f64,
-    /// Population standard deviation.
-    pub std: f64,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-struct MomentBucket {
-    epoch: i64,
-    n: u64,
-    sum: f64,
-    sum_sq: f64,
-}
-
-/// Sliding count/mean/deviation over a time window, in [`Moments::SLOTS`] sub-buckets
-/// (the window slides in steps of `window / SLOTS`).
-#[derive(Clone, Debug)]
-pub struct Moments {
-    width_ms: i64,
-    ring: [MomentBucket; Moments::SLOTS],
-}
-
-impl Moments {
-    /// Sub-buckets per window.
-    pub const SLOTS: usize = 32;
-
-    /// Moments over the last `window_ms`.
-    pub fn new(window_ms: u64) -> Self {
-        Self {
-            width_ms: (window_ms / Self::SLOTS as u64).max(1) as i64,
-            ring: [MomentBucket {
-                epoch: i64::MIN,
-                ..MomentBucket::default()
-            }; Self::SLOTS],
-        }
-    }
-
-    /// Adds a sample.
-    #[inline]
-    pub fn push(&mut self, ts_ms: i64, value: f64) {
-        let epoch = ts_ms.div_euclid(self.width_ms);
-        let slot = &mut self.ring[epoch.rem_euclid(Self::SLOTS as i64) as usize];
-        if slot.epoch != epoch {
-            if slot.epoch > epoch {
-                return;
-            }
-            *slot = MomentBucket {
-                epoch,
-                ..MomentBucket::default()
-            };
-        }
-        slot.n += 1;
-        slot.sum += value;
-        slot.sum_sq += value * value;
-    }
-
-    /// The baseline over the window ending at `ts_ms`.
-    pub fn baseline(&self, ts_ms: i64) -> Baseline {
-        let newest = ts_ms.div_euclid(self.width_ms);
-        let oldest = newest - Self::SLOTS as i64 + 1;
-        let (mut n, mut sum, mut sum_sq) = (0u64, 0.0, 0.0);
-        for b in &self.ring {
-            if b.epoch >= oldest && b.epoch <= newest {
-                n += b.n;
-                sum += b.sum;
-                sum_sq += b.sum_sq;
-            }
-        }
-        if n == 0 {
-            return Baseline {
-                count: 0,
-                mean: 0.0,
-                std: 0.0,
-            };
-        }
-        let mean = sum / n as f64;
-        Baseline {
-            count: n,
-            mean,
-            std: (sum_sq / n as f64 - mean * mean).max(0.0).sqrt(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn series_buckets_average_and_expire() {
-        let mut s = Series::new(50_000, 10_000);
-        s.push(1_000, 1.0);
-        s.push(9_000, 3.0);
-        s.push(15_000, 10.0);
-        assert_eq!(s.at(0), Some(2.0));
-        assert_eq!(s.at(1), Some(10.0));
-        assert_eq!(s.mean(19_999, 20_000), Some((6.0, 2)));
-        // 6 slots: epoch 6 overwrites epoch 0.
-        s.push(60_000, 5.0);
-        assert_eq!(s.at(0), None);
-        assert_eq!(s.at(6), Some(5.0));
-        // A sample older than the slot's content is ignored.
-        s.push(1_000, 100.0);
-        assert_eq!(s.at(6), Some(5.0));
-        assert_eq!(s.last_ts(), Some(60_000));
-    }
-
-    #[test]
-    fn correlation_of_linear_and_anti_linear_series() {
-        let (mut a, mut b, mut c, mut flat) = (
-            Series::new(100_000, 1_000),
-            Series::new(100_000, 1_000),
-            Series::new(100_000, 1_000),
-            Series::new(100_000, 1_000),
-        );
-        for i in 0..20 {
-            let ts = i * 1_000;
-            let x = (i % 7) as f64;
-            a.push(ts, x);
-            b.push(ts, 2.0 * x + 1.0);
-            c.push(ts, -x);
-            flat.push(ts, 4.0);
-        }
-        let r = correlate(&a, &b, 19_000, 20_000).unwrap();
-        assert!((r.r - 1.0).abs() < 1e-9 && r.points == 20);
-        assert!((correlate(&a, &c, 19_000, 20_000).unwrap().r + 1.0).abs() < 1e-9);
-        assert_eq!(correlate(&a, &flat, 19_000, 20_000), None);
-        let mut nearly = Series::new(100_000, 1_000);
-        for i in 0..20 {
-            nearly.push(i * 1_000, 0.95);
-        }
-        assert_eq!(
-            correlate(&nearly, &a, 19_000, 20_000),
-            None,
-            "rounding noise is not variation"
-        );
-        // Only the window counts.
-        assert_eq!(correlate(&a, &b, 19_000, 5_000).unwrap().points, 5);
-    }
-
-    #[test]
-    fn moments_slide_with_the_window() {
-        let mut m = Moments::new(32_000); // 1 s sub-buckets
-        for i in 0..32 {
-            m.push(i * 1_000, if i % 2 == 0 { 1.0 } else { 3.0 });
-        }
-        let b = m.baseline(31_000);
-        assert_eq!(b.count, 32);
-        assert!((b.mean - 2.0).abs() < 1e-12 && (b.std - 1.0).abs() < 1e-12);
-        // 16 s later, half the window has slid out.
-        let b = m.baseline(47_000);
-        assert_eq!(b.count, 16);
-        assert_eq!(m.baseline(100_000).count, 0);
-    }
 }

@@ -10,6 +10,9 @@ use super::cadence::{Cadence, Staleness};
 use super::decision::Outcome;
 use super::series::{Baseline, Moments, Series};
 
+mod slim;
+pub use slim::Slim;
+
 /// A trigger evaluated on one series (a victim pod's or a node's).
 #[derive(Clone, Debug)]
 pub struct Track {
@@ -155,6 +158,9 @@ pub struct PodState {
     /// A dry-run action was decided on this pod: DryRun policies do not target it again,
     /// Enforce policies ignore it (a dry run consumes nothing Enforce needs).
     pub dry_acted: bool,
+    /// Bit `i` set: metric id `i` (below 64) is tracked on pods but nothing ever reads
+    /// this pod's series of it (see [`wanted`]), so none is kept.
+    pub skip: u64,
 }
 
 impl PodState {
@@ -303,11 +309,23 @@ impl NodeState {
     }
 }
 
+/// True when a pod with [`PodState::skip`] `skip` keeps a series of `metric`. A pod's
+/// series are read for the attribution metrics of the policies covering its node (its own
+/// attribution, onset and placebo comparisons on other nodes), the additive attribution
+/// metrics of every policy (a destination's usage when placing a migrated pod), and the
+/// victim-scope trigger metrics of the policies it is a victim of; other metrics are
+/// skipped.
+#[inline]
+pub fn wanted(skip: u64, metric: MetricId) -> bool {
+    let i = metric.index();
+    i >= 64 || skip & (1 << i) == 0
+}
+
 /// The trigger tracks of one pod or node.
-pub type Tracks = SmallVec<[Track; 2]>;
+pub type Tracks = Slim<Track>;
 
 /// The series of one pod or node, by metric, created on first value.
-pub type SeriesSet = SmallVec<[(MetricId, Series); 4]>;
+pub type SeriesSet = Slim<(MetricId, Series)>;
 
 /// The latest [`Track::holding_until`] of `tracks`.
 pub fn holding_until(tracks: &[Track], stale: Staleness) -> Option<i64> {
@@ -425,5 +443,129 @@ mod tests {
         assert_eq!(t.since, None, "1% above a flat mean is within 2 * 1% floor");
         t.update(11_000, 103.0, cond, 60_000);
         assert_eq!(t.since, Some(11_000));
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+
+    /// Every tracked pod holds a `PodState` (in the engine's pod table) and one `Series`
+    /// per tracked metric: their inline sizes are per-pod memory.
+    #[test]
+    fn per_pod_state_stays_small() {
+        let sizes = [
+            ("PodState", std::mem::size_of::<Option<PodState>>()),
+            ("NodeState", std::mem::size_of::<Option<NodeState>>()),
+            ("Track", std::mem::size_of::<Track>()),
+            ("Series", std::mem::size_of::<Series>()),
+            ("Moments", std::mem::size_of::<Moments>()),
+        ];
+        println!("{sizes:?}");
+        for (name, size, most) in sizes
+            .iter()
+            .zip([120, 400, 120, 40, 656])
+            .map(|((n, s), m)| (n, *s, m))
+        {
+            assert!(size <= most, "{name}: {size} bytes");
+        }
+    }
+}
+
+#[cfg(test)]
+mod skipped_metrics {
+    use crate::tests::{T0, World, node, policy, sample};
+
+    /// A GPU policy: covers accelerator nodes only; a ratio and an additive metric.
+    fn gpu_policy() -> fulcrum_policies::InterferencePolicy {
+        let text = r#"
+apiVersion: fulcrum.dev/v1alpha1
+kind: InterferencePolicy
+metadata: {name: gpu}
+spec:
+  mode: Enforce
+  nodeSelector: {matchExpressions: [{key: accelerator, operator: Exists}]}
+  victims: {podSelector: {matchLabels: {class: online}}}
+  candidates: [{name: ai, podSelector: {matchLabels: {class: ai}}, action: Evict}]
+  triggers: [{name: cpi, metric: cpi, above: 2, sustainedFor: 30s}]
+  attribution: {method: Usage, metrics: [llc_miss_rate, gpu_bw], window: 2m}
+"#;
+        let value: serde_json::Value = serde_yaml_ng::from_str(text).expect("policy YAML");
+        fulcrum_policies::document::check_document(&value).expect("valid policy")
+    }
+
+    /// Which of the metrics a pod reported it keeps a series of.
+    fn kept(w: &World, ns: &str, name: &str) -> Vec<&'static str> {
+        let id = w.engine.cluster().pod_id(ns, name).expect("pod");
+        let state = w.engine.pods[id.index()].as_ref().expect("state");
+        [
+            "latency_p99_ms",
+            "cpi",
+            "mem_bw",
+            "cpu",
+            "llc_miss_rate",
+            "gpu_bw",
+        ]
+        .into_iter()
+        .filter(|m| {
+            let id = w.engine.registry.get(m).expect("tracked");
+            state.series(id).is_some()
+        })
+        .collect()
+    }
+
+    fn report(w: &mut World, tick: i64) {
+        let all = [
+            ("latency_p99_ms", 40.0),
+            ("cpi", 1.0),
+            ("mem_bw", 1.0),
+            ("cpu", 1.0),
+            ("llc_miss_rate", 0.1),
+            ("gpu_bw", 0.5),
+        ];
+        // Several ticks: a first sample is held until another confirms the clock.
+        for t in tick..tick + 3 {
+            for pod in [("shop", "web"), ("spark", "hog")] {
+                w.offer(&sample(T0 + t * 10_000, "n1", Some(pod), &all));
+            }
+        }
+        w.engine.flush(&mut w.events);
+    }
+
+    #[test]
+    fn a_pod_keeps_only_the_series_something_reads() {
+        let mut w = World::new(&[policy(""), gpu_policy()]);
+        report(&mut w, 0);
+        // n1 has no accelerator: the GPU policy's victim trigger and ratio metric are
+        // never read of its pods; its additive metric is (a destination's usage).
+        assert_eq!(
+            kept(&w, "shop", "web"),
+            ["latency_p99_ms", "mem_bw", "cpu", "gpu_bw"]
+        );
+        assert_eq!(kept(&w, "spark", "hog"), ["mem_bw", "cpu", "gpu_bw"]);
+        // Covered by the GPU policy: the victim keeps its trigger metric, every pod the
+        // ratio attribution metric.
+        let mut gpu = node("n1");
+        gpu.labels.insert("accelerator".into(), "nvidia".into());
+        w.engine.upsert_node(gpu);
+        report(&mut w, 10);
+        assert_eq!(
+            kept(&w, "shop", "web"),
+            [
+                "latency_p99_ms",
+                "cpi",
+                "mem_bw",
+                "cpu",
+                "llc_miss_rate",
+                "gpu_bw"
+            ]
+        );
+        assert_eq!(
+            kept(&w, "spark", "hog"),
+            ["mem_bw", "cpu", "llc_miss_rate", "gpu_bw"]
+        );
+        // And back: the series nothing reads any more are freed.
+        w.engine.upsert_node(node("n1"));
+        assert_eq!(kept(&w, "spark", "hog"), ["mem_bw", "cpu", "gpu_bw"]);
     }
 }
