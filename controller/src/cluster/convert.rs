@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use fulcrum_engine::cluster::{
@@ -311,42 +312,52 @@ pub struct LoadedCluster {
 pub fn load_cluster(objects: &[Value]) -> Result<LoadedCluster, ClusterLoadError> {
     let mut loaded = LoadedCluster::default();
     for (index, object) in objects.iter().enumerate() {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let bad = |e: serde_json::Error| ClusterLoadError::BadItem {
-            index,
-            kind: kind.to_owned(),
-            name: name.clone(),
-            message: e.to_string(),
-        };
-        match kind {
-            "Node" => {
-                let node: Node = serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded.index.upsert_node(node_info(&node));
-            }
-            "Pod" => {
-                let pod: Pod = serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded.index.upsert_pod(pod_info(&pod));
-            }
-            "PodDisruptionBudget" => {
-                let pdb: PodDisruptionBudget =
-                    serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded.index.upsert_pdb(pdb_info(&pdb));
-            }
-            "Namespace" => {
-                let ns: Namespace = serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded
-                    .index
-                    .upsert_namespace(&name, ns.metadata.labels.unwrap_or_default());
-            }
-            other => loaded.skipped.push((other.to_owned(), name)),
+        if let Some(skipped) = load_object(&mut loaded.index, index, object.clone())? {
+            loaded.skipped.push(skipped);
         }
     }
     Ok(loaded)
+}
+
+/// Adds one Kubernetes object (the `index`-th of its snapshot, for error messages) to
+/// `cluster`, consuming it. Answers `(kind, name)` when the kind is not one the engine uses
+/// (the object is skipped).
+pub fn load_object(
+    cluster: &mut ClusterIndex,
+    index: usize,
+    object: Value,
+) -> Result<Option<(String, String)>, ClusterLoadError> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bad = |e: serde_json::Error| ClusterLoadError::BadItem {
+        index,
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        message: e.to_string(),
+    };
+    match kind {
+        "Node" => {
+            let node = Node::deserialize(&object).map_err(bad)?;
+            cluster.upsert_node(node_info(&node));
+        }
+        "Pod" => {
+            let pod = Pod::deserialize(&object).map_err(bad)?;
+            cluster.upsert_pod(pod_info(&pod));
+        }
+        "PodDisruptionBudget" => {
+            let pdb = PodDisruptionBudget::deserialize(&object).map_err(bad)?;
+            cluster.upsert_pdb(pdb_info(&pdb));
+        }
+        "Namespace" => {
+            let ns = Namespace::deserialize(&object).map_err(bad)?;
+            cluster.upsert_namespace(name, ns.metadata.labels.unwrap_or_default());
+        }
+        other => return Ok(Some((other.to_owned(), name.to_owned()))),
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
