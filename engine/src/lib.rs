@@ -34,6 +34,7 @@ mod explain;
 mod guards;
 mod headroom;
 mod ingest;
+pub mod intern;
 pub mod jump;
 pub mod limits;
 mod onset;

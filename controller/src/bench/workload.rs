@@ -144,13 +144,13 @@ impl Workload {
         PodInfo {
             namespace: class.namespace().into(),
             name: name.into(),
-            uid: format!("00000000-0000-4000-8000-{p:012}"),
-            node_name: Some(self.node_names[p / PODS_PER_NODE].clone()),
-            labels: labels(&[("fulcrum.dev/class", class.label())]),
-            workload: format!("{}/ReplicaSet/{owner}", class.namespace()),
+            uid: format!("00000000-0000-4000-8000-{p:012}").into(),
+            node_name: Some(self.node_names[p / PODS_PER_NODE].as_str().into()),
+            labels: labels(&[("fulcrum.dev/class", class.label())]).into(),
+            workload: format!("{}/ReplicaSet/{owner}", class.namespace()).into(),
             owner: Some(Owner {
                 kind: "ReplicaSet".into(),
-                name: owner,
+                name: owner.into(),
             }),
             created_ms: Some(T0_MS - 86_400_000),
             running: true,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use fulcrum_engine::cluster::{
-    ClusterIndex, NodeInfo, Owner, PdbInfo, PodInfo, Resources, Taint, Toleration,
+    ClusterIndex, IStr, NodeInfo, Owner, PdbInfo, PodInfo, Resources, Taint, Toleration,
 };
 
 /// Annotation that exempts a pod from every action.
@@ -182,10 +182,10 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     let required_affinity = required_affinity(spec);
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     PodInfo {
-        uid: meta.uid.clone().unwrap_or_default(),
-        node_name: spec.and_then(|s| s.node_name.clone()),
+        uid: meta.uid.as_deref().unwrap_or_default().into(),
+        node_name: spec.and_then(|s| s.node_name.as_deref()).map(IStr::from),
         owner,
-        workload,
+        workload: workload.into(),
         priority: spec.and_then(|s| s.priority).unwrap_or(0),
         protected: annotations
             .and_then(|a| a.get(PROTECT_ANNOTATION))
@@ -204,12 +204,13 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         requests,
         node_selector: spec
             .and_then(|s| s.node_selector.clone())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         required_affinity,
-        tolerations: tolerations(spec),
-        labels,
-        namespace,
-        name,
+        tolerations: tolerations(spec).into(),
+        labels: labels.into(),
+        namespace: namespace.into(),
+        name: name.into(),
     }
 }
 
@@ -221,8 +222,8 @@ fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
         .find(|o| o.controller == Some(true))
         .or_else(|| meta.owner_references.as_ref().and_then(|o| o.first()))
         .map(|o| Owner {
-            kind: o.kind.clone(),
-            name: o.name.clone(),
+            kind: o.kind.as_str().into(),
+            name: o.name.as_str().into(),
         })
 }
 
