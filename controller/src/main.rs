@@ -465,7 +465,7 @@ fn replay_kafka(
     settings: &KafkaSettings,
     args: &ReplayArgs,
 ) -> anyhow::Result<ReplayReport> {
-    let (mut engine, invalid_policies) = prepare(input)?;
+    let (mut engine, invalid_policies, cluster_problems) = prepare(input)?;
     let rt = runtime()?;
     let shutdown = shutdown_signal(&rt);
     let mut events = Vec::new();
@@ -498,7 +498,7 @@ fn replay_kafka(
         invalid_policies,
         engine,
         sorted: None,
-        cluster_problems: fulcrum::snapshot_check::cluster_problems(&input.cluster)?,
+        cluster_problems,
         input: summary.input,
     })
 }
@@ -528,8 +528,9 @@ fn run(args: RunArgs) -> anyhow::Result<bool> {
         .kafka
         .settings()
         .context("--brokers (or FULCRUM_KAFKA_BROKERS) is required")?;
-    let (engine, invalid) = build_engine(&args.cluster, &args.policies, args.engine.config())?;
-    for problem in fulcrum::snapshot_check::cluster_problems(&args.cluster)? {
+    let (engine, invalid, problems) =
+        build_engine(&args.cluster, &args.policies, args.engine.config())?;
+    for problem in problems {
         tracing::warn!(%problem, "cluster snapshot");
     }
     for (name, errors) in &invalid {

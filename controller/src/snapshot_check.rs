@@ -10,81 +10,79 @@ use fulcrum_policies::selector::{is_dns_label, is_dns_subdomain};
 use serde_json::Value;
 
 use crate::load::LoadError;
-use crate::manifest::read_documents;
-
-/// One object of a snapshot, with the file it came from.
-struct Object<'a> {
-    path: &'a Path,
-    value: Value,
-}
-
-fn objects(paths: &[PathBuf]) -> Result<Vec<Object<'_>>, LoadError> {
-    let mut out = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let docs = read_documents(&text).map_err(|e| LoadError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        for doc in docs {
-            match doc.value.get("items").and_then(Value::as_array) {
-                Some(items) => out.extend(items.iter().map(|v| Object {
-                    path,
-                    value: v.clone(),
-                })),
-                None => out.push(Object {
-                    path,
-                    value: doc.value,
-                }),
-            }
-        }
-    }
-    Ok(out)
-}
 
 fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
 }
 
-/// The problems of the snapshot files `paths`, one line each, starting with the file.
-pub fn cluster_problems(paths: &[PathBuf]) -> Result<Vec<String>, LoadError> {
-    let objects = objects(paths)?;
-    let kind = |o: &Object<'_>| text(&o.value, "/kind").unwrap_or_default().to_owned();
-    let nodes: BTreeSet<String> = objects
-        .iter()
-        .filter(|o| kind(o) == "Node")
-        .filter_map(|o| text(&o.value, "/metadata/name").map(str::to_owned))
-        .collect();
-    let mut problems = Vec::new();
-    for o in &objects {
-        let path = o.path.display();
-        let name = text(&o.value, "/metadata/name").unwrap_or_default();
-        match kind(o).as_str() {
-            "Node" if !is_dns_subdomain(name) => problems.push(format!(
-                "{path}: node {name:?} is not a valid Kubernetes name: samples naming it are rejected"
-            )),
-            "Pod" => {
-                let ns = text(&o.value, "/metadata/namespace").unwrap_or("default");
-                if !is_dns_label(ns) || !is_dns_subdomain(name) {
-                    problems.push(format!(
-                        "{path}: pod {ns}/{name} does not have a valid Kubernetes name: samples naming it are rejected"
-                    ));
+/// A problem found so far; one naming an unknown node is settled when every file has been
+/// read (a later file may hold the node).
+enum Problem {
+    Found(String),
+    UnknownNode { node: String, line: String },
+}
+
+/// Collects the problems of snapshot objects as they are read, in object order.
+#[derive(Default)]
+pub struct ProblemFinder {
+    nodes: BTreeSet<String>,
+    problems: Vec<Problem>,
+}
+
+impl ProblemFinder {
+    /// Looks at one object of the snapshot file `path`.
+    pub fn object(&mut self, path: &Path, object: &Value) {
+        let path = path.display();
+        let name = text(object, "/metadata/name").unwrap_or_default();
+        match text(object, "/kind").unwrap_or_default() {
+            "Node" => {
+                if !is_dns_subdomain(name) {
+                    self.problems.push(Problem::Found(format!(
+                        "{path}: node {name:?} is not a valid Kubernetes name: samples naming it are rejected"
+                    )));
                 }
-                if let Some(node) = text(&o.value, "/spec/nodeName")
-                    && !nodes.contains(node)
+                self.nodes.insert(name.to_owned());
+            }
+            "Pod" => {
+                let ns = text(object, "/metadata/namespace").unwrap_or("default");
+                if !is_dns_label(ns) || !is_dns_subdomain(name) {
+                    self.problems.push(Problem::Found(format!(
+                        "{path}: pod {ns}/{name} does not have a valid Kubernetes name: samples naming it are rejected"
+                    )));
+                }
+                if let Some(node) = text(object, "/spec/nodeName")
+                    && !self.nodes.contains(node)
                 {
-                    problems.push(format!(
-                        "{path}: pod {ns}/{name} is bound to node {node:?}, which no cluster file contains: its samples are dropped as unknown_pod"
-                    ));
+                    self.problems.push(Problem::UnknownNode {
+                        node: node.to_owned(),
+                        line: format!(
+                            "{path}: pod {ns}/{name} is bound to node {node:?}, which no cluster file contains: its samples are dropped as unknown_pod"
+                        ),
+                    });
                 }
             }
             _ => {}
         }
     }
-    Ok(problems)
+
+    /// The problems, one line each, starting with the file.
+    pub fn finish(self) -> Vec<String> {
+        let nodes = self.nodes;
+        self.problems
+            .into_iter()
+            .filter_map(|p| match p {
+                Problem::Found(line) => Some(line),
+                Problem::UnknownNode { node, line } => (!nodes.contains(&node)).then_some(line),
+            })
+            .collect()
+    }
+}
+
+/// The problems of the snapshot files `paths`, one line each, starting with the file.
+/// (Loading them with [`crate::load::load_snapshot`] finds the same problems in the same
+/// pass.)
+pub fn cluster_problems(paths: &[PathBuf]) -> Result<Vec<String>, LoadError> {
+    Ok(crate::load::load_snapshot(paths)?.problems)
 }
 
 #[cfg(test)]

@@ -6,11 +6,18 @@
 //! Kubernetes objects lives in the `fulcrum` crate (`cluster::convert`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use fulcrum_policies::LabelMatcher;
 
+pub use crate::intern::IStr;
+use crate::intern::Interner;
+
 /// Labels as Kubernetes stores them.
 pub type LabelMap = BTreeMap<String, String>;
+
+/// A pod's label map, shared by the pods that have the same labels.
+pub type Labels = Arc<LabelMap>;
 
 /// A hash map with a fast seeded hasher (foldhash) for lookups on the per-sample path.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -49,7 +56,7 @@ pub struct Taint {
 }
 
 /// A pod toleration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Toleration {
     /// Key tolerated; empty with operator `Exists` tolerates every taint.
     pub key: String,
@@ -101,29 +108,30 @@ pub struct NodeInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// Owner kind (`ReplicaSet`, `StatefulSet`, `Job`, `DaemonSet`, ...).
-    pub kind: String,
+    pub kind: IStr,
     /// Owner name.
-    pub name: String,
+    pub name: IStr,
 }
 
-/// What the engine needs to know about a pod.
+/// What the engine needs to know about a pod. The index shares the strings, label maps and
+/// tolerations that pods repeat (see [`IStr`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodInfo {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: IStr,
     /// Name.
-    pub name: String,
+    pub name: IStr,
     /// UID (empty when unknown).
-    pub uid: String,
+    pub uid: IStr,
     /// The node the pod is bound to, if scheduled.
-    pub node_name: Option<String>,
+    pub node_name: Option<IStr>,
     /// Pod labels.
-    pub labels: LabelMap,
+    pub labels: Labels,
     /// The controlling owner reference, if any.
     pub owner: Option<Owner>,
     /// The workload the pod belongs to, for per-workload limits: `namespace/Kind/name`
     /// of the top-level controller (a ReplicaSet's Deployment when it can be inferred).
-    pub workload: String,
+    pub workload: IStr,
     /// `spec.priority` (0 when unset).
     pub priority: i32,
     /// Annotated `fulcrum.dev/protect: "true"`.
@@ -143,11 +151,11 @@ pub struct PodInfo {
     /// Sum of container requests.
     pub requests: Resources,
     /// `spec.nodeSelector`.
-    pub node_selector: LabelMap,
+    pub node_selector: Labels,
     /// Required node affinity, compiled: the pod fits a node matching any of these.
     pub required_affinity: Vec<LabelMatcher>,
     /// Tolerations.
-    pub tolerations: Vec<Toleration>,
+    pub tolerations: Arc<[Toleration]>,
 }
 
 impl PodInfo {
@@ -220,9 +228,10 @@ pub struct ClusterIndex {
     pods: Vec<Option<PodEntry>>,
     free_pods: Vec<PodId>,
     free_nodes: Vec<NodeId>,
-    pod_ids: FastMap<String, FastMap<String, PodId>>,
+    pod_ids: FastMap<IStr, FastMap<IStr, PodId>>,
     namespaces: FastMap<String, LabelMap>,
     pdbs: Vec<PdbInfo>,
+    shared: Interner,
 }
 
 /// A change to the cluster view, as a watch (reflector, simulator) reports it.
@@ -333,13 +342,9 @@ impl ClusterIndex {
     }
 
     /// Adds or updates a pod.
-    pub fn upsert_pod(&mut self, info: PodInfo) -> (PodId, Change) {
-        let existing = self
-            .pod_ids
-            .get(&info.namespace)
-            .and_then(|m| m.get(&info.name))
-            .copied();
-        if let Some(id) = existing {
+    pub fn upsert_pod(&mut self, mut info: PodInfo) -> (PodId, Change) {
+        self.share(&mut info);
+        if let Some(id) = self.pod_id(&info.namespace, &info.name) {
             let old_uid = self.pods[id.index()]
                 .as_ref()
                 .map(|p| p.info.uid.clone())
@@ -352,6 +357,7 @@ impl ClusterIndex {
             };
             let node = info.node_name.as_deref().and_then(|n| self.node_id(n));
             self.pods[id.index()] = Some(PodEntry { info, node: None });
+            self.shared.release();
             if let Some(node) = node {
                 self.attach(id, node);
             }
@@ -376,13 +382,48 @@ impl ClusterIndex {
         (id, Change::Added)
     }
 
+    /// Points the pod's repeated strings, labels and tolerations at the index's shared
+    /// copies.
+    fn share(&mut self, info: &mut PodInfo) {
+        let shared = &mut self.shared;
+        info.namespace = shared.str(&info.namespace);
+        info.workload = shared.str(&info.workload);
+        if let Some(node) = &info.node_name {
+            info.node_name = Some(shared.str(node));
+        }
+        if let Some(owner) = &mut info.owner {
+            owner.kind = shared.str(&owner.kind);
+            owner.name = shared.str(&owner.name);
+        }
+        info.labels = shared.labels(&info.labels);
+        info.node_selector = shared.labels(&info.node_selector);
+        info.tolerations = shared.tolerations(&info.tolerations);
+    }
+
     /// Removes a pod; its id may be reused by a later pod.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<PodId> {
-        let id = self.pod_ids.get_mut(namespace)?.remove(name)?;
+        let names = self.pod_ids.get_mut(namespace)?;
+        let id = names.remove(name)?;
+        if names.is_empty() {
+            self.pod_ids.remove(namespace);
+        }
         self.detach(id);
         self.pods[id.index()] = None;
         self.free_pods.push(id);
+        self.shared.release();
         Some(id)
+    }
+
+    /// Number of distinct strings, label maps and toleration lists the pods share (copies
+    /// no pod uses any more are freed from time to time: see [`crate::intern`]).
+    pub fn shared_values(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Frees the shared copies no pod uses any more now (otherwise this happens as pods
+    /// are removed).
+    pub fn sweep_shared(&mut self) {
+        self.shared.sweep();
     }
 
     /// Sets a namespace's labels.
@@ -475,7 +516,7 @@ impl ClusterIndex {
     pub fn pdbs_for<'a>(&'a self, pod: &'a PodInfo) -> impl Iterator<Item = &'a PdbInfo> + 'a {
         self.pdbs
             .iter()
-            .filter(move |p| p.namespace == pod.namespace && p.selector.matches(&pod.labels))
+            .filter(move |p| p.namespace == pod.namespace && p.selector.matches(&*pod.labels))
     }
 
     /// Sum of the requests of the live pods bound to a node.
@@ -552,6 +593,67 @@ mod tests {
         assert_eq!(reused, early, "freed ids are reused");
         c.remove_node("n1");
         assert_eq!(c.pod_node(late), None);
+    }
+
+    /// A replica: its strings and labels repeat those of its workload's other pods.
+    fn replica(ns: &str, workload: &str, i: usize) -> PodInfo {
+        PodInfo {
+            labels: Arc::new([("app".to_owned(), workload.to_owned())].into()),
+            workload: format!("{ns}/Deployment/{workload}").into(),
+            owner: Some(Owner {
+                kind: "ReplicaSet".into(),
+                name: format!("{workload}-5d8f").into(),
+            }),
+            tolerations: vec![Toleration {
+                key: "node.kubernetes.io/not-ready".into(),
+                operator: "Exists".into(),
+                value: String::new(),
+                effect: "NoExecute".into(),
+            }]
+            .into(),
+            ..pod(ns, &format!("{workload}-{i}"), &format!("u{i}"), "n1")
+        }
+    }
+
+    #[test]
+    fn replicas_share_one_copy_and_copies_no_pod_uses_are_freed() {
+        let mut c = ClusterIndex::new();
+        c.upsert_node(node("n1"));
+        for i in 0..100 {
+            c.upsert_pod(replica("shop", "web", i));
+        }
+        let id = |c: &ClusterIndex, i: usize| c.pod_id("shop", &format!("web-{i}")).unwrap();
+        let (a, b) = (
+            c.pod_info(id(&c, 0)).unwrap(),
+            c.pod_info(id(&c, 99)).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a.labels, &b.labels));
+        assert!(Arc::ptr_eq(&a.tolerations, &b.tolerations));
+        assert!(a.workload.ptr_eq(&b.workload) && a.namespace.ptr_eq(&b.namespace));
+        // namespace, workload, node, owner kind and name; labels; node selector; tolerations.
+        assert_eq!(c.shared_values(), 8);
+        // Many workloads come and go: their copies are freed without an explicit sweep.
+        for w in 0..3_000 {
+            let workload = format!("batch-{w}");
+            c.upsert_pod(replica(&format!("ns-{w}"), &workload, w));
+            c.remove_pod(&format!("ns-{w}"), &format!("{workload}-{w}"));
+        }
+        // Four new copies per pod (namespace, workload, owner name, labels), swept every
+        // 1,024 removals.
+        assert!(
+            c.shared_values() <= 8 + 4 * 1_024,
+            "{} copies",
+            c.shared_values()
+        );
+        c.sweep_shared();
+        assert_eq!(c.shared_values(), 8, "only the replicas' copies are left");
+        // The control: copies a pod still uses are kept.
+        for i in 0..100 {
+            c.remove_pod("shop", &format!("web-{i}"));
+        }
+        c.sweep_shared();
+        assert_eq!(c.shared_values(), 0);
+        assert_eq!(c.pod_count(), 0);
     }
 
     #[test]

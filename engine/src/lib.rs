@@ -35,6 +35,7 @@ mod explain;
 mod guards;
 mod headroom;
 mod ingest;
+pub mod intern;
 pub mod jump;
 pub mod limits;
 mod onset;

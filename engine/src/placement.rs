@@ -168,7 +168,7 @@ impl Engine {
         window_ms: u64,
     ) -> Option<String> {
         let info = self.cluster.pod_info(pod)?;
-        let last = self.migrations.get(&info.workload)?;
+        let last = self.migrations.get(info.workload.as_str())?;
         (t - last.at < window_ms as i64).then(|| {
             format!(
                 "{} was migrated away from {} {} ago and interferes again on {}: not migrated twice within the maxActionsPerWorkload window ({})",
@@ -205,7 +205,7 @@ impl Engine {
             .pdbs_for(info)
             .map(|p| (p.namespace.clone(), p.name.clone()))
             .collect();
-        let (workload, requests) = (info.workload.clone(), info.requests);
+        let (workload, requests) = (info.workload.to_string(), info.requests);
         for key in pdbs {
             *self.pdb_spent.entry(key).or_default() += 1;
         }

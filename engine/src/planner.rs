@@ -501,8 +501,8 @@ impl Engine {
         let record = ActionRecord {
             at: ctx.t,
             node: ctx.node,
-            workload: info.workload.clone(),
-            namespace: info.namespace.clone(),
+            workload: info.workload.to_string(),
+            namespace: info.namespace.to_string(),
             target: info.key(),
         };
         let outcome = match spec.mode {

@@ -192,12 +192,12 @@ impl Engine {
         let mut roles = smallvec::SmallVec::<[(u16, Role); 4]>::new();
         for &p in &covering {
             let spec = &self.policies[p as usize].policy.spec;
-            if spec.victims.matches(&info.labels, ns_labels) {
+            if spec.victims.matches(&*info.labels, ns_labels) {
                 roles.push((p, Role::Victim));
             } else if let Some(class) = spec
                 .candidates
                 .iter()
-                .position(|c| c.matcher.matches(&info.labels, ns_labels))
+                .position(|c| c.matcher.matches(&*info.labels, ns_labels))
             {
                 roles.push((p, Role::Candidate(class as u16)));
             }

@@ -69,10 +69,10 @@ impl Engine {
         };
         if self
             .migrations
-            .get(&info.workload)
+            .get(info.workload.as_str())
             .is_some_and(|m| m.at == at)
         {
-            self.migrations.remove(&info.workload);
+            self.migrations.remove(info.workload.as_str());
         }
         let budgets: Vec<(String, String)> = self
             .cluster
@@ -180,7 +180,7 @@ impl Engine {
                     self.cluster
                         .pod_id(ns, name)
                         .and_then(|id| self.cluster.pod_info(id))
-                        .map(|i| i.workload.clone())
+                        .map(|i| i.workload.to_string())
                 };
                 let workload = recorded
                     .filter(|w| !w.is_empty())

@@ -47,14 +47,14 @@ pub(crate) fn pod(ns: &str, name: &str, node: &str, class: &str) -> PodInfo {
     PodInfo {
         namespace: ns.into(),
         name: name.into(),
-        uid: format!("uid-{name}"),
+        uid: format!("uid-{name}").into(),
         node_name: Some(node.into()),
-        labels: labels(&[("class", class)]),
+        labels: labels(&[("class", class)]).into(),
         owner: Some(Owner {
             kind: "StatefulSet".into(),
-            name: format!("{name}-set"),
+            name: format!("{name}-set").into(),
         }),
-        workload: format!("{ns}/StatefulSet/{name}-set"),
+        workload: format!("{ns}/StatefulSet/{name}-set").into(),
         running: true,
         created_ms: Some(T0 - 3_600_000),
         requests: Resources {
@@ -479,7 +479,7 @@ fn bare_and_local_storage_pods_are_allowed_when_the_policy_says_so() {
 fn a_victim_is_never_a_target_even_when_it_matches_a_candidate_class() {
     let mut w = World::new(&[policy("")]);
     let mut web = pod("shop", "web", "n1", "online");
-    web.labels.insert("also".into(), "batch".into());
+    std::sync::Arc::make_mut(&mut web.labels).insert("also".into(), "batch".into());
     w.engine.upsert_pod(web);
     w.run(20, 30);
     assert!(w.decisions().iter().all(|d| d.target != "shop/web"));
@@ -935,7 +935,7 @@ fn run_random(world: &RandomWorld, order: &[usize]) -> (Vec<Event>, Engine) {
             class,
         );
         info.protected = *protected;
-        info.workload = format!("w{}", i % 3);
+        info.workload = format!("w{}", i % 3).into();
         engine.upsert_pod(info);
     }
     assert!(engine.set_policies(&[p]).is_empty());

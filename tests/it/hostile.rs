@@ -37,9 +37,9 @@ fn pod(name: &str, node: &str, class: &str) -> PodInfo {
     PodInfo {
         namespace: "shop".into(),
         name: name.into(),
-        uid: format!("uid-{name}"),
+        uid: format!("uid-{name}").into(),
         node_name: Some(node.into()),
-        labels: BTreeMap::from([("class".to_string(), class.to_string())]),
+        labels: BTreeMap::from([("class".to_string(), class.to_string())]).into(),
         owner: Some(Owner {
             kind: "StatefulSet".into(),
             name: "set".into(),

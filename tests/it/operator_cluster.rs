@@ -44,7 +44,7 @@ async fn workload_of(
         while !seen.contains_key(name) {
             match updates.recv().await {
                 Some(ClusterUpdate::UpsertPod(p)) => {
-                    seen.insert(p.name.clone(), p.workload.clone());
+                    seen.insert(p.name.to_string(), p.workload.to_string());
                 }
                 Some(_) => {}
                 None => panic!("the reflectors stopped"),

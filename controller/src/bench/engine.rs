@@ -93,8 +93,20 @@ fn actuator() -> (
 /// Runs `ticks` ticks of `workload` through a fresh engine, one message (a node's
 /// samples of one period) at a time, advancing the watermark after each.
 pub fn run(workload: &Workload, ticks: u64) -> EngineRun {
+    // The cluster view is loaded as replay loads it: from a snapshot file, through the
+    // snapshot loader (written first, outside the measurement).
+    let file = super::snapshot::path(workload);
+    let written = super::snapshot::write_file(workload, &file).map_err(|e| e.to_string());
     let rss_before = rss();
-    let mut engine = workload.engine(EngineConfig::default());
+    let loaded =
+        written.and_then(|()| super::snapshot::engine_via_snapshot(&file, EngineConfig::default()));
+    let mut engine = loaded.unwrap_or_else(|e| {
+        eprintln!(
+            "bench: loading the cluster from {} failed ({e}); built in memory",
+            file.display()
+        );
+        workload.engine(EngineConfig::default())
+    });
     let rss_loaded = rss();
     let mut samples = Vec::with_capacity(workload.pods() + workload.nodes);
     let mut events: Vec<Event> = Vec::new();

@@ -6,6 +6,8 @@
 //! - [`decode`]: Fulcrum's decoder against a bare parse of the same bytes.
 //! - [`engine`]: samples per second through `offer` + `advance`.
 //! - [`memory`]: resident memory from `/proc`.
+//! - [`snapshot`]: the cluster written as a snapshot file and loaded back through the
+//!   snapshot loader, so that the peak memory includes loading the cluster view.
 //! - [`ingest`]: with `--brokers`, Fulcrum's consume → decode → engine path against a bare
 //!   consumer reading the same topic.
 //!
@@ -16,6 +18,7 @@ pub mod decode;
 pub mod engine;
 pub mod ingest;
 pub mod memory;
+pub mod snapshot;
 pub mod workload;
 
 use serde_json::{Value, json};

@@ -111,16 +111,34 @@ impl Workload {
     /// The cluster index (the engine's view).
     pub fn cluster(&self) -> ClusterIndex {
         let mut index = ClusterIndex::new();
-        for ns in ["shop", "spark", "ml"] {
-            let tier = if ns == "shop" { "frontend" } else { "batch" };
-            index.upsert_namespace(ns, labels(&[("tier", tier)]));
+        for (ns, labels) in Self::namespaces() {
+            index.upsert_namespace(ns, labels);
         }
-        for (n, name) in self.node_names.iter().enumerate() {
+        for node in self.node_infos() {
+            index.upsert_node(node);
+        }
+        for pod in self.pod_infos() {
+            index.upsert_pod(pod);
+        }
+        index
+    }
+
+    /// The namespaces and their labels.
+    pub fn namespaces() -> [(&'static str, LabelMap); 3] {
+        ["shop", "spark", "ml"].map(|ns| {
+            let tier = if ns == "shop" { "frontend" } else { "batch" };
+            (ns, labels(&[("tier", tier)]))
+        })
+    }
+
+    /// The nodes, one at a time.
+    pub fn node_infos(&self) -> impl Iterator<Item = NodeInfo> + '_ {
+        self.node_names.iter().enumerate().map(|(n, name)| {
             let mut node_labels = labels(&[("pool", "colocated")]);
             if n % 5 == 0 {
                 node_labels.insert("accelerator".into(), "nvidia".into());
             }
-            index.upsert_node(NodeInfo {
+            NodeInfo {
                 name: name.clone(),
                 labels: node_labels,
                 allocatable: Resources {
@@ -130,12 +148,16 @@ impl Workload {
                 },
                 ready: true,
                 ..NodeInfo::default()
-            });
-        }
-        for (p, name) in self.pod_names.iter().enumerate() {
-            index.upsert_pod(self.pod_info(p, name));
-        }
-        index
+            }
+        })
+    }
+
+    /// The pods, one at a time.
+    pub fn pod_infos(&self) -> impl Iterator<Item = PodInfo> + '_ {
+        self.pod_names
+            .iter()
+            .enumerate()
+            .map(|(p, name)| self.pod_info(p, name))
     }
 
     fn pod_info(&self, p: usize, name: &str) -> PodInfo {
@@ -144,13 +166,13 @@ impl Workload {
         PodInfo {
             namespace: class.namespace().into(),
             name: name.into(),
-            uid: format!("00000000-0000-4000-8000-{p:012}"),
-            node_name: Some(self.node_names[p / PODS_PER_NODE].clone()),
-            labels: labels(&[("fulcrum.dev/class", class.label())]),
-            workload: format!("{}/ReplicaSet/{owner}", class.namespace()),
+            uid: format!("00000000-0000-4000-8000-{p:012}").into(),
+            node_name: Some(self.node_names[p / PODS_PER_NODE].as_str().into()),
+            labels: labels(&[("fulcrum.dev/class", class.label())]).into(),
+            workload: format!("{}/ReplicaSet/{owner}", class.namespace()).into(),
             owner: Some(Owner {
                 kind: "ReplicaSet".into(),
-                name: owner,
+                name: owner.into(),
             }),
             created_ms: Some(T0_MS - 86_400_000),
             running: true,

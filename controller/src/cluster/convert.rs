@@ -11,10 +11,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use fulcrum_engine::cluster::{
-    ClusterIndex, NodeInfo, Owner, PdbInfo, PodInfo, Resources, Taint, Toleration,
+    ClusterIndex, IStr, NodeInfo, Owner, PdbInfo, PodInfo, Resources, Taint, Toleration,
 };
 
 /// Annotation that exempts a pod from every action.
@@ -181,10 +182,10 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
     let required_affinity = required_affinity(spec);
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     PodInfo {
-        uid: meta.uid.clone().unwrap_or_default(),
-        node_name: spec.and_then(|s| s.node_name.clone()),
+        uid: meta.uid.as_deref().unwrap_or_default().into(),
+        node_name: spec.and_then(|s| s.node_name.as_deref()).map(IStr::from),
         owner,
-        workload,
+        workload: workload.into(),
         priority: spec.and_then(|s| s.priority).unwrap_or(0),
         protected: annotations
             .and_then(|a| a.get(PROTECT_ANNOTATION))
@@ -203,12 +204,13 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         requests,
         node_selector: spec
             .and_then(|s| s.node_selector.clone())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         required_affinity,
-        tolerations: tolerations(spec),
-        labels,
-        namespace,
-        name,
+        tolerations: tolerations(spec).into(),
+        labels: labels.into(),
+        namespace: namespace.into(),
+        name: name.into(),
     }
 }
 
@@ -220,8 +222,8 @@ fn controller_owner(meta: &ObjectMeta) -> Option<Owner> {
         .find(|o| o.controller == Some(true))
         .or_else(|| meta.owner_references.as_ref().and_then(|o| o.first()))
         .map(|o| Owner {
-            kind: o.kind.clone(),
-            name: o.name.clone(),
+            kind: o.kind.as_str().into(),
+            name: o.name.as_str().into(),
         })
 }
 
@@ -311,42 +313,52 @@ pub struct LoadedCluster {
 pub fn load_cluster(objects: &[Value]) -> Result<LoadedCluster, ClusterLoadError> {
     let mut loaded = LoadedCluster::default();
     for (index, object) in objects.iter().enumerate() {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let bad = |e: serde_json::Error| ClusterLoadError::BadItem {
-            index,
-            kind: kind.to_owned(),
-            name: name.clone(),
-            message: e.to_string(),
-        };
-        match kind {
-            "Node" => {
-                let node: Node = serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded.index.upsert_node(node_info(&node));
-            }
-            "Pod" => {
-                let pod: Pod = serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded.index.upsert_pod(pod_info(&pod));
-            }
-            "PodDisruptionBudget" => {
-                let pdb: PodDisruptionBudget =
-                    serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded.index.upsert_pdb(pdb_info(&pdb));
-            }
-            "Namespace" => {
-                let ns: Namespace = serde_json::from_value(object.clone()).map_err(bad)?;
-                loaded
-                    .index
-                    .upsert_namespace(&name, ns.metadata.labels.unwrap_or_default());
-            }
-            other => loaded.skipped.push((other.to_owned(), name)),
+        if let Some(skipped) = load_object(&mut loaded.index, index, object.clone())? {
+            loaded.skipped.push(skipped);
         }
     }
     Ok(loaded)
+}
+
+/// Adds one Kubernetes object (the `index`-th of its snapshot, for error messages) to
+/// `cluster`, consuming it. Answers `(kind, name)` when the kind is not one the engine uses
+/// (the object is skipped).
+pub fn load_object(
+    cluster: &mut ClusterIndex,
+    index: usize,
+    object: Value,
+) -> Result<Option<(String, String)>, ClusterLoadError> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bad = |e: serde_json::Error| ClusterLoadError::BadItem {
+        index,
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        message: e.to_string(),
+    };
+    match kind {
+        "Node" => {
+            let node = Node::deserialize(&object).map_err(bad)?;
+            cluster.upsert_node(node_info(&node));
+        }
+        "Pod" => {
+            let pod = Pod::deserialize(&object).map_err(bad)?;
+            cluster.upsert_pod(pod_info(&pod));
+        }
+        "PodDisruptionBudget" => {
+            let pdb = PodDisruptionBudget::deserialize(&object).map_err(bad)?;
+            cluster.upsert_pdb(pdb_info(&pdb));
+        }
+        "Namespace" => {
+            let ns = Namespace::deserialize(&object).map_err(bad)?;
+            cluster.upsert_namespace(name, ns.metadata.labels.unwrap_or_default());
+        }
+        other => return Ok(Some((other.to_owned(), name.to_owned()))),
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! ([`convert`], from a snapshot or from [`reflect`]ors), policies from the cluster with
 //! their status ([`policies`], [`status`]), the Eviction-API actuator ([`evict`]), the
 //! steering taint ([`steer`]), Events ([`events`]), where replacements land
-//! ([`replacement`]) and pods' workloads from ReplicaSet metadata ([`workloads`]).
+//! ([`replacement`]), snapshot files read object by object ([`snapshot`]) and pods' workloads from ReplicaSet metadata ([`workloads`]).
 
 pub mod convert;
 pub mod events;
@@ -10,6 +10,7 @@ pub mod evict;
 pub mod policies;
 pub mod reflect;
 pub mod replacement;
+pub mod snapshot;
 pub mod status;
 pub mod steer;
 pub mod workloads;

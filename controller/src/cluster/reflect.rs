@@ -304,18 +304,21 @@ fn pod_mapper() -> Mapper<Pod> {
         name: "pods",
         upsert: |pod, shared| {
             let mut info = pod_info(pod);
-            info.workload = shared.workloads.resolve(
-                &info.namespace,
-                &info.name,
-                info.owner.as_ref(),
-                &info.labels,
-            );
+            info.workload = shared
+                .workloads
+                .resolve(
+                    &info.namespace,
+                    &info.name,
+                    info.owner.as_ref(),
+                    &info.labels,
+                )
+                .into();
             if let Ok(mut uids) = shared.uids.lock() {
                 let meta = PodMeta {
-                    uid: info.uid.clone(),
+                    uid: info.uid.to_string(),
                     owner: info.owner.clone(),
                 };
-                uids.insert((info.namespace.clone(), info.name.clone()), meta);
+                uids.insert((info.namespace.to_string(), info.name.to_string()), meta);
             }
             shared
                 .replacements

@@ -78,7 +78,7 @@ impl Workloads {
                 .owners
                 .lock()
                 .ok()
-                .and_then(|m| m.get(&(namespace.to_owned(), o.name.clone())).cloned());
+                .and_then(|m| m.get(&(namespace.to_owned(), o.name.to_string())).cloned());
             match known {
                 Some(Some(deployment)) => return format!("{namespace}/Deployment/{deployment}"),
                 Some(None) => return format!("{namespace}/ReplicaSet/{}", o.name),

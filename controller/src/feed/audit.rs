@@ -64,8 +64,8 @@ impl AuditRecord {
             .and_then(|(ns, name)| engine.cluster().pod_id(ns, name))
             .and_then(|id| engine.cluster().pod_info(id));
         if let Some(info) = info {
-            self.target_uid = Some(info.uid.clone()).filter(|u| !u.is_empty());
-            self.target_workload = Some(info.workload.clone()).filter(|w| !w.is_empty());
+            self.target_uid = Some(info.uid.to_string()).filter(|u| !u.is_empty());
+            self.target_workload = Some(info.workload.to_string()).filter(|w| !w.is_empty());
         }
         self
     }

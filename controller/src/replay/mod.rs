@@ -74,8 +74,9 @@ impl ReplayReport {
     }
 }
 
-/// Builds an engine from the cluster and policy files.
-pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies), LoadError> {
+/// Builds an engine from the cluster and policy files; also answers the cluster files'
+/// problems.
+pub fn prepare(input: &ReplayInput) -> Result<(Engine, InvalidPolicies, Vec<String>), LoadError> {
     build_engine(&input.cluster, &input.policies, input.config.clone())
 }
 
@@ -204,7 +205,7 @@ pub fn replay_files_within(
     max_sort_bytes: u64,
 ) -> Result<ReplayReport, LoadError> {
     let mut decoder = Input::new(format);
-    let (mut engine, invalid_policies) = prepare(input)?;
+    let (mut engine, invalid_policies, cluster_problems) = prepare(input)?;
     let path = events.display().to_string();
     let read_error = |source| LoadError::Read {
         path: path.clone(),
@@ -244,7 +245,7 @@ pub fn replay_files_within(
         invalid_policies,
         engine,
         sorted,
-        cluster_problems: crate::snapshot_check::cluster_problems(&input.cluster)?,
+        cluster_problems,
         input: decoder.stats().clone(),
     })
 }

@@ -440,22 +440,23 @@ impl World {
             pod.owner.as_ref().map_or(pod.name.clone(), |o| o.1.clone()),
         );
         let owner = pod.owner.as_ref().map(|(kind, name)| Owner {
-            kind: kind.clone(),
-            name: name.clone(),
+            kind: kind.as_str().into(),
+            name: name.as_str().into(),
         });
         PodInfo {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            uid: pod.uid.clone(),
-            node_name: Some(self.nodes[pod.node].name.clone()),
+            namespace: pod.namespace.as_str().into(),
+            name: pod.name.as_str().into(),
+            uid: pod.uid.as_str().into(),
+            node_name: Some(self.nodes[pod.node].name.as_str().into()),
             workload: crate::cluster::convert::workload_of(
                 &pod.namespace,
                 &pod.name,
                 owner.as_ref(),
                 &labels,
-            ),
+            )
+            .into(),
             owner,
-            labels,
+            labels: labels.into(),
             priority: 0,
             protected: pod.protected,
             mirror: false,
@@ -466,9 +467,9 @@ impl World {
             finished: false,
             requests: pod.requests,
             node_selector: if pod.needs_gpu {
-                [("accelerator".to_owned(), "nvidia".to_owned())].into()
+                LabelMap::from([("accelerator".to_owned(), "nvidia".to_owned())]).into()
             } else {
-                LabelMap::new()
+                LabelMap::new().into()
             },
             required_affinity: Vec::new(),
             tolerations: if pod.needs_gpu {
@@ -478,8 +479,9 @@ impl World {
                     value: String::new(),
                     effect: String::new(),
                 }]
+                .into()
             } else {
-                Vec::new()
+                Vec::new().into()
             },
         }
     }

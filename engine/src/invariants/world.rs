@@ -268,17 +268,17 @@ pub(super) fn pod_info(
         }),
         _ => Some(Owner {
             kind: "StatefulSet".into(),
-            name: format!("w{}", i % 3),
+            name: format!("w{}", i % 3).into(),
         }),
     };
     PodInfo {
         namespace: def.namespace(i).into(),
-        name: format!("p{i}"),
-        uid: format!("uid-{i}-{incarnation}"),
-        node_name: Some(format!("n{node}")),
-        labels: [("class".to_string(), class.to_string())].into(),
+        name: format!("p{i}").into(),
+        uid: format!("uid-{i}-{incarnation}").into(),
+        node_name: Some(format!("n{node}").into()),
+        labels: std::sync::Arc::new([("class".to_string(), class.to_string())].into()),
         owner,
-        workload: def.workload(i),
+        workload: def.workload(i).into(),
         priority: if def.flag == Flag::Critical {
             SYSTEM_CRITICAL_PRIORITY
         } else {
