@@ -303,7 +303,8 @@ impl<A: Actuator> Runner<A> {
     /// Hands the time since the decision's sample was consumed to the observer.
     fn observe_latency(&self, decision: &Decision) {
         if let Some(observer) = &self.observer
-            && let Some(consumed) = self.feed.consumed_at(&decision.node, decision.at)
+            && let Some(node) = self.engine.cluster().node_id(&decision.node)
+            && let Some(consumed) = self.feed.consumed_at(node, decision.at)
         {
             let ms = (now_ms() - consumed).max(0) as u64;
             observer.decision_latency(Duration::from_millis(ms));

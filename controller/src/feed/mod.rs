@@ -20,6 +20,7 @@ pub mod config;
 mod connect;
 pub mod consumed;
 pub mod context;
+pub mod decoded;
 pub mod dlq;
 mod ingest;
 mod nodes;

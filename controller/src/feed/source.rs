@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fulcrum_engine::sample::{DecodeError, DecodeOptions, Sample};
-use fulcrum_engine::{Engine, Offered};
+use fulcrum_engine::{Engine, NodeId, Offered};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -110,8 +110,10 @@ impl Feed {
                     self.progress.revoke(*p);
                 }
                 let gone = self.node_partitions.revoke(&partitions);
-                for node in &gone {
-                    engine.forget_node(node);
+                for &node in &gone {
+                    if let Some(name) = engine.cluster().node_info(node).map(|n| n.name.clone()) {
+                        engine.forget_node(&name);
+                    }
                     self.consumed.forget(node);
                 }
                 info!(
@@ -180,17 +182,28 @@ impl Feed {
         let nodes = &mut self.node_partitions;
         let consumed = &mut self.consumed;
         let now = now_ms();
+        // A message's samples are mostly of one node and a few instants: the node is looked
+        // up (and noted) when it or the instant changes, not per sample.
+        let mut last: Option<(&str, Option<NodeId>, i64, i32)> = None;
         let newest = offer_samples(engine, samples, |engine, i, sample, queued| {
             let origins = input.origins(i);
             settled.extend(origins.iter().map(|o| (*o, queued)));
             // Only nodes in the cluster view are remembered (a flood of unknown node
             // names must not grow memory).
             if let Some(partition) = origins.first().map(|o| o.partition).or(partition) {
-                let known = engine.cluster().node_id(&sample.node).is_some();
-                nodes.note(&sample.node, partition, known);
-                if known {
-                    consumed.note(&sample.node, sample.ts_ms, now);
+                let name: &str = &sample.node;
+                let id = match last {
+                    Some((n, id, ..)) if n == name => id,
+                    _ => engine.cluster().node_id(name),
+                };
+                let key = (name, id, sample.ts_ms, partition);
+                if let Some(id) = id
+                    && last != Some(key)
+                {
+                    nodes.note(id, partition);
+                    consumed.note(id, sample.ts_ms, now);
                 }
+                last = Some(key);
             }
             // Grouped samples settle their messages through `settled` instead.
             origins.is_empty()
@@ -334,7 +347,7 @@ impl Feed {
 
     /// When the first sample of `node` at or after event time `at` was consumed (wall
     /// clock ms), if still known.
-    pub fn consumed_at(&self, node: &str, at: i64) -> Option<i64> {
+    pub fn consumed_at(&self, node: NodeId, at: i64) -> Option<i64> {
         self.consumed.consumed_at(node, at)
     }
 
@@ -396,10 +409,10 @@ impl Feed {
 /// move the partition's event time: a sample held as too far ahead (a broken clock), late,
 /// unknown or irrelevant must not, or one far-future sample would make every real one late
 /// and hold the partition's commits.
-pub(super) fn offer_samples(
+pub(super) fn offer_samples<'s, 'a>(
     engine: &mut Engine,
-    samples: &[Sample<'_>],
-    mut each: impl FnMut(&Engine, usize, &Sample<'_>, Option<i64>) -> bool,
+    samples: &'s [Sample<'a>],
+    mut each: impl FnMut(&Engine, usize, &'s Sample<'a>, Option<i64>) -> bool,
 ) -> Option<i64> {
     let mut newest = None;
     for (i, sample) in samples.iter().enumerate() {
