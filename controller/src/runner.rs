@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use fulcrum_engine::{ClusterUpdate, Decision, Engine, Event, Outcome};
 use fulcrum_policies::InterferencePolicy;
-use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, error, info, warn};
 
@@ -29,7 +28,9 @@ use crate::clock::now_ms;
 use crate::feed::actuations::ActuationRecord;
 use crate::feed::audit::{AuditLog, AuditRecord, restore_actions};
 use crate::feed::retry::GaveUp;
-use crate::feed::{Feed, FeedError, FeedHealth, FeedOptions, FeedStats, wait_for_brokers};
+use crate::feed::{
+    Feed, FeedError, FeedHealth, FeedOptions, FeedStats, Received, wait_for_brokers,
+};
 
 /// What the runner reports to its caller, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,7 +190,7 @@ impl<A: Actuator> Runner<A> {
     ) -> Result<Engine, FeedError> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut batch: Vec<Received> = Vec::new();
         let mut changes = Vec::new();
         let result = loop {
             tokio::select! {
@@ -231,7 +232,7 @@ impl<A: Actuator> Runner<A> {
             }
             self.feed.handle_rebalances(&mut self.engine);
             for message in batch.drain(..) {
-                self.feed.apply(&mut self.engine, &message).await;
+                self.feed.apply(&mut self.engine, message).await;
             }
             // Grouped OTLP/Prometheus values whose window closed on the wall clock.
             self.feed.release_waiting(&mut self.engine);
