@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use fulcrum_engine::{ClusterUpdate, Decision, Engine, Event, Outcome};
 use fulcrum_policies::InterferencePolicy;
-use rdkafka::message::OwnedMessage;
 use tokio::sync::{mpsc, watch};
 use tracing::{Instrument, error, info, warn};
 
@@ -29,7 +28,9 @@ use crate::clock::now_ms;
 use crate::feed::actuations::ActuationRecord;
 use crate::feed::audit::{AuditLog, AuditRecord, restore_actions};
 use crate::feed::retry::GaveUp;
-use crate::feed::{Feed, FeedError, FeedHealth, FeedOptions, FeedStats, wait_for_brokers};
+use crate::feed::{
+    Feed, FeedError, FeedHealth, FeedOptions, FeedStats, Received, wait_for_brokers,
+};
 
 /// What the runner reports to its caller, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -189,7 +190,7 @@ impl<A: Actuator> Runner<A> {
     ) -> Result<Engine, FeedError> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let mut batch: Vec<Received> = Vec::new();
         let mut changes = Vec::new();
         let result = loop {
             tokio::select! {
@@ -231,7 +232,7 @@ impl<A: Actuator> Runner<A> {
             }
             self.feed.handle_rebalances(&mut self.engine);
             for message in batch.drain(..) {
-                self.feed.apply(&mut self.engine, &message).await;
+                self.feed.apply(&mut self.engine, message).await;
             }
             // Grouped OTLP/Prometheus values whose window closed on the wall clock.
             self.feed.release_waiting(&mut self.engine);
@@ -303,7 +304,8 @@ impl<A: Actuator> Runner<A> {
     /// Hands the time since the decision's sample was consumed to the observer.
     fn observe_latency(&self, decision: &Decision) {
         if let Some(observer) = &self.observer
-            && let Some(consumed) = self.feed.consumed_at(&decision.node, decision.at)
+            && let Some(node) = self.engine.cluster().node_id(&decision.node)
+            && let Some(consumed) = self.feed.consumed_at(node, decision.at)
         {
             let ms = (now_ms() - consumed).max(0) as u64;
             observer.decision_latency(Duration::from_millis(ms));

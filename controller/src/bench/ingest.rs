@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fulcrum_engine::EngineConfig;
+use fulcrum_engine::sample::{DecodeOptions, decode};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -31,6 +32,9 @@ pub struct IngestRates {
     pub fulcrum: f64,
     /// A bare consumer that parses each message and does nothing else.
     pub bare: f64,
+    /// The same messages decoded and offered from memory, without a broker (the watermark
+    /// follows the newest sample less the lateness): the most Fulcrum's path can reach.
+    pub memory: f64,
     /// Samples in the topic.
     pub samples: u64,
 }
@@ -63,6 +67,7 @@ pub fn run(brokers: &str, workload: &Workload, ticks: u64) -> Result<IngestRates
     for _ in 0..2 {
         rates.bare = samples as f64 / bare_read(&settings)?.as_secs_f64();
         rates.fulcrum = samples as f64 / fulcrum_read(&settings, workload)?.as_secs_f64();
+        rates.memory = samples as f64 / memory_read(&batches, workload).as_secs_f64();
     }
     Ok(rates)
 }
@@ -160,4 +165,28 @@ fn fulcrum_read(settings: &KafkaSettings, workload: &Workload) -> Result<Duratio
     let elapsed = started.elapsed();
     std::hint::black_box(events);
     Ok(elapsed)
+}
+
+/// Decodes and offers `batches` from memory into a fresh engine, advancing it after each
+/// message, on one thread.
+fn memory_read(batches: &[String], workload: &Workload) -> Duration {
+    let mut engine = workload.engine(EngineConfig::default());
+    let options = DecodeOptions {
+        now_ms: super::workload::T0_MS,
+    };
+    let mut out = Vec::new();
+    let started = Instant::now();
+    for message in batches {
+        if let Ok(decoded) = decode(message.as_bytes(), &options) {
+            for sample in &decoded.samples {
+                engine.offer(sample);
+            }
+        }
+        engine.advance_auto(&mut out);
+        out.clear();
+    }
+    engine.flush(&mut out);
+    let elapsed = started.elapsed();
+    std::hint::black_box(out.len());
+    elapsed
 }

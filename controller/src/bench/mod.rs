@@ -174,6 +174,7 @@ impl BenchReport {
             "ingest_samples_per_sec": self.ingest_rates().map(|r| r.fulcrum),
             "bare_consumer_samples_per_sec": self.ingest_rates().map(|r| r.bare),
             "ingest_ratio": self.ingest_rates().map(|r| r.fulcrum / r.bare.max(1e-9)),
+            "ingest_memory_samples_per_sec": self.ingest_rates().map(|r| r.memory),
             "ingest_error": self.ingest.as_ref().and_then(|r| r.as_ref().err()),
             "decision_latency_p50_ms": self.latency().p50_ms,
             "decision_latency_p99_ms": self.latency().p99_ms,
@@ -222,11 +223,12 @@ impl BenchReport {
         match &self.ingest {
             Some(Ok(r)) => {
                 out += &format!(
-                    "  ingest from the broker ({} samples): {} (bare consumer {}, ratio {:.2})\n",
+                    "  ingest from the broker ({} samples): {} (bare consumer {}, ratio {:.2}; the same messages from memory {})\n",
                     r.samples,
                     m(r.fulcrum),
                     m(r.bare),
-                    r.fulcrum / r.bare.max(1e-9)
+                    r.fulcrum / r.bare.max(1e-9),
+                    m(r.memory)
                 )
             }
             Some(Err(e)) => out += &format!("  ingest from the broker failed: {e}\n"),

@@ -3,8 +3,8 @@
 //! safe to commit, and publish decisions to (and restore them from) the audit topic.
 //!
 //! ```text
-//!  ingest task ──(bounded channel of messages)──► Feed::apply: decode → DLQ | engine.offer
-//!  consumer.recv()                                Feed::watermark → engine.advance (runner)
+//!  ingest task ──(bounded channel of messages)──► Feed::apply: (decode) → DLQ | engine.offer
+//!  consumer.recv(), native: decode               Feed::watermark → engine.advance (runner)
 //!                                                 Feed::store_committable(watermark)
 //! ```
 //!
@@ -20,6 +20,7 @@ pub mod config;
 mod connect;
 pub mod consumed;
 pub mod context;
+pub mod decoded;
 pub mod dlq;
 mod ingest;
 mod nodes;
@@ -38,6 +39,7 @@ use serde::Serialize;
 
 pub use config::{KafkaSettings, StartPosition};
 pub use connect::wait_for_brokers;
+pub use ingest::Received;
 pub use source::Feed;
 
 /// Tunables of the feed.

@@ -13,11 +13,14 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
+use std::sync::mpsc::{Receiver, SyncSender};
+
 use super::config::KafkaSettings;
+use super::decoded::OwnedSamples;
 use super::progress::Progress;
 use crate::clock::now_ms;
 use crate::inputs::{Input, InputSpec};
-use fulcrum_engine::sample::{DecodeError, DecodeOptions};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions, Sample};
 use fulcrum_engine::{Engine, Event, Offered};
 
 /// A client context that treats end-of-partition events as the normal signal they are
@@ -51,7 +54,12 @@ pub struct ReadSummary {
 
 /// Reads `settings.topic` into `engine`, calling `on_event` for every event. Without
 /// `follow` it stops at the end offsets seen at start; with `follow` it stops when
-/// `shutdown` turns true. Messages are decoded as `input` says. Blocking (librdkafka polling); call from a blocking thread.
+/// `shutdown` turns true. Messages are decoded as `input` says. Blocking (librdkafka
+/// polling); call from a blocking thread.
+///
+/// Two threads: one polls and decodes (`consume`), the calling one offers the samples to
+/// `engine` and advances it, in message order, so decoding the next messages overlaps the
+/// engine's work and the events are those of a single-threaded read.
 pub fn read_topic(
     settings: &KafkaSettings,
     input: InputSpec,
@@ -59,53 +67,223 @@ pub fn read_topic(
     lateness_ms: u64,
     follow: bool,
     shutdown: &watch::Receiver<bool>,
-    mut on_event: impl FnMut(&Event),
+    on_event: impl FnMut(&Event),
 ) -> Result<ReadSummary, KafkaError> {
     let consumer: BaseConsumer<ReaderContext> = settings
         .reader_config()
         .create_with_context(ReaderContext)?;
-    let (mut progress, mut open) = assign_from_beginning(&consumer, settings, follow)?;
-    let mut summary = ReadSummary::default();
-    let mut out = Vec::new();
-    let mut options = DecodeOptions { now_ms: now_ms() };
-    let mut input = Input::new(input);
-    // With `follow`, an idle partition must not hold back the others forever.
-    let idle_after = if follow { 10_000 } else { u64::MAX / 4 };
-    while (!open.is_empty() || follow) && !*shutdown.borrow() {
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) if !follow && open.remove(&p) => {
-                progress.reached_end(p);
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => return Err(e),
-            Some(Ok(message)) => {
-                let newest =
-                    offer_message(&message, &mut input, engine, &mut options, &mut summary);
-                progress.observe(message.partition(), message.offset(), newest, now_ms());
+    let (progress, open) = assign_from_beginning(&consumer, settings, follow)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(PIPELINE_MESSAGES);
+    let topic = settings.topic.as_str();
+    std::thread::scope(|scope| {
+        let reader = Reader {
+            consumer,
+            input: Input::new(input),
+            open,
+            follow,
+            shutdown: shutdown.clone(),
+            topic,
+        };
+        scope.spawn(move || reader.consume(&tx));
+        let driver = Driver {
+            engine,
+            progress,
+            lateness_ms,
+            // With `follow`, an idle partition must not hold back the others forever.
+            idle_after: if follow { 10_000 } else { u64::MAX / 4 },
+            out: Vec::new(),
+        };
+        // `rx` is dropped when `drive` returns, which stops a reader still sending.
+        driver.drive(rx, on_event)
+    })
+}
+
+/// Messages decoded ahead of the engine at most.
+const PIPELINE_MESSAGES: usize = 256;
+
+/// What the consuming thread hands to the engine's thread, in order.
+enum Item {
+    /// A message's samples.
+    Message {
+        partition: i32,
+        offset: i64,
+        /// `topic[partition]@offset` and the errors, when some samples were rejected.
+        rejected: Vec<(String, DecodeError)>,
+        samples: OwnedSamples,
+    },
+    /// A partition reached its end (without `follow`).
+    End(i32),
+    /// Nothing arrived within a poll.
+    Idle,
+    /// The consumer failed.
+    Failed(KafkaError),
+    /// The reading stopped: the samples still grouped (end of input), those of them
+    /// rejected, and the input's counters.
+    Finished {
+        rest: OwnedSamples,
+        rejected: Vec<(String, DecodeError)>,
+        input: crate::inputs::InputStats,
+    },
+}
+
+/// The consuming side: polls and decodes.
+struct Reader<'s> {
+    consumer: BaseConsumer<ReaderContext>,
+    input: Input,
+    open: BTreeSet<i32>,
+    follow: bool,
+    shutdown: watch::Receiver<bool>,
+    topic: &'s str,
+}
+
+impl Reader<'_> {
+    /// Polls until every open partition ended (or, with `follow`, shutdown), sending what
+    /// it reads; stops early when the receiver is gone.
+    fn consume(mut self, tx: &SyncSender<Item>) {
+        let mut options = DecodeOptions { now_ms: now_ms() };
+        while (!self.open.is_empty() || self.follow) && !*self.shutdown.borrow() {
+            let item = match self.consumer.poll(Duration::from_millis(200)) {
+                None => Item::Idle,
+                Some(Err(KafkaError::PartitionEOF(p))) if !self.follow && self.open.remove(&p) => {
+                    Item::End(p)
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                Some(Err(e)) => {
+                    let _ = tx.send(Item::Failed(e));
+                    return;
+                }
+                Some(Ok(message)) => {
+                    options.now_ms = now_ms();
+                    decode(&mut self.input, self.topic, &message, &options)
+                }
+            };
+            if tx.send(item).is_err() {
+                return;
             }
         }
-        if let Some(watermark) = progress.watermark(lateness_ms, now_ms(), idle_after, false) {
-            engine.advance(watermark, &mut out);
-            for event in out.drain(..) {
-                on_event(&event);
+        let mut rest = OwnedSamples::new("", self.input.finish());
+        let end = format!("{}(end of input)", self.topic);
+        let rejected = std::mem::take(&mut rest.rejected)
+            .into_iter()
+            .map(|e| (end.clone(), e))
+            .collect();
+        let input = self.input.stats().clone();
+        let _ = tx.send(Item::Finished {
+            rest,
+            rejected,
+            input,
+        });
+    }
+}
+
+/// Decodes one message, recording rejections with its `topic[partition]@offset`.
+fn decode(input: &mut Input, topic: &str, message: &impl Message, options: &DecodeOptions) -> Item {
+    let location = || format!("{}[{}]@{}", topic, message.partition(), message.offset());
+    let payload = message.payload().unwrap_or_default();
+    let (samples, rejected) = match input.decode(payload, options) {
+        Ok(decoded) => {
+            // Decoding succeeded, so the payload is UTF-8.
+            let text = std::str::from_utf8(payload).unwrap_or_default();
+            let mut samples = OwnedSamples::new(text, decoded);
+            let errors = std::mem::take(&mut samples.rejected);
+            let rejected = match errors.is_empty() {
+                true => Vec::new(),
+                false => {
+                    let at = location();
+                    errors.into_iter().map(|e| (at.clone(), e)).collect()
+                }
+            };
+            (samples, rejected)
+        }
+        Err(e) => (OwnedSamples::default(), vec![(location(), e)]),
+    };
+    Item::Message {
+        partition: message.partition(),
+        offset: message.offset(),
+        rejected,
+        samples,
+    }
+}
+
+/// The engine's side: offers, tracks progress, advances.
+struct Driver<'e> {
+    engine: &'e mut Engine,
+    progress: Progress,
+    lateness_ms: u64,
+    idle_after: u64,
+    out: Vec<Event>,
+}
+
+impl Driver<'_> {
+    /// Handles what the reader sends until it finishes (it stops on shutdown), then
+    /// flushes the engine.
+    fn drive(
+        mut self,
+        rx: Receiver<Item>,
+        mut on_event: impl FnMut(&Event),
+    ) -> Result<ReadSummary, KafkaError> {
+        let mut summary = ReadSummary::default();
+        while let Ok(item) = rx.recv() {
+            match item {
+                Item::Message {
+                    partition,
+                    offset,
+                    rejected,
+                    samples: owned,
+                } => {
+                    summary.messages += 1;
+                    summary.errors.extend(rejected);
+                    let mut samples = Vec::with_capacity(owned.len());
+                    owned.samples_into(&mut samples);
+                    let newest = self.offer(&mut samples);
+                    self.progress.observe(partition, offset, newest, now_ms());
+                }
+                Item::End(p) => self.progress.reached_end(p),
+                Item::Idle => {}
+                Item::Failed(e) => return Err(e),
+                Item::Finished {
+                    rest,
+                    rejected,
+                    input,
+                } => {
+                    let mut samples = Vec::with_capacity(rest.len());
+                    rest.samples_into(&mut samples);
+                    for sample in samples.drain(..) {
+                        self.engine.offer(&sample);
+                    }
+                    summary.errors.extend(rejected);
+                    summary.input = input;
+                    break;
+                }
+            }
+            let now = now_ms();
+            let watermark = self
+                .progress
+                .watermark(self.lateness_ms, now, self.idle_after, false);
+            if let Some(watermark) = watermark {
+                self.engine.advance(watermark, &mut self.out);
+                for event in self.out.drain(..) {
+                    on_event(&event);
+                }
             }
         }
+        self.engine.flush(&mut self.out);
+        for event in self.out.drain(..) {
+            on_event(&event);
+        }
+        Ok(summary)
     }
-    let rest = input.finish();
-    for sample in &rest.samples {
-        engine.offer(sample);
+
+    /// Offers `samples` (emptied); the newest event time the engine queued, if any.
+    fn offer(&mut self, samples: &mut Vec<Sample<'_>>) -> Option<i64> {
+        let mut newest = None;
+        for sample in samples.drain(..) {
+            if self.engine.offer(&sample) == Offered::Queued {
+                newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+            }
+        }
+        newest
     }
-    let end = || format!("{}(end of input)", settings.topic);
-    summary
-        .errors
-        .extend(rest.rejected.into_iter().map(|e| (end(), e)));
-    summary.input = input.stats().clone();
-    engine.flush(&mut out);
-    for event in out.drain(..) {
-        on_event(&event);
-    }
-    Ok(summary)
 }
 
 /// Assigns every partition of `settings.topic` from its low watermark. Returns the
@@ -140,39 +318,4 @@ fn assign_from_beginning(
     }
     consumer.assign(&list)?;
     Ok((progress, open))
-}
-
-/// Decodes one message and offers its samples to `engine`, counting it and recording
-/// rejections with its `topic[partition]@offset`. Returns the newest event time the
-/// engine queued from it, if any.
-fn offer_message(
-    message: &impl Message,
-    input: &mut Input,
-    engine: &mut Engine,
-    options: &mut DecodeOptions,
-    summary: &mut ReadSummary,
-) -> Option<i64> {
-    summary.messages += 1;
-    options.now_ms = now_ms();
-    let location = format!(
-        "{}[{}]@{}",
-        message.topic(),
-        message.partition(),
-        message.offset()
-    );
-    let mut newest = None;
-    match input.decode(message.payload().unwrap_or_default(), options) {
-        Ok(decoded) => {
-            for sample in &decoded.samples {
-                if engine.offer(sample) == Offered::Queued {
-                    newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
-                }
-            }
-            summary
-                .errors
-                .extend(decoded.rejected.into_iter().map(|e| (location.clone(), e)));
-        }
-        Err(e) => summary.errors.push((location, e)),
-    }
-    newest
 }

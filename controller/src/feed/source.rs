@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fulcrum_engine::sample::{DecodeError, DecodeOptions, Sample};
-use fulcrum_engine::{Engine, Offered};
+use fulcrum_engine::{Engine, NodeId, Offered};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
@@ -17,12 +17,13 @@ use tracing::{debug, error, info, warn};
 
 use super::consumed::Consumed;
 use super::context::{FeedContext, RebalanceNote};
+use super::ingest::Received;
 use super::nodes::NodePartitions;
 use super::progress::{Progress, skew_bound};
 use super::retry::{self, GaveUp, produce_with_retries};
 use super::{FeedError, FeedHealth, FeedOptions, FeedStats, dlq, ingest};
 use crate::clock::now_ms;
-use crate::inputs::{Input, Origin};
+use crate::inputs::{Input, InputFormat, Origin};
 use crate::telemetry::RateLimitedLog;
 
 /// A subscribed consumer and everything that tracks its progress.
@@ -30,7 +31,7 @@ pub struct Feed {
     options: FeedOptions,
     consumer: Arc<StreamConsumer<FeedContext>>,
     producer: FutureProducer,
-    messages: mpsc::Receiver<OwnedMessage>,
+    messages: mpsc::Receiver<Received>,
     ingest: JoinHandle<()>,
     health: Arc<FeedHealth>,
     stats: Arc<FeedStats>,
@@ -60,12 +61,14 @@ impl Feed {
             Arc::new(kafka.consumer_config().create_with_context(context)?);
         consumer.subscribe(&[&kafka.topic])?;
         info!(topic = %kafka.topic, group = %kafka.group_id, "kafka: subscribed");
-        let (tx, messages) = mpsc::channel::<OwnedMessage>(options.channel_capacity);
+        let (tx, messages) = mpsc::channel::<Received>(options.channel_capacity);
+        let native = options.input.format == InputFormat::Native;
         let ingest = tokio::spawn(ingest::ingest(
             consumer.clone(),
             tx,
             health.clone(),
             shutdown.clone(),
+            native,
         ));
         Ok(Self {
             input: Input::new(options.input),
@@ -92,7 +95,7 @@ impl Feed {
 
     /// Waits for messages and moves up to `options.batch` of them into `batch`. Returns 0
     /// when the ingest task has stopped.
-    pub async fn recv_many(&mut self, batch: &mut Vec<OwnedMessage>) -> usize {
+    pub async fn recv_many(&mut self, batch: &mut Vec<Received>) -> usize {
         self.messages.recv_many(batch, self.options.batch).await
     }
 
@@ -110,8 +113,10 @@ impl Feed {
                     self.progress.revoke(*p);
                 }
                 let gone = self.node_partitions.revoke(&partitions);
-                for node in &gone {
-                    engine.forget_node(node);
+                for &node in &gone {
+                    if let Some(name) = engine.cluster().node_info(node).map(|n| n.name.clone()) {
+                        engine.forget_node(&name);
+                    }
                     self.consumed.forget(node);
                 }
                 info!(
@@ -123,45 +128,59 @@ impl Feed {
         }
     }
 
-    /// Decodes one message and offers its samples to `engine`; rejected samples go to the
-    /// dead-letter topic.
-    pub async fn apply(&mut self, engine: &mut Engine, message: &OwnedMessage) {
+    /// Offers one message's samples to `engine` (decoding it unless the ingest task did);
+    /// rejected samples go to the dead-letter topic.
+    pub async fn apply(&mut self, engine: &mut Engine, received: Received) {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
-        let partition = message.partition();
+        let (partition, offset) = (received.partition, received.offset);
         if !self.consumer.context().is_assigned(partition) {
             // Received before its partition was revoked: the new owner reads it again.
             self.stats.revoked_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let now = now_ms();
-        let options = DecodeOptions { now_ms: now };
-        let payload = message.payload().unwrap_or_default();
-        let origin = Origin {
-            partition,
-            offset: message.offset(),
-        };
-        let (newest, errors) = match self.input.decode_at(payload, &options, Some(origin)) {
-            Ok(decoded) => {
-                let newest = self.offer(engine, &decoded.samples, Some(partition));
-                (newest, decoded.rejected)
+        let (newest, errors) = match received.decoded {
+            Some(Ok(mut owned)) => {
+                let errors = std::mem::take(&mut owned.rejected);
+                let mut samples = Vec::with_capacity(owned.len());
+                owned.samples_into(&mut samples);
+                (self.offer(engine, &samples, Some(partition)), errors)
             }
-            Err(e) => (None, vec![e]),
+            Some(Err(e)) => (None, vec![e]),
+            None => {
+                let options = DecodeOptions { now_ms: now };
+                let payload = received.message.as_ref().and_then(|m| m.payload());
+                let origin = Origin { partition, offset };
+                let decoded =
+                    self.input
+                        .decode_at(payload.unwrap_or_default(), &options, Some(origin));
+                match decoded {
+                    Ok(decoded) => {
+                        let newest = self.offer(engine, &decoded.samples, Some(partition));
+                        (newest, decoded.rejected)
+                    }
+                    Err(e) => (None, vec![e]),
+                }
+            }
         };
         let input = self.input.stats();
         self.stats.unmapped.store(input.unmapped, Ordering::Relaxed);
         self.stats.converted.store(input.values, Ordering::Relaxed);
-        let stored = errors.is_empty() || self.dead_letter(message, &errors).await;
-        self.progress
-            .observe(partition, message.offset(), newest, now);
+        // The ingest task keeps the message whenever something was rejected.
+        let stored = match &received.message {
+            _ if errors.is_empty() => true,
+            Some(message) => self.dead_letter(message, &errors).await,
+            None => false,
+        };
+        self.progress.observe(partition, offset, newest, now);
         // Values of this message still in the group window (and those released by this
         // very decode, settled just below) hold its offset until they reach the engine.
-        self.progress
-            .wait(partition, message.offset(), self.input.joined());
+        self.progress.wait(partition, offset, self.input.joined());
         self.settle();
         if !stored {
             // Its dead letter is not stored: commits of this partition stop before it, so
             // a restart reads it (and tries the dead letter) again.
-            self.progress.hold(partition, message.offset());
+            self.progress.hold(partition, offset);
         }
     }
 
@@ -180,17 +199,28 @@ impl Feed {
         let nodes = &mut self.node_partitions;
         let consumed = &mut self.consumed;
         let now = now_ms();
+        // A message's samples are mostly of one node and a few instants: the node is looked
+        // up (and noted) when it or the instant changes, not per sample.
+        let mut last: Option<(&str, Option<NodeId>, i64, i32)> = None;
         let newest = offer_samples(engine, samples, |engine, i, sample, queued| {
             let origins = input.origins(i);
             settled.extend(origins.iter().map(|o| (*o, queued)));
             // Only nodes in the cluster view are remembered (a flood of unknown node
             // names must not grow memory).
             if let Some(partition) = origins.first().map(|o| o.partition).or(partition) {
-                let known = engine.cluster().node_id(&sample.node).is_some();
-                nodes.note(&sample.node, partition, known);
-                if known {
-                    consumed.note(&sample.node, sample.ts_ms, now);
+                let name: &str = &sample.node;
+                let id = match last {
+                    Some((n, id, ..)) if n == name => id,
+                    _ => engine.cluster().node_id(name),
+                };
+                let key = (name, id, sample.ts_ms, partition);
+                if let Some(id) = id
+                    && last != Some(key)
+                {
+                    nodes.note(id, partition);
+                    consumed.note(id, sample.ts_ms, now);
                 }
+                last = Some(key);
             }
             // Grouped samples settle their messages through `settled` instead.
             origins.is_empty()
@@ -334,7 +364,7 @@ impl Feed {
 
     /// When the first sample of `node` at or after event time `at` was consumed (wall
     /// clock ms), if still known.
-    pub fn consumed_at(&self, node: &str, at: i64) -> Option<i64> {
+    pub fn consumed_at(&self, node: NodeId, at: i64) -> Option<i64> {
         self.consumed.consumed_at(node, at)
     }
 
@@ -396,10 +426,10 @@ impl Feed {
 /// move the partition's event time: a sample held as too far ahead (a broken clock), late,
 /// unknown or irrelevant must not, or one far-future sample would make every real one late
 /// and hold the partition's commits.
-pub(super) fn offer_samples(
+pub(super) fn offer_samples<'s, 'a>(
     engine: &mut Engine,
-    samples: &[Sample<'_>],
-    mut each: impl FnMut(&Engine, usize, &Sample<'_>, Option<i64>) -> bool,
+    samples: &'s [Sample<'a>],
+    mut each: impl FnMut(&Engine, usize, &'s Sample<'a>, Option<i64>) -> bool,
 ) -> Option<i64> {
     let mut newest = None;
     for (i, sample) in samples.iter().enumerate() {
