@@ -60,9 +60,8 @@ pub struct Engine {
     /// Per policy and node: the main explanation over the recent evaluations of the
     /// current run of a trigger condition (its run-up included).
     pub(crate) streaks: FastMap<(u16, NodeId), Streak>,
-    /// Per policy and node: the episode that reported its outcome (Blocked by a breaker,
-    /// or nobody blamed) while a breaker held (attribution is skipped while a breaker
-    /// still holds, see `planner.rs`).
+    /// Per policy and node: the episode whose Blocked decision by a breaker is reported
+    /// (attribution is skipped while a breaker still holds, see `planner.rs`).
     pub(crate) breaker_reported: FastMap<(u16, NodeId), u64>,
     /// Per policy, node and onset: the steps found at the onset (steady hogs).
     pub(crate) onset_memo: FastMap<(u16, NodeId, i64), Vec<OnsetStep>>,

@@ -47,8 +47,7 @@ impl Engine {
         }
         if self.breaker_holds_after_report(p, node, t, episode) {
             // Whatever attribution found, a breaker would block it, and this episode has
-            // reported its outcome: only the onset is judged (see
-            // `breaker_holds_after_report`).
+            // reported that: only the onset is judged (see `breaker_holds_after_report`).
             self.judge_onset(inputs);
             return false;
         }
@@ -81,10 +80,6 @@ impl Engine {
                         >= self.policies[p as usize].policy.spec.attribution.window_ms as i64,
                 };
                 self.unexplained(head, &attribution, out);
-                if self.breaker(t).is_some() {
-                    // Reported once per episode; nothing could be acted on anyway.
-                    self.breaker_reported.insert((p, node), episode);
-                }
             }
             return false;
         };
@@ -219,9 +214,9 @@ impl Engine {
         }
     }
 
-    /// An episode that reported its outcome while a breaker held (the Blocked decision by
-    /// the breaker, or nobody blamed), while a breaker still holds: whatever attribution
-    /// found would be blocked, so it is not run. The stability streak starts over, so once the breakers close the main
+    /// An episode that a breaker blocked (the Blocked decision is reported) while a breaker
+    /// still holds: attribution would be blocked again, whatever it found, so it is not
+    /// run. The stability streak starts over, so once the breakers close the main
     /// explanation must again hold for `stable_evaluations` evaluations before anything is
     /// acted on.
     fn breaker_holds_after_report(&mut self, p: u16, node: NodeId, t: i64, episode: u64) -> bool {
