@@ -27,9 +27,8 @@ struct Rejections {
     full: usize,
     busy: usize,
     silent: usize,
-    /// Nodes the pod's usage would push over a trigger, and the first such prediction.
+    /// Nodes the pod's usage would push over a trigger.
     crossing: usize,
-    example: Option<(String, String)>,
 }
 
 /// True when `pod` does not tolerate a `PreferNoSchedule` taint of `node`.
@@ -51,6 +50,11 @@ impl Engine {
 
     /// The node a migrated pod's replacement would fit on, or why there is none.
     /// `p` is the policy acting (its attribution metrics and window give the pod's load).
+    ///
+    /// Nodes are filtered by the cheap checks and ranked first; the predicted-headroom
+    /// check (which sums usage over a node's pods) is made in rank order and stops at the
+    /// first node that passes, so a successful search does not predict the usage of every
+    /// node. A failed one checks every node (its message counts them all).
     pub(crate) fn destination(
         &self,
         p: u16,
@@ -71,52 +75,54 @@ impl Engine {
             source_memo: &source_memo,
         };
         let mut no = Rejections::default();
-        // Best first: not repelled by a PreferNoSchedule taint, then the most CPU
-        // headroom, then the name.
-        let mut best: Option<((bool, f64), NodeId, String)> = None;
-        for id in self.cluster.node_ids() {
-            if id == source {
-                continue;
-            }
-            let Some(node) = self.cluster.node_info(id) else {
-                continue;
-            };
-            let Some(headroom) = self.fits(info, (id, node), placing, &mut no) else {
-                continue;
-            };
-            let rank = (!repelled(info, node), headroom);
-            let better = |(r, _, name): &((bool, f64), NodeId, String)| {
-                rank.0
-                    .cmp(&r.0)
-                    .then(rank.1.total_cmp(&r.1))
-                    .then_with(|| name.cmp(&node.name))
-                    .is_gt()
-            };
-            if best.as_ref().is_none_or(better) {
-                best = Some((rank, id, node.name.clone()));
+        // Every node that passes the cheap filters, with its rank: not repelled by a
+        // PreferNoSchedule taint, then the most CPU headroom, then the name.
+        let mut ranked: Vec<((bool, f64), NodeId, &NodeInfo)> = self
+            .cluster
+            .node_ids()
+            .filter(|&id| id != source)
+            .filter_map(|id| {
+                let node = self.cluster.node_info(id)?;
+                let headroom = self.fits(info, (id, node), t, &mut no)?;
+                Some(((!repelled(info, node), headroom), id, node))
+            })
+            .collect();
+        ranked.sort_by(|(a, _, na), (b, _, nb)| {
+            b.0.cmp(&a.0)
+                .then(b.1.total_cmp(&a.1))
+                .then_with(|| na.name.cmp(&nb.name))
+        });
+        // The example of a crossing is the first in node order, whatever the rank.
+        let mut example: Option<(NodeId, String, String)> = None;
+        for (_, id, node) in ranked {
+            match self.would_cross(placing, id) {
+                None => return Ok((id, node.name.clone())),
+                Some(why) => {
+                    no.crossing += 1;
+                    if example.as_ref().is_none_or(|(first, _, _)| id < *first) {
+                        example = Some((id, node.name.clone(), why));
+                    }
+                }
             }
         }
-        best.map(|(_, id, name)| (id, name)).ok_or_else(|| {
-            let example = no
-                .example
-                .map(|(node, why)| format!(" ({node}: {why})"))
-                .unwrap_or_default();
-            format!(
-                "no other node fits: {} lack CPU, memory or GPUs, {} fail selectors or taints, {} have interference or stale data, {} would cross a trigger with the pod's usage{example}, {} have never reported samples, {} are cordoned or not ready",
-                no.full, no.unmatched, no.busy, no.crossing, no.silent, no.cordoned
-            )
-        })
+        let example = example
+            .map(|(_, node, why)| format!(" ({node}: {why})"))
+            .unwrap_or_default();
+        Err(format!(
+            "no other node fits: {} lack CPU, memory or GPUs, {} fail selectors or taints, {} have interference or stale data, {} would cross a trigger with the pod's usage{example}, {} have never reported samples, {} are cordoned or not ready",
+            no.full, no.unmatched, no.busy, no.crossing, no.silent, no.cordoned
+        ))
     }
 
-    /// The CPU headroom left on `node` after placing `info` there, if it may go there.
+    /// The CPU headroom left on `node` after placing `info` there, if it passes the cheap
+    /// filters (the predicted-headroom check is made by the caller, in rank order).
     fn fits(
         &self,
         info: &PodInfo,
         (id, node): (NodeId, &NodeInfo),
-        placing: Placing<'_>,
+        t: i64,
         no: &mut Rejections,
     ) -> Option<f64> {
-        let t = placing.t;
         if node.unschedulable || !node.ready {
             no.cordoned += 1;
             return None;
@@ -142,11 +148,6 @@ impl Engine {
         };
         if t - last > self.config.stale_after_ms as i64 || self.under_pressure(id, t) {
             no.busy += 1;
-            return None;
-        }
-        if let Some(why) = self.would_cross(placing, id) {
-            no.crossing += 1;
-            no.example.get_or_insert((node.name.clone(), why));
             return None;
         }
         Some(if node.allocatable.cpu_millis > 0 {
