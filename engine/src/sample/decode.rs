@@ -166,15 +166,17 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
             rejected: Vec::new(),
         };
         let mut index = 0usize;
+        // A valid sample is pushed by the item's visitor itself: a `Sample` is large, and
+        // returning it through serde's layers copied it several times.
         while let Some(item) = seq.next_element_seed(ItemSeed {
             options: self.options,
+            out: &mut decoded.samples,
         })? {
-            match item {
-                Ok(sample) => decoded.samples.push(sample),
-                Err((path, problem)) => decoded.rejected.push(DecodeError::Field {
+            if let Err((path, problem)) = item {
+                decoded.rejected.push(DecodeError::Field {
                     field: under(&format!("samples[{index}]"), &path),
                     problem,
-                }),
+                });
             }
             index += 1;
         }
@@ -182,32 +184,37 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
     }
 }
 
-struct ItemSeed<'o> {
+struct ItemSeed<'o, 'v, 'de> {
     options: &'o DecodeOptions,
+    /// Where a valid sample goes.
+    out: &'v mut Vec<Sample<'de>>,
 }
 
-impl ItemSeed<'_> {
-    fn wrong<'a>(&self, got: &'static str) -> Result<Sample<'a>, Fail> {
+impl ItemSeed<'_, '_, '_> {
+    fn wrong(&self, got: &'static str) -> Result<(), Fail> {
         fail("", wrong("a sample object", got))
     }
 }
 
-impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
-    type Value = Result<Sample<'de>, Fail>;
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_, 'de> {
+    type Value = Result<(), Fail>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for ItemSeed<'_> {
-    type Value = Result<Sample<'de>, Fail>;
+impl<'de> Visitor<'de> for ItemSeed<'_, '_, 'de> {
+    type Value = Result<(), Fail>;
 
     other_types_are_wrong!("a sample object");
     null_is_wrong!();
     drain_seq_as_wrong!();
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        Ok(Fields::read(&mut map, self.options, false)?.and_then(Fields::into_sample))
+        let fields = Fields::read(&mut map, self.options, false)?;
+        Ok(fields
+            .and_then(Fields::into_sample)
+            .map(|sample| self.out.push(sample)))
     }
 }
