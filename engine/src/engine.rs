@@ -70,6 +70,9 @@ pub struct Engine {
     /// Disruptions decided per PodDisruptionBudget `(namespace, name)` since its status
     /// was last updated: one budget is not spent twice before the cluster view catches up.
     pub(crate) pdb_spent: HashMap<(String, String), i32>,
+    /// Destination nodes' usages shared by the placements of one bucket (see
+    /// [`crate::headroom::UsageCache`]).
+    pub(crate) usage_cache: crate::headroom::UsageCache,
 }
 
 /// A migration the engine decided.
@@ -127,6 +130,7 @@ impl Engine {
             onset_memo: FastMap::default(),
             migrations: HashMap::new(),
             pdb_spent: HashMap::new(),
+            usage_cache: crate::headroom::UsageCache::default(),
         }
     }
     /// The compiled policies, in evaluation order (priority, then name).

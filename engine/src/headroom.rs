@@ -70,11 +70,62 @@ pub(crate) struct Placing<'a> {
     pub(crate) source_memo: &'a UsageMemo,
 }
 
-/// Node usages already computed for one placement: each is a pure function of the
-/// engine's state, the node, the metric and the window, so it is computed once per node
-/// and metric rather than once per trigger track and load that asks for it.
+/// The source node's usages, computed once per placement (for every destination tried).
 #[derive(Default)]
 pub(crate) struct UsageMemo(RefCell<SmallVec<[Memoised; 8]>>);
+
+/// Destination nodes' usages, shared by every placement within one bucket of event time.
+///
+/// A placement that finds no node checks every node, and a culprit Blocked for placement
+/// is planned again at each evaluation of its node: without sharing, each search sums the
+/// window means of every pod of the cluster (O(cluster) per search, O(cluster × firing
+/// nodes) per period). A destination's usage is computed by the first search of a bucket
+/// (`bucket_ms`) and reused by the others of that bucket: a prediction may miss at most
+/// the samples of the bucket in progress (a window is 30 or more buckets).
+#[derive(Debug, Default)]
+pub(crate) struct UsageCache(std::sync::Mutex<UsageCacheInner>);
+
+#[derive(Debug, Default)]
+struct UsageCacheInner {
+    /// The bucket the values were computed in.
+    bucket: i64,
+    values: crate::cluster::FastMap<(NodeId, MetricId, bool, u64), f64>,
+}
+
+impl UsageCache {
+    /// The value of `(node, m, pods_only)` over `window` in the bucket of `t`, computed by
+    /// `f` the first time.
+    fn get(
+        &self,
+        (node, m, pods_only): (NodeId, MetricId, bool),
+        (t, window, width): (i64, u64, u64),
+        f: impl FnOnce() -> f64,
+    ) -> f64 {
+        let bucket = t.div_euclid(width.max(1) as i64);
+        let key = (node, m, pods_only, window);
+        {
+            let mut inner = self.lock();
+            if inner.bucket != bucket {
+                inner.bucket = bucket;
+                inner.values.clear();
+            }
+            if let Some(&v) = inner.values.get(&key) {
+                return v;
+            }
+        }
+        let v = f();
+        self.lock().values.insert(key, v);
+        v
+    }
+
+    /// The values (a panic while they were held left nothing half-written: the guard is
+    /// held only to read or insert one value).
+    fn lock(&self) -> std::sync::MutexGuard<'_, UsageCacheInner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// One memoised usage: the node, the metric, whether only its pods' series were summed,
 /// and the value.
@@ -117,7 +168,6 @@ impl Engine {
 
     /// Why `placing` on `dest` would push it over a trigger, if it would.
     pub(crate) fn would_cross(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
-        let memo = UsageMemo::default();
         let tracks = self
             .nodes
             .get(dest.index())
@@ -131,9 +181,9 @@ impl Engine {
             for load in placing.load {
                 let resource = self.registry.name(load.metric);
                 let predicted = if track.metric == load.metric {
-                    self.node_usage(dest, load.metric, placing, &memo) + load.usage
+                    self.node_usage(dest, load.metric, placing) + load.usage
                 } else if name.ends_with("_util") && stem(name) == stem(resource) {
-                    let Some(p) = self.predicted_util(dest, track, *load, placing, &memo) else {
+                    let Some(p) = self.predicted_util(dest, track, *load, placing) else {
                         continue;
                     };
                     p
@@ -151,7 +201,7 @@ impl Engine {
                 }
             }
         }
-        self.untolerated(placing, dest, &memo)
+        self.untolerated(placing, dest)
     }
 
     /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
@@ -174,39 +224,43 @@ impl Engine {
     }
 
     /// A node's current usage of `m`: its own series' mean over the window, else the sum
-    /// of its pods' means. Memoised in `memo` (the source node's in `placing`).
-    pub(crate) fn node_usage(
-        &self,
-        node: NodeId,
-        m: MetricId,
-        placing: Placing<'_>,
-        memo: &UsageMemo,
-    ) -> f64 {
-        let memo = if node == placing.source {
-            placing.source_memo
-        } else {
-            memo
-        };
-        memo.get((node, m, false), || {
+    /// of its pods' means. The source node's is memoised in `placing`, a destination's in
+    /// the engine's [`UsageCache`].
+    pub(crate) fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+        self.memoised(node, (m, false), placing, || {
             let own = self
                 .nodes
                 .get(node.index())
                 .and_then(Option::as_ref)
                 .and_then(|s| s.series(m))
                 .and_then(|s| s.mean(placing.t, placing.window));
-            own.map_or_else(|| self.pods_usage(node, m, placing, memo), |(mean, _)| mean)
+            own.map_or_else(|| self.pods_usage(node, m, placing), |(mean, _)| mean)
         })
     }
 
-    /// The sum of the means of the pods on `node` of `m` over the window, memoised in
-    /// `memo` (the source node's in `placing`).
-    fn pods_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>, memo: &UsageMemo) -> f64 {
-        let memo = if node == placing.source {
-            placing.source_memo
+    /// The sum of the means of the pods on `node` of `m` over the window, memoised as
+    /// [`Engine::node_usage`] is.
+    fn pods_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+        self.memoised(node, (m, true), placing, || {
+            self.pods_usage_now(node, m, placing)
+        })
+    }
+
+    /// `f`'s value for `node`: memoised per placement for the source node, per bucket for
+    /// a destination.
+    fn memoised(
+        &self,
+        node: NodeId,
+        (m, pods_only): (MetricId, bool),
+        placing: Placing<'_>,
+        f: impl FnOnce() -> f64,
+    ) -> f64 {
+        if node == placing.source {
+            placing.source_memo.get((node, m, pods_only), f)
         } else {
-            memo
-        };
-        memo.get((node, m, true), || self.pods_usage_now(node, m, placing))
+            let when = (placing.t, placing.window, self.config.bucket_ms);
+            self.usage_cache.get((node, m, pods_only), when, f)
+        }
     }
 
     /// [`Engine::pods_usage`], computed.
@@ -230,7 +284,6 @@ impl Engine {
         track: &Track,
         load: Load,
         placing: Placing<'_>,
-        memo: &UsageMemo,
     ) -> Option<f64> {
         let util = |node: NodeId| {
             self.nodes
@@ -241,14 +294,14 @@ impl Engine {
                 .map(|(mean, _)| mean)
         };
         let current = util(dest).unwrap_or(track.last_value);
-        let used = self.pods_usage(dest, load.metric, placing, memo);
+        let used = self.pods_usage(dest, load.metric, placing);
         if used > 0.0 && current > 0.0 {
             return Some(current * (used + load.usage) / used);
         }
         // Capacity as seen on the source node.
         let (u_src, s_src) = (
             util(placing.source)?,
-            self.pods_usage(placing.source, load.metric, placing, memo),
+            self.pods_usage(placing.source, load.metric, placing),
         );
         (u_src > 0.0 && s_src > 0.0).then(|| current + load.usage * u_src / s_src)
     }
@@ -256,7 +309,34 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::stem;
+    use std::cell::Cell;
+
+    use fulcrum_policies::MetricRegistry;
+
+    use super::{UsageCache, stem};
+    use crate::cluster::NodeId;
+
+    #[test]
+    fn a_destination_usage_is_computed_once_per_bucket_and_window() {
+        let cache = UsageCache::default();
+        let m = MetricRegistry::new().intern("mem_bw");
+        let computed = Cell::new(0);
+        let get = |node: u32, t: i64, window: u64| {
+            cache.get((NodeId(node), m, true), (t, window, 10_000), || {
+                computed.set(computed.get() + 1);
+                f64::from(computed.get())
+            })
+        };
+        assert_eq!(get(1, 20_000, 300_000), 1.0);
+        // Later in the same bucket: the first value.
+        assert_eq!(get(1, 29_999, 300_000), 1.0);
+        // Another node, another window: their own values.
+        assert_eq!(get(2, 29_999, 300_000), 2.0);
+        assert_eq!(get(1, 29_999, 60_000), 3.0);
+        // The next bucket: computed again (control: the same key as the first).
+        assert_eq!(get(1, 30_000, 300_000), 4.0);
+        assert_eq!(computed.get(), 4);
+    }
 
     #[test]
     fn a_usage_and_its_utilisation_share_a_stem() {

@@ -17,24 +17,19 @@ use fulcrum_policies::MetricId;
 
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
-use crate::headroom::{Placing, UsageMemo};
+use crate::headroom::Placing;
 use crate::state::Role;
 
 impl Engine {
     /// Why `placing` on `dest` would take its victims to the level of the pod's resource
     /// that made victims cross a trigger on the source node.
-    pub(crate) fn untolerated(
-        &self,
-        placing: Placing<'_>,
-        dest: NodeId,
-        memo: &UsageMemo,
-    ) -> Option<String> {
+    pub(crate) fn untolerated(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
         for load in placing.load {
             let Some((pod, policy)) = self.sensitive(dest, load.metric) else {
                 continue;
             };
-            let predicted = self.node_usage(dest, load.metric, placing, memo) + load.usage;
-            let source = self.node_usage(placing.source, load.metric, placing, memo);
+            let predicted = self.node_usage(dest, load.metric, placing) + load.usage;
+            let source = self.node_usage(placing.source, load.metric, placing);
             if predicted < source {
                 continue;
             }
