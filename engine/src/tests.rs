@@ -728,67 +728,6 @@ fn vanished_pods_free_their_state() {
 }
 
 #[test]
-fn the_storm_breaker_stops_actions_when_many_nodes_fire() {
-    // Every hog follows the same pattern at the same instants: common mode, which the
-    // placebo test would report as unexplained before the breaker is reached. This test
-    // is about the breaker.
-    let mut engine = Engine::new(EngineConfig {
-        placebo_pods: 0,
-        ..EngineConfig::default()
-    });
-    for n in 0..4 {
-        let name = format!("n{n}");
-        engine.upsert_node(node(&name));
-        engine.upsert_pod(pod("shop", &format!("web{n}"), &name, "online"));
-        engine.upsert_pod(pod("spark", &format!("hog{n}"), &name, "batch"));
-    }
-    engine.upsert_node(node("spare"));
-    assert!(engine.set_policies(&[policy("")]).is_empty());
-    let mut events = Vec::new();
-    let names: Vec<(String, String, String)> = (0..4)
-        .map(|n| (format!("n{n}"), format!("web{n}"), format!("hog{n}")))
-        .collect();
-    for i in 0..50 {
-        let ts = T0 + i * 10 * S;
-        let hog = if i < 20 { 1.0 } else { 4.0 + (i % 6) as f64 };
-        for (node, web, hogname) in &names {
-            engine.offer(&sample(
-                ts,
-                node,
-                Some(("shop", web)),
-                &[("latency_p99_ms", 40.0 + 30.0 * hog)],
-            ));
-            engine.offer(&sample(
-                ts,
-                node,
-                Some(("spark", hogname)),
-                &[("mem_bw", hog)],
-            ));
-        }
-        engine.offer(&sample(ts, "spare", None, &[("mem_bw", 1.0)]));
-        engine.advance_auto(&mut events);
-    }
-    let decisions: Vec<&Decision> = events
-        .iter()
-        .filter_map(|e| {
-            if let Event::Decision(d) = e {
-                Some(d.as_ref())
-            } else {
-                None
-            }
-        })
-        .collect();
-    assert!(
-        decisions.iter().all(|d| d.outcome != Outcome::Executed),
-        "{decisions:#?}"
-    );
-    assert!(
-        decisions.iter().any(|d| d.reason.starts_with("storm:")),
-        "{decisions:#?}"
-    );
-}
-
-#[test]
 fn a_retracted_action_frees_its_limit_budget() {
     let mut w = World::new(&[policy("")]);
     w.run(20, 30);

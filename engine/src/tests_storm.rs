@@ -67,6 +67,22 @@ fn decisions(events: &[Event]) -> Vec<&Decision> {
 }
 
 #[test]
+fn the_storm_breaker_stops_actions_when_many_nodes_fire() {
+    let (mut engine, mut events) = (engine(), Vec::new());
+    periods(&mut engine, &mut events, 0, 20, 0);
+    periods(&mut engine, &mut events, 20, 50, 4);
+    let decisions = decisions(&events);
+    assert!(
+        decisions.iter().all(|d| d.outcome != Outcome::Executed),
+        "{decisions:#?}"
+    );
+    assert!(
+        decisions.iter().any(|d| d.reason.starts_with("storm:")),
+        "{decisions:#?}"
+    );
+}
+
+#[test]
 fn attribution_stops_while_a_reported_breaker_holds_and_resumes_after_it() {
     let mut engine = engine();
     let mut events = Vec::new();
