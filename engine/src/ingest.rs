@@ -1,7 +1,7 @@
 //! Samples in, state updated: the reorder buffer, the watermark, and applying samples to
 //! the per-pod and per-node series and trigger tracks in event-time order.
 
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 
 use crate::cluster::NodeId;
 use crate::decision::Event;
@@ -78,11 +78,11 @@ impl Engine {
             self.stats.irrelevant += 1;
             return Offered::Irrelevant;
         }
-        let container = sample.container.as_deref().map_or(0, |c| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            c.hash(&mut h);
-            h.finish() | 1
-        });
+        // A fixed-seed hash (the same in every run: replays stay deterministic), not SipHash.
+        let container = sample
+            .container
+            .as_deref()
+            .map_or(0, |c| foldhash::fast::FixedState::default().hash_one(c) | 1);
         self.queue_or_hold(Pending {
             ts: sample.ts_ms,
             node,
