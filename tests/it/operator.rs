@@ -62,6 +62,11 @@ fn now_ms() -> i64 {
 /// after the pods were created (the API server stamps creation time and UID; the samples
 /// carry the UIDs it gave).
 pub(crate) fn setup(name: &str, mode: &str) -> Setup {
+    setup_with_ticks(name, mode, 60)
+}
+
+/// [`setup`] with `ticks` ticks of samples.
+pub(crate) fn setup_with_ticks(name: &str, mode: &str, ticks: i64) -> Setup {
     let broker = Broker::start();
     create_topics(
         &broker.addr(),
@@ -69,7 +74,7 @@ pub(crate) fn setup(name: &str, mode: &str) -> Setup {
     );
     let api = FakeApiServer::start();
     let mut scenario = Scenario::new(2, Some(5));
-    scenario.ticks = 60;
+    scenario.ticks = ticks;
     scenario.period_ms = 2000;
     api.apply_manifest(&scenario.cluster().to_string())
         .expect("cluster loads");

@@ -6,7 +6,9 @@
 use fulcrum_fake_apiserver::{FakeApiServer, Fault, Matcher, RecordedRequest};
 use serde_json::Value;
 
-use crate::operator::{CULPRIT, MINUTE, TOPIC, actuated, node_has_steer_taint, setup};
+use crate::operator::{
+    CULPRIT, MINUTE, TOPIC, actuated, node_has_steer_taint, setup, setup_with_ticks,
+};
 use crate::support::{committed, eventually, kcat_produce};
 
 fn count(api: &FakeApiServer, resource: &str, verb: &str) -> usize {
@@ -99,27 +101,25 @@ fn a_watch_closed_or_expired_mid_run_relists_and_acts_on_nothing_twice() {
 }
 
 #[test]
-fn sigterm_during_a_slow_eviction_abandons_it_exits_0_commits_and_acts_on_nothing_twice() {
-    let s = setup("operator-slow-evict", "Enforce");
+fn sigterm_during_a_slow_eviction_abandons_it_exits_0_commits_and_the_restart_evicts_by_uid() {
+    // 120 ticks of 2 s: the first run sees 45 of them (the eviction comes within them),
+    // the restart the other 75, enough to act again from nothing but its own samples.
+    let s = setup_with_ticks("operator-slow-evict", "Enforce", 120);
     // The eviction is answered after 10 minutes: far beyond the shutdown bound.
     let eviction = Matcher::resource("pods").subresource("eviction");
     s.api
         .inject(Fault::delay(eviction, std::time::Duration::from_secs(600)));
     let fulcrum = s.spawn("slow", &["--api-timeout", "15m"]);
-    let (first, _) = s.lines.split_at(s.lines.len() * 3 / 4);
-    kcat_produce(&s.broker.addr(), TOPIC, first);
+    let split = s.lines.len() * 45 / 120;
+    kcat_produce(&s.broker.addr(), TOPIC, &s.lines[..split]);
     s.wait("the eviction POST", |api| {
         api.count_requests(|r| r.subresource == "eviction") == 1
     });
     // SIGTERM while the call is in flight.
     let (seen, stopped, status) = fulcrum.stop_with_status();
     assert!(status.success(), "{status:?}");
-    let evictions = s.api.requests();
-    let post = evictions
-        .iter()
-        .find(|r| r.subresource == "eviction")
-        .expect("the POST");
-    assert_eq!(post.status, 0, "abandoned: never answered before the exit");
+    let first = s.evictions().into_iter().next().expect("the POST");
+    assert_eq!(first.status, 0, "abandoned: never answered before the exit");
     let abandoned = about_culprit(&seen)
         .into_iter()
         .find(|v| v["kind"] == "NotActuated")
@@ -135,27 +135,32 @@ fn sigterm_during_a_slow_eviction_abandons_it_exits_0_commits_and_acts_on_nothin
     let at_stop = committed(&s.broker.addr(), "slow", TOPIC, 1)[0];
     assert!(at_stop > 0, "offsets committed at shutdown");
 
-    // A restart in the same group (the decision is in the audit topic) acts on nothing
-    // again, although every later sample still shows the interference.
+    // The restart in the same group reads the audit topic: the abandoned eviction is not
+    // counted as done (it may or may not have been carried out by the API server), and
+    // the interference goes on, so the culprit is evicted again, bound to the same UID
+    // (had the first eviction gone through, this one would be refused, never carried out
+    // on a replacement).
     s.api.clear_faults();
     let again = s.spawn("slow", &[]);
-    kcat_produce(&s.broker.addr(), TOPIC, &s.lines[s.lines.len() * 3 / 4..]);
-    let end = s.lines.len() as i64;
-    eventually(MINUTE, "the restart to apply the samples", || {
-        committed(&s.broker.addr(), "slow", TOPIC, 1)[0] >= end * 9 / 10
-    });
-    let (seen, _, status) = again.stop_with_status();
+    kcat_produce(&s.broker.addr(), TOPIC, &s.lines[split..]);
+    let mut again = again;
+    let done = again.wait_for(MINUTE, "the eviction after the restart", actuated);
+    assert_eq!(done["kind"], "Actuated", "{done}");
+    let (_, _, status) = again.stop_with_status();
     assert!(status.success());
+    let evictions = s.evictions();
+    assert_eq!(evictions.len(), 2, "{evictions:#?}");
+    let uid = |r: &RecordedRequest| {
+        r.body
+            .as_ref()
+            .map(|b| b["deleteOptions"]["preconditions"]["uid"].clone())
+    };
     assert!(
-        !about_culprit(&seen).iter().any(actuated),
-        "{:#?}",
-        about_culprit(&seen)
+        uid(&evictions[0]).is_some_and(|u| u.is_string()),
+        "{evictions:#?}"
     );
-    assert_eq!(
-        s.api.count_requests(|r| r.subresource == "eviction"),
-        1,
-        "no second eviction POST"
-    );
+    assert_eq!(uid(&evictions[1]), uid(&evictions[0]), "{evictions:#?}");
+    assert_eq!(evictions[1].status, 201, "{evictions:#?}");
 }
 
 #[test]
