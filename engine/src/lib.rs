@@ -41,6 +41,7 @@ pub mod limits;
 mod onset;
 mod placebo;
 mod placement;
+mod plan_guards;
 mod planner;
 mod policy_set;
 mod reorder;

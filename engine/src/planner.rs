@@ -214,103 +214,6 @@ impl Engine {
         }
     }
 
-    /// An episode that a breaker blocked (the Blocked decision is reported) while a breaker
-    /// still holds: attribution would be blocked again, whatever it found, so it is not
-    /// run. The stability streak starts over, so once the breakers close the main
-    /// explanation must again hold for `stable_evaluations` evaluations before anything is
-    /// acted on.
-    fn breaker_holds_after_report(&mut self, p: u16, node: NodeId, t: i64, episode: u64) -> bool {
-        if self.breaker_reported.get(&(p, node)) != Some(&episode) {
-            return false;
-        }
-        if self.breaker(t).is_some() {
-            self.streaks.remove(&(p, node));
-            return true;
-        }
-        self.breaker_reported.remove(&(p, node));
-        false
-    }
-
-    /// An episode that already acted waits out its cooldown quietly.
-    fn episode_cooling_down(&self, p: u16, node: NodeId, t: i64, episode: u64) -> bool {
-        let cooldown = self.policies[p as usize].policy.spec.limits.cooldown_ms as i64;
-        let node_state = self.nodes[node.index()].as_ref();
-        let episode_acted = node_state
-            .and_then(|n| n.episodes.iter().find(|e| e.id == episode))
-            .is_some_and(|e| e.acted);
-        episode_acted
-            && node_state
-                .and_then(|n| n.last_action_for(self.policies[p as usize].policy.spec.mode))
-                .is_some_and(|last| t - last < cooldown)
-    }
-
-    /// A guard that blocks every action of the policy on this node now: a breaker, the
-    /// node's cooldown, or a per-node or total limit. Returns the guard's kind and reason.
-    fn policy_guard(&self, ctx: &Context<'_>) -> Option<(&'static str, String)> {
-        let (t, node) = (ctx.t, ctx.node);
-        if let Some(reason) = self.breaker(t) {
-            return Some(("breaker", reason));
-        }
-        let limits = self.policies[ctx.p as usize].policy.spec.limits;
-        if let Some(last) = self.nodes[node.index()]
-            .as_ref()
-            .and_then(|n| n.last_action_for(self.policies[ctx.p as usize].policy.spec.mode))
-            && t - last < limits.cooldown_ms as i64
-        {
-            let reason = format!(
-                "cooldown: the last action on this node was {} ago (cooldown {})",
-                fmt_ms(t.saturating_sub(last).max(0) as u64),
-                fmt_ms(limits.cooldown_ms)
-            );
-            return Some(("cooldown", reason));
-        }
-        let ledger = &self.policies[ctx.p as usize].ledger;
-        let (hit, used, limit) = ledger.node_or_total_hit(t, node, &limits)?;
-        let reason = format!(
-            "{}: {used} of {} actions already in the last {}",
-            hit.field(),
-            limit.count,
-            fmt_ms(limit.window_ms)
-        );
-        Some((hit.field(), reason))
-    }
-
-    /// A guard that blocks acting on `pod`: a per-workload or per-namespace limit, or a
-    /// PodDisruptionBudget that allows no disruption. Returns the guard's kind and reason.
-    fn target_guard(&self, ctx: &Context<'_>, pod: PodId) -> Option<(&'static str, String)> {
-        let info = self.cluster.pod_info(pod)?;
-        let limits = self.policies[ctx.p as usize].policy.spec.limits;
-        let ledger = &self.policies[ctx.p as usize].ledger;
-        if let Some((hit, used, limit)) =
-            ledger.target_hit(ctx.t, &info.workload, &info.namespace, &limits)
-        {
-            let reason = format!(
-                "{}: {used} of {} actions already in the last {}",
-                hit.field(),
-                limit.count,
-                fmt_ms(limit.window_ms)
-            );
-            return Some((hit.field(), reason));
-        }
-        self.cluster
-            .pdbs_for(info)
-            .find(|pdb| {
-                let spent = self
-                    .pdb_spent
-                    .get(&(pdb.namespace.clone(), pdb.name.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                pdb.disruptions_allowed.is_some_and(|d| d - spent <= 0)
-            })
-            .map(|pdb| {
-                let reason = format!(
-                    "PodDisruptionBudget {}/{} allows no disruption now",
-                    pdb.namespace, pdb.name
-                );
-                ("pdb", reason)
-            })
-    }
-
     /// Acts on the first culprit that no target guard or placement blocks, reporting each
     /// one that is blocked. Returns true when an action was decided.
     fn act_on_first_allowed(
@@ -604,11 +507,11 @@ struct Verdict {
 }
 
 /// What every decision of one planning pass shares.
-struct Context<'a> {
-    p: u16,
-    node: NodeId,
-    t: i64,
-    episode: u64,
-    firing: &'a Firing,
-    attribution: &'a Attribution,
+pub(crate) struct Context<'a> {
+    pub(crate) p: u16,
+    pub(crate) node: NodeId,
+    pub(crate) t: i64,
+    pub(crate) episode: u64,
+    pub(crate) firing: &'a Firing,
+    pub(crate) attribution: &'a Attribution,
 }

@@ -141,7 +141,12 @@ impl World {
     /// Node n1 with victim shop/web, antagonist spark/hog, decoy spark/busy, AI ai/train;
     /// node n2 empty (a migration destination).
     pub(super) fn new(policies: &[InterferencePolicy]) -> Self {
-        let mut engine = Engine::new(EngineConfig::default());
+        Self::with_config(policies, EngineConfig::default())
+    }
+
+    /// [`World::new`] with engine settings `config`.
+    pub(super) fn with_config(policies: &[InterferencePolicy], config: EngineConfig) -> Self {
+        let mut engine = Engine::new(config);
         engine.upsert_node(node("n1"));
         engine.upsert_node(node("n2"));
         engine.upsert_pod(pod("shop", "web", "n1", "online"));
@@ -215,14 +220,19 @@ impl World {
     }
 
     pub(super) fn decisions(&self) -> Vec<&Decision> {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Decision(d) => Some(d.as_ref()),
-                _ => None,
-            })
-            .collect()
+        decisions(&self.events)
     }
+}
+
+/// The decisions among `events`.
+pub(super) fn decisions(events: &[Event]) -> Vec<&Decision> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Decision(d) => Some(d.as_ref()),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]

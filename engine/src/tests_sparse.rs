@@ -2,8 +2,8 @@
 //! next to a victim sampled every 10 s. A real antagonist on the slow feed must be found;
 //! a slow neighbour that does not step up must stay unblamed.
 
-use super::decision::{Decision, Event, Outcome};
-use super::tests::{S, T0, node, noise, pod, policy, sample, with_spec};
+use super::decision::{Event, Outcome};
+use super::tests::{S, T0, decisions, node, noise, pod, policy, sample, with_spec};
 use super::{Engine, EngineConfig};
 
 /// The tick (10 s each) at which the victim's latency steps up.
@@ -65,16 +65,6 @@ fn with_policy(
     }
     engine.flush(&mut out);
     out
-}
-
-fn decisions(events: &[Event]) -> Vec<&Decision> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Decision(d) => Some(d.as_ref()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// A clear step: `spark/a`'s memory bandwidth goes from 2.0-2.5 to 9.0-9.5 at the onset.

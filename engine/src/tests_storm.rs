@@ -3,7 +3,7 @@
 //! main explanation is stable again.
 
 use super::decision::{Decision, Event, Outcome};
-use super::tests::{S, T0, node, pod, policy, sample};
+use super::tests::{S, T0, decisions, node, pod, policy, sample};
 use super::{Engine, EngineConfig, EngineStats};
 
 /// Four nodes, each with a victim `web{n}` and a hog `hog{n}` on `n{n}`, and a spare.
@@ -54,16 +54,6 @@ fn periods(engine: &mut Engine, events: &mut Vec<Event>, from: i64, to: i64, bus
         ));
         engine.advance_auto(events);
     }
-}
-
-fn decisions(events: &[Event]) -> Vec<&Decision> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Decision(d) => Some(d.as_ref()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

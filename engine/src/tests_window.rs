@@ -3,7 +3,7 @@
 //! continuous stream, and the same events however the caller batches `advance`.
 
 use super::decision::{Event, Outcome};
-use super::tests::{T0, node, noise, pod, policy, sample};
+use super::tests::{T0, World, noise, policy, sample};
 use super::{Engine, EngineConfig, EngineStats, Offered};
 use crate::sample::Sample;
 
@@ -19,20 +19,13 @@ const PARTS: [(&str, &str, &str); 8] = [
     ("ai", "train", "cpu"),
 ];
 
+/// The test world of `tests.rs` (n1: web, hog, busy, train; n2: agent) with `window_ms`.
 fn engine(window_ms: u64) -> Engine {
-    let mut engine = Engine::new(EngineConfig {
+    let config = EngineConfig {
         evaluation_window_ms: window_ms,
         ..EngineConfig::default()
-    });
-    engine.upsert_node(node("n1"));
-    engine.upsert_node(node("n2"));
-    engine.upsert_pod(pod("shop", "web", "n1", "online"));
-    engine.upsert_pod(pod("spark", "hog", "n1", "batch"));
-    engine.upsert_pod(pod("spark", "busy", "n1", "batch"));
-    engine.upsert_pod(pod("ai", "train", "n1", "ai"));
-    engine.upsert_pod(pod("infra", "agent", "n2", "infra"));
-    assert!(engine.set_policies(&[policy("")]).is_empty());
-    engine
+    };
+    World::with_config(&[policy("")], config).engine
 }
 
 /// A stream in time order: every `period_ms`, n1's pods report their 8 parts spread over
