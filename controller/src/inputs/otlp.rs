@@ -256,12 +256,7 @@ impl<'a> Walk<'_, 'a> {
     }
 
     /// Event time and start time of a point, or `None` after rejecting it.
-    fn times(
-        &mut self,
-        time: u64,
-        start: u64,
-        at: (usize, usize, usize),
-    ) -> Option<(i64, Option<i64>)> {
+    fn times(&mut self, time: u64, start: u64, at: (usize, usize, usize)) -> Option<Times> {
         let ms = |ns: u64| i64::try_from(ns / 1_000_000).unwrap_or(i64::MAX);
         if time == 0 {
             self.rejected.push(DecodeError::Field {
@@ -300,8 +295,7 @@ impl<'a> Walk<'_, 'a> {
         if !value.is_finite() {
             return self.reject(at, "asDouble", Problem::NonFinite);
         }
-        let Some((ts_ms, start_ms)) = self.times(p.time_unix_nano, p.start_time_unix_nano, at)
-        else {
+        let Some(times) = self.times(p.time_unix_nano, p.start_time_unix_nano, at) else {
             return;
         };
         let reading = match sum {
@@ -312,15 +306,7 @@ impl<'a> Walk<'_, 'a> {
                 delta,
             },
         };
-        let point = Point {
-            source: name,
-            ts_ms,
-            start_ms,
-            reading,
-            labels_hash: labels_hash(string_attributes(&p.attributes)),
-        };
-        let now = self.options.now_ms;
-        self.converter.apply(rule, &point, &target, now);
+        self.emit((rule, target), times, name, &p.attributes, reading);
     }
 
     fn histogram(
@@ -344,23 +330,15 @@ impl<'a> Walk<'_, 'a> {
         if p.explicit_bounds.iter().any(|b| !b.is_finite()) {
             return self.reject(at, "explicitBounds", Problem::NonFinite);
         }
-        let Some((ts_ms, start_ms)) = self.times(p.time_unix_nano, p.start_time_unix_nano, at)
-        else {
+        let Some(times) = self.times(p.time_unix_nano, p.start_time_unix_nano, at) else {
             return;
         };
-        let point = Point {
-            source: name,
-            ts_ms,
-            start_ms,
-            reading: Reading::Histogram {
-                bounds: &p.explicit_bounds,
-                counts: &p.bucket_counts,
-                delta,
-            },
-            labels_hash: labels_hash(string_attributes(&p.attributes)),
+        let reading = Reading::Histogram {
+            bounds: &p.explicit_bounds,
+            counts: &p.bucket_counts,
+            delta,
         };
-        let now = self.options.now_ms;
-        self.converter.apply(rule, &point, &target, now);
+        self.emit((rule, target), times, name, &p.attributes, reading);
     }
 
     /// Rule, target and times of a point, or `None` (unmapped, rejected or stale: counted).
@@ -372,10 +350,10 @@ impl<'a> Walk<'_, 'a> {
         (time, start): (u64, u64),
         resource: &'a [KeyValue],
         at: (usize, usize, usize),
-    ) -> Option<(Target<'static>, TargetRef<'a>, i64, Option<i64>)> {
-        let (rule, target) = self.mapped(name, attributes, flags, resource)?;
-        let (ts_ms, start_ms) = self.times(time, start, at)?;
-        Some((rule, target, ts_ms, start_ms))
+    ) -> Option<(Mapped<'a>, Times)> {
+        let mapped = self.mapped(name, attributes, flags, resource)?;
+        let times = self.times(time, start, at)?;
+        Some((mapped, times))
     }
 
     /// Rule and target of a point that carries a value, or `None` (unmapped, without its
@@ -386,7 +364,7 @@ impl<'a> Walk<'_, 'a> {
         attributes: &'a [KeyValue],
         flags: u32,
         resource: &'a [KeyValue],
-    ) -> Option<(Target<'static>, TargetRef<'a>)> {
+    ) -> Option<Mapped<'a>> {
         let rule = self.converter.rule(name, |k| attribute(attributes, k))?;
         let target = self.target(resource)?;
         if flags & NO_RECORDED_VALUE != 0 {
@@ -405,27 +383,19 @@ impl<'a> Walk<'_, 'a> {
         at: (usize, usize, usize),
     ) {
         let times = (p.time_unix_nano, p.start_time_unix_nano);
-        let Some((rule, target, ts_ms, start_ms)) =
-            self.prepare(name, &p.attributes, p.flags, times, resource, at)
+        let Some((mapped, times)) = self.prepare(name, &p.attributes, p.flags, times, resource, at)
         else {
             return;
         };
         let (mut bounds, mut counts) = std::mem::take(&mut self.converter.buckets);
         match exponential::buckets(p, &mut bounds, &mut counts) {
             Ok(()) => {
-                let point = Point {
-                    source: name,
-                    ts_ms,
-                    start_ms,
-                    reading: Reading::Histogram {
-                        bounds: &bounds,
-                        counts: &counts,
-                        delta,
-                    },
-                    labels_hash: labels_hash(string_attributes(&p.attributes)),
+                let reading = Reading::Histogram {
+                    bounds: &bounds,
+                    counts: &counts,
+                    delta,
                 };
-                let now = self.options.now_ms;
-                self.converter.apply(rule, &point, &target, now);
+                self.emit(mapped, times, name, &p.attributes, reading);
             }
             Err((field, problem)) => self.reject(at, field, problem),
         }
@@ -440,20 +410,32 @@ impl<'a> Walk<'_, 'a> {
         at: (usize, usize, usize),
     ) {
         let times = (p.time_unix_nano, p.start_time_unix_nano);
-        let Some((rule, target, ts_ms, start_ms)) =
-            self.prepare(name, &p.attributes, p.flags, times, resource, at)
+        let Some((mapped, times)) = self.prepare(name, &p.attributes, p.flags, times, resource, at)
         else {
             return;
         };
         if p.quantile_values.iter().any(|v| !v.value.is_finite()) {
             return self.reject(at, "quantileValues", Problem::NonFinite);
         }
+        let reading = Reading::Summary(&p.quantile_values);
+        self.emit(mapped, times, name, &p.attributes, reading);
+    }
+
+    /// Converts one accepted point (its rule and target, its times and its reading).
+    fn emit(
+        &mut self,
+        (rule, target): Mapped<'a>,
+        (ts_ms, start_ms): Times,
+        name: &'a str,
+        attributes: &'a [KeyValue],
+        reading: Reading<'_>,
+    ) {
         let point = Point {
             source: name,
             ts_ms,
             start_ms,
-            reading: Reading::Summary(&p.quantile_values),
-            labels_hash: labels_hash(string_attributes(&p.attributes)),
+            reading,
+            labels_hash: labels_hash(string_attributes(attributes)),
         };
         let now = self.options.now_ms;
         self.converter.apply(rule, &point, &target, now);
@@ -464,6 +446,12 @@ impl<'a> Walk<'_, 'a> {
         self.rejected.push(DecodeError::Field { field, problem });
     }
 }
+
+/// The rule and target of a point the map wants.
+type Mapped<'a> = (Target<'static>, TargetRef<'a>);
+
+/// A point's event time and series start (ms).
+type Times = (i64, Option<i64>);
 
 /// The number of data points of a metric.
 fn points(metric: &Metric) -> u64 {
