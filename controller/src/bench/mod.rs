@@ -4,6 +4,7 @@
 //!
 //! - [`workload`]: the generated cluster, policies and stream.
 //! - [`decode`]: Fulcrum's decoder against a bare parse of the same bytes.
+//! - [`formats`]: the same for OTLP (protobuf, JSON) and Prometheus-adapter JSON.
 //! - [`engine`]: samples per second through `offer` + `advance`.
 //! - [`memory`]: resident memory from `/proc`.
 //! - [`snapshot`]: the cluster written as a snapshot file and loaded back through the
@@ -16,6 +17,7 @@
 
 pub mod decode;
 pub mod engine;
+pub mod formats;
 pub mod ingest;
 pub mod memory;
 pub mod snapshot;
@@ -50,6 +52,9 @@ pub const QUIET_SHARE: f64 = 0.02;
 /// Share of nodes interfering in the storm run.
 pub const STORM_SHARE: f64 = 0.30;
 
+/// Nodes (30 pods each) of the per-format decode measurement, over 5 ticks.
+pub const FORMAT_NODES: usize = 100;
+
 /// Everything one `fulcrum bench` measured.
 #[derive(Debug)]
 pub struct BenchReport {
@@ -59,6 +64,8 @@ pub struct BenchReport {
     pub decode_single: decode::DecodeRates,
     /// Batched messages (one per node and tick).
     pub decode_batch: decode::DecodeRates,
+    /// The other input formats.
+    pub formats: Vec<formats::FormatRates>,
     /// The largest quiet run (memory is read from it).
     pub engine: EngineRun,
     /// The same cluster with 30% of nodes interfering.
@@ -105,6 +112,7 @@ pub fn run(scale: Scale, brokers: Option<&str>, mut progress: impl FnMut(&str)) 
         scale,
         decode_single: decode::measure(&single, false),
         decode_batch: decode::measure(&batch, true),
+        formats: formats::measure(FORMAT_NODES, 5),
         engine,
         storm,
         growth,
@@ -154,7 +162,7 @@ impl BenchReport {
                 })
             })
             .collect();
-        json!({
+        let mut out = json!({
             "machine": machine(),
             "scale": format!("{:?}", self.scale).to_lowercase(),
             "pods": self.engine.pods,
@@ -182,7 +190,15 @@ impl BenchReport {
             "decision_latency_decisions": self.latency().count,
             "quiet_decision_latency_p99_ms": self.engine.latency.p99_ms,
             "storm_decision_latency_p99_ms": self.storm.latency.p99_ms,
-        })
+        });
+        if let Some(object) = out.as_object_mut() {
+            for f in &self.formats {
+                let key = |what: &str| format!("{what}_{}_samples_per_sec", f.format);
+                object.insert(key("decode"), json!(f.fulcrum));
+                object.insert(key("bare_decode"), json!(f.bare));
+            }
+        }
+        out
     }
 
     /// The readable report.
@@ -202,6 +218,16 @@ impl BenchReport {
             m(self.decode_batch.bare),
             self.decode_batch.fulcrum / self.decode_batch.bare.max(1e-9)
         );
+        for f in &self.formats {
+            out += &format!(
+                "  decode, {:<18}{} (plain parse {}, ratio {:.2}; {} messages)\n",
+                format!("{}:", f.format),
+                m(f.fulcrum),
+                m(f.bare),
+                f.fulcrum / f.bare.max(1e-9),
+                f.messages
+            );
+        }
         for r in self.growth.iter().chain([&self.engine]) {
             out += &format!(
                 "  engine, {:>7} pods, quiet: {} ({} decisions)\n",
