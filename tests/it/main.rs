@@ -4,6 +4,7 @@ mod accounting;
 mod alloc;
 mod attribution;
 mod audit;
+mod bench;
 mod check_policy;
 mod demo;
 mod faults;
