@@ -26,6 +26,36 @@ fn with_policy(
     seed: u64,
     amplitude: f64,
 ) -> Vec<Event> {
+    let noise = Noise {
+        seed,
+        amplitude,
+        latency_after: 10.0,
+    };
+    node_n1(edit, (a_every, phase), steps, noise)
+}
+
+/// How noisy the node-n1 scenario is.
+#[derive(Clone, Copy)]
+struct Noise {
+    /// Shifts every noise draw.
+    seed: u64,
+    /// Of `spark/a`'s bandwidth.
+    amplitude: f64,
+    /// Of the victim's latency after the onset (10 before).
+    latency_after: f64,
+}
+
+/// The scenario of [`sparse_neighbour`], with every knob.
+fn node_n1(
+    edit: impl FnOnce(&mut fulcrum_policies::InterferencePolicySpec),
+    (a_every, phase): (i64, i64),
+    steps: bool,
+    Noise {
+        seed,
+        amplitude,
+        latency_after,
+    }: Noise,
+) -> Vec<Event> {
     let mut engine = Engine::new(EngineConfig::default());
     engine.upsert_node(node("n1"));
     engine.upsert_node(node("n2"));
@@ -45,7 +75,11 @@ fn with_policy(
         let ts = |k: u64| T0 + i * 10 * S + (noise(i as u64 * 13 + k) * 4_000.0) as i64;
         let up = i >= ONSET_TICK;
         let r = |k: u64| noise(i as u64 * 31 + k + seed * 7919);
-        let latency = if up { 160.0 } else { 60.0 } + 10.0 * r(1);
+        let latency = if up {
+            160.0 + latency_after * r(1)
+        } else {
+            60.0 + 10.0 * r(1)
+        };
         let a = if up && steps { 9.0 } else { 2.0 } + amplitude * r(2);
         let web = [("latency_p99_ms", latency)];
         engine.offer(&sample(ts(0), "n1", Some(("shop", "web")), &web));
@@ -132,4 +166,27 @@ fn a_sparse_antagonist_is_present_between_its_samples() {
         let late = (first.at - onset) / S;
         assert!(late < 115, "{seed}: found {late} s after the onset");
     }
+}
+
+/// A victim's own lasting level shift, its latency noisier after the onset, with busy
+/// neighbours on 10 s and 60 s feeds: nobody is blamed (the episode is unexplained). The
+/// control: a neighbour that steps up with it is found, by its step at the onset.
+#[test]
+fn a_victims_own_lasting_level_shift_is_not_blamed_on_its_neighbours() {
+    let level_shift = |with_neighbour: bool| {
+        let noise = Noise {
+            seed: 0,
+            amplitude: 1.5,
+            latency_after: 20.0,
+        };
+        node_n1(|_| {}, (1, 0), with_neighbour, noise)
+    };
+    let events = level_shift(false);
+    assert!(decisions(&events).is_empty(), "{events:#?}");
+    assert!(events.iter().any(|e| matches!(e, Event::Unexplained(_))));
+    let events = level_shift(true);
+    let d = decisions(&events);
+    let first = d.first().expect("the neighbour that stepped up is blamed");
+    assert_eq!(first.target, "spark/a");
+    assert_eq!(first.outcome, Outcome::Executed);
 }
