@@ -6,18 +6,22 @@
 //! is O(cluster); [`BreakerCounts`] answers both from ordered sets of per-node times kept
 //! up to date at every change of a node's state ([`Engine::sync_breakers`]).
 //!
-//! Each set counts its entries before any time through a cursor that remembers the count
-//! at its last query time: a query walks only the entries between the cursor and the new
-//! time, O(log n + crossed). Planning times are near-monotone, so a node's time is crossed
-//! about once per change: amortised O(log n) per query. The engine's watermark (for the
-//! breaker metrics) has its own cursor, so the two do not drag one cursor back and forth.
+//! Each set ([`Ranked`]) counts its nodes before any time through a cursor that remembers
+//! the count at its last query time: a query walks only the entries between the cursor
+//! and the new time, O(log n + crossed). Planning times are near-monotone, so a node's
+//! time is crossed about once per change: amortised O(log n) per query. The engine's
+//! watermark (for the breaker metrics) has its own cursor, so the two do not drag one
+//! cursor back and forth. A node's time that moves forward ahead of the cursors (a sample
+//! moving `fresh_until` on) costs a comparison; its entry moves when a cursor reaches it.
 
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::cluster::NodeId;
 use crate::engine::Engine;
 use crate::state::NodeState;
+
+mod ranked;
+use ranked::Ranked;
 
 /// Which cursor a query moves: each keeps its own position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,94 +30,6 @@ pub(crate) enum Clock {
     Planning,
     /// The engine's watermark ([`Engine::open_breakers`]).
     Watermark,
-}
-
-/// A cursor of a [`Ranked`] set: `below` entries have a time before `at`.
-#[derive(Clone, Copy, Debug)]
-struct Cursor {
-    at: i64,
-    below: usize,
-}
-
-impl Default for Cursor {
-    fn default() -> Self {
-        Self {
-            at: i64::MIN,
-            below: 0,
-        }
-    }
-}
-
-/// A set of `(time, node)` entries that counts the entries before a time.
-#[derive(Debug, Default)]
-pub(crate) struct Ranked {
-    set: BTreeSet<(i64, u32)>,
-    /// One per [`Clock`]. Behind a lock (never contended: the engine is driven by one
-    /// thread) so that queries through `&Engine` can move them and the engine stays `Sync`.
-    cursors: Mutex<[Cursor; 2]>,
-}
-
-impl Ranked {
-    /// Adds an entry (absent before).
-    pub(crate) fn insert(&mut self, time: i64, node: u32) {
-        if self.set.insert((time, node)) {
-            self.shift(time, |below| below + 1);
-        }
-    }
-
-    /// Removes an entry, if present.
-    pub(crate) fn remove(&mut self, time: i64, node: u32) {
-        if self.set.remove(&(time, node)) {
-            self.shift(time, |below| below - 1);
-        }
-    }
-
-    fn cursors(&self) -> MutexGuard<'_, [Cursor; 2]> {
-        // A cursor is two integers, never left half-written: a poisoned lock holds a
-        // consistent value.
-        self.cursors.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn shift(&mut self, time: i64, by: impl Fn(usize) -> usize) {
-        let cursors = self
-            .cursors
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for c in cursors.iter_mut().filter(|c| time < c.at) {
-            c.below = by(c.below);
-        }
-    }
-
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.set.len()
-    }
-
-    /// Number of entries with a time before `t`, moving `clock`'s cursor to `t`.
-    pub(crate) fn count_below(&self, t: i64, clock: Clock) -> usize {
-        let mut cursors = self.cursors();
-        let c = &mut cursors[clock as usize];
-        if t > c.at {
-            c.below += self.set.range((c.at, 0)..(t, 0)).count();
-        } else if t < c.at {
-            c.below -= self.set.range((t, 0)..(c.at, 0)).count();
-        }
-        c.at = t;
-        c.below
-    }
-
-    /// The entries at or after `t`, earliest first.
-    pub(crate) fn at_or_after(&self, t: i64) -> impl Iterator<Item = (i64, u32)> + '_ {
-        self.set.range((t, 0)..).copied()
-    }
-
-    fn clear(&mut self) {
-        self.set.clear();
-        *self
-            .cursors
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner) = Default::default();
-    }
 }
 
 /// What a node contributes to the counts (see [`BreakerCounts`]).
@@ -164,7 +80,8 @@ pub(crate) struct BreakerCounts {
     keys: Vec<Keys>,
     fresh: Ranked,
     pressure: Ranked,
-    dirty: Ranked,
+    /// `(armed_until, node)` of the dirty armed nodes.
+    dirty: BTreeSet<(i64, u32)>,
 }
 
 impl BreakerCounts {
@@ -179,19 +96,18 @@ impl BreakerCounts {
             self.keys.resize(i + 1, Keys::default());
         }
         let old = std::mem::replace(&mut self.keys[i], new);
+        if old == new {
+            return;
+        }
         let id = node.0;
-        for (set, old, new) in [
-            (&mut self.fresh, old.fresh, new.fresh),
-            (&mut self.pressure, old.pressure, new.pressure),
-            (&mut self.dirty, old.dirty, new.dirty),
-        ] {
-            if old != new {
-                if let Some(time) = old {
-                    set.remove(time, id);
-                }
-                if let Some(time) = new {
-                    set.insert(time, id);
-                }
+        self.fresh.set(id, new.fresh);
+        self.pressure.set(id, new.pressure);
+        if old.dirty != new.dirty {
+            if let Some(time) = old.dirty {
+                self.dirty.remove(&(time, id));
+            }
+            if let Some(time) = new.dirty {
+                self.dirty.insert((time, id));
             }
         }
     }
@@ -217,7 +133,7 @@ impl BreakerCounts {
 
     /// Nodes with dirty cached pressure that may be under pressure at `t`.
     pub(crate) fn maybe_pressed(&self, t: i64) -> impl Iterator<Item = NodeId> + '_ {
-        self.dirty.at_or_after(t).map(|(_, node)| NodeId(node))
+        self.dirty.range((t, 0)..).map(|(_, node)| NodeId(*node))
     }
 }
 
@@ -241,5 +157,4 @@ impl Engine {
 }
 
 #[cfg(test)]
-#[path = "breaker_counts_tests.rs"]
 mod tests;
