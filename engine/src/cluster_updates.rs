@@ -17,6 +17,7 @@ impl Engine {
             if let Some(slot) = self.nodes.get_mut(id.index()) {
                 *slot = None;
             }
+            self.sync_breakers(id);
             if let Some(seen) = self.node_seen.get_mut(id.index()) {
                 *seen = i64::MIN;
             }
@@ -64,12 +65,13 @@ impl Engine {
     }
     /// Marks `node`'s cached trigger pressure for recomputation (its pods changed).
     fn pressure_changed(&mut self, node: Option<NodeId>) {
-        if let Some(state) = node
-            .and_then(|n| self.nodes.get_mut(n.index()))
-            .and_then(Option::as_mut)
-        {
+        let Some(node) = node else {
+            return;
+        };
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
             state.pressure_dirty = true;
         }
+        self.sync_breakers(node);
     }
     /// Sets a namespace's labels (namespace selectors depend on them).
     pub fn upsert_namespace(&mut self, name: &str, labels: cluster::LabelMap) {
@@ -116,6 +118,7 @@ impl Engine {
         self.cluster = index;
         self.pods.clear();
         self.nodes.clear();
+        self.breaker_counts.clear();
         let nodes: Vec<NodeId> = self.cluster.node_ids().collect();
         for node in nodes {
             self.refresh_node(node);

@@ -73,6 +73,8 @@ pub struct Engine {
     /// Destination nodes' usages shared by the placements of one bucket (see
     /// [`crate::headroom::UsageCache`]).
     pub(crate) usage_cache: crate::headroom::UsageCache,
+    /// What the stale-feed and storm breakers count, kept per node as its state changes.
+    pub(crate) breaker_counts: crate::breaker_counts::BreakerCounts,
 }
 
 /// A migration the engine decided.
@@ -131,6 +133,7 @@ impl Engine {
             migrations: HashMap::new(),
             pdb_spent: HashMap::new(),
             usage_cache: crate::headroom::UsageCache::default(),
+            breaker_counts: crate::breaker_counts::BreakerCounts::default(),
         }
     }
     /// The compiled policies, in evaluation order (priority, then name).

@@ -1,6 +1,7 @@
 //! Guards: why a pod may not be acted on (built-in exclusions no policy can switch off),
 //! and the breakers that stop every action (a feed catching up, a stale feed, a storm).
 
+use crate::breaker_counts::Clock;
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
 use crate::limits::fmt_ms;
@@ -144,6 +145,7 @@ impl Engine {
             state.pressure_until = crate::state::holding_until(&state.tracks, stale).max(pods);
             state.pressure_dirty = false;
         }
+        self.sync_breakers(node);
     }
 
     /// The storm and stale-feed breakers: a reason not to act anywhere, if one holds.
@@ -151,9 +153,9 @@ impl Engine {
         if let Some(reason) = self.catching_up(t) {
             return Some(reason);
         }
-        let (tracked, stale) = self.staleness_at(t);
+        let (tracked, stale) = self.staleness_at(t, Clock::Planning);
         self.stale_feed(tracked, stale)
-            .or_else(|| self.storm(t, tracked - stale))
+            .or_else(|| self.storm(t, tracked - stale, Clock::Planning))
     }
 
     /// Which breaker is open at the engine's watermark, by name: `catching_up` (the
@@ -161,11 +163,14 @@ impl Engine {
     /// decisions themselves use [`Engine::breaker`] at their own time.
     pub fn open_breakers(&self) -> [(&'static str, bool); 3] {
         let t = self.watermark();
-        let (tracked, stale) = self.staleness_at(t);
+        let (tracked, stale) = self.staleness_at(t, Clock::Watermark);
         [
             ("catching_up", self.catching_up(t).is_some()),
             ("stale_feed", self.stale_feed(tracked, stale).is_some()),
-            ("storm", self.storm(t, tracked - stale).is_some()),
+            (
+                "storm",
+                self.storm(t, tracked - stale, Clock::Watermark).is_some(),
+            ),
         ]
     }
 
@@ -179,8 +184,20 @@ impl Engine {
         })
     }
 
-    /// (nodes that report samples, those of them without recent samples) at `t`.
-    fn staleness_at(&self, t: i64) -> (usize, usize) {
+    /// (nodes that report samples, those of them without recent samples) at `t`, from the
+    /// incremental counts (checked against [`Engine::staleness_scan`] in debug builds).
+    pub(crate) fn staleness_at(&self, t: i64, clock: Clock) -> (usize, usize) {
+        let counted = self.breaker_counts.staleness(t, clock);
+        debug_assert_eq!(
+            counted,
+            self.staleness_scan(t),
+            "the breaker counts disagree with the nodes' staleness at {t}"
+        );
+        counted
+    }
+
+    /// [`Engine::staleness_at`] by a scan of every node: the reference.
+    pub(crate) fn staleness_scan(&self, t: i64) -> (usize, usize) {
         let (mut tracked, mut stale) = (0usize, 0usize);
         for state in self.nodes.iter().flatten() {
             if state.covering.is_empty() {
@@ -197,6 +214,32 @@ impl Engine {
         (tracked, stale)
     }
 
+    /// Nodes under pressure at `t`, from the incremental counts: those whose cached
+    /// pressure is exact are counted, those whose cache is dirty and that are armed at `t`
+    /// are scanned (checked against a scan of every node in debug builds).
+    pub(crate) fn pressured_at(&self, t: i64, clock: Clock) -> usize {
+        let counts = &self.breaker_counts;
+        let dirty = counts
+            .maybe_pressed(t)
+            .filter(|n| self.under_pressure(*n, t))
+            .count();
+        let pressured = counts.pressed(t, clock) + dirty;
+        debug_assert_eq!(
+            pressured,
+            self.pressured_scan(t),
+            "the breaker counts disagree with the nodes under pressure at {t}"
+        );
+        pressured
+    }
+
+    /// [`Engine::pressured_at`] by a scan of every node: the reference.
+    pub(crate) fn pressured_scan(&self, t: i64) -> usize {
+        self.cluster
+            .node_ids()
+            .filter(|n| self.under_pressure(*n, t))
+            .count()
+    }
+
     fn stale_feed(&self, tracked: usize, stale: usize) -> Option<String> {
         (tracked > 0 && stale as f64 > self.config.stale_fraction * tracked as f64).then(|| {
             format!(
@@ -207,12 +250,8 @@ impl Engine {
         })
     }
 
-    fn storm(&self, t: i64, live: usize) -> Option<String> {
-        let firing = self
-            .cluster
-            .node_ids()
-            .filter(|n| self.under_pressure(*n, t))
-            .count();
+    fn storm(&self, t: i64, live: usize, clock: Clock) -> Option<String> {
+        let firing = self.pressured_at(t, clock);
         (firing >= self.config.storm_min_nodes
             && firing as f64 > self.config.storm_fraction * live as f64)
             .then(|| {

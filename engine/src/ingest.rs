@@ -126,7 +126,9 @@ impl Engine {
             self.evaluate_due(|due, node| (due, node) < at, out);
             self.windows
                 .note(sample.node, sample.ts, self.config.evaluation_window_ms);
+            let node = sample.node;
             self.apply_sample(sample);
+            self.sync_breakers(node);
         }
         self.evaluate_due(|due, _| due <= watermark, out);
         if watermark / 3_600_000 != self.watermark / 3_600_000 {

@@ -23,6 +23,7 @@
 
 mod align;
 mod attribution;
+mod breaker_counts;
 pub mod cadence;
 pub mod cluster;
 mod cluster_updates;
@@ -70,6 +71,8 @@ mod invariants;
 mod tests;
 #[cfg(test)]
 mod tests_attribution;
+#[cfg(test)]
+mod tests_breakers;
 #[cfg(test)]
 mod tests_guards;
 #[cfg(test)]

@@ -123,6 +123,7 @@ impl Engine {
             remap_tracks(&mut state.tracks, map);
             state.pressure_dirty = true;
         }
+        self.sync_all_breakers();
         for state in self.pods.iter_mut().flatten() {
             if resized {
                 state.series.clear();
@@ -167,6 +168,7 @@ impl Engine {
         let until = crate::state::holding_until(&state.tracks, self.config.staleness());
         state.arm(until);
         state.pressure_dirty = true;
+        self.sync_breakers(node);
         let pods: Vec<PodId> = self.cluster.node_pods(node).to_vec();
         for pod in pods {
             self.refresh_pod(pod);
@@ -226,15 +228,14 @@ impl Engine {
         }
         // A pod that moved here may bring a track that holds.
         let until = crate::state::holding_until(&state.tracks, self.config.staleness());
-        if let Some(node) = self
-            .cluster
-            .pod_node(pod)
-            .and_then(|n| self.nodes.get_mut(n.index()))
-            .and_then(Option::as_mut)
-        {
-            node.arm(until);
-            node.pressure_dirty = true;
+        let Some(node) = self.cluster.pod_node(pod) else {
+            return;
+        };
+        if let Some(state) = self.nodes.get_mut(node.index()).and_then(Option::as_mut) {
+            state.arm(until);
+            state.pressure_dirty = true;
         }
+        self.sync_breakers(node);
     }
 }
 
