@@ -212,6 +212,9 @@ pub(crate) struct NodeEntry {
     pub(crate) info: NodeInfo,
     /// Pods bound to this node, in insertion order.
     pub(crate) pods: Vec<PodId>,
+    /// The requests of the live (neither terminating nor finished) pods in `pods`, kept as
+    /// pods are attached and detached (integer sums: equal to summing them afresh).
+    pub(crate) requested: Resources,
 }
 
 #[derive(Clone, Debug)]
@@ -292,6 +295,7 @@ impl ClusterIndex {
         let entry = Some(NodeEntry {
             info,
             pods: Vec::new(),
+            requested: Resources::default(),
         });
         let id = match self.free_nodes.pop() {
             Some(id) => {
@@ -519,8 +523,20 @@ impl ClusterIndex {
             .filter(move |p| p.namespace == pod.namespace && p.selector.matches(&*pod.labels))
     }
 
-    /// Sum of the requests of the live pods bound to a node.
+    /// Sum of the requests of the live pods bound to a node: O(1), kept as pods are
+    /// attached and detached (see [`ClusterIndex::requested_on_scan`]).
     pub fn requested_on(&self, id: NodeId) -> Resources {
+        let requested = self
+            .nodes
+            .get(id.index())
+            .and_then(Option::as_ref)
+            .map_or_else(Resources::default, |e| e.requested);
+        debug_assert_eq!(requested, self.requested_on_scan(id));
+        requested
+    }
+
+    /// [`ClusterIndex::requested_on`], summed over the node's pods (the reference).
+    pub fn requested_on_scan(&self, id: NodeId) -> Resources {
         self.node_pods(id)
             .iter()
             .filter_map(|p| self.pod_info(*p))
@@ -528,9 +544,18 @@ impl ClusterIndex {
             .fold(Resources::default(), |acc, p| acc.plus(p.requests))
     }
 
+    /// What a pod adds to its node's requested resources.
+    fn live_requests(&self, pod: PodId) -> Resources {
+        self.pod_info(pod)
+            .filter(|p| !p.terminating && !p.finished)
+            .map_or_else(Resources::default, |p| p.requests)
+    }
+
     fn attach(&mut self, pod: PodId, node: NodeId) {
+        let requests = self.live_requests(pod);
         if let Some(entry) = self.nodes[node.index()].as_mut() {
             entry.pods.push(pod);
+            entry.requested = entry.requested.plus(requests);
         }
         if let Some(p) = self.pods[pod.index()].as_mut() {
             p.node = Some(node);
@@ -539,10 +564,12 @@ impl ClusterIndex {
 
     fn detach(&mut self, pod: PodId) {
         let node = self.pods[pod.index()].as_ref().and_then(|p| p.node);
+        let requests = self.live_requests(pod);
         if let Some(node) = node
             && let Some(entry) = self.nodes[node.index()].as_mut()
         {
             entry.pods.retain(|p| *p != pod);
+            entry.requested = entry.requested.minus(requests);
         }
         if let Some(p) = self.pods[pod.index()].as_mut() {
             p.node = None;
