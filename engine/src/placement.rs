@@ -44,6 +44,8 @@ fn repelled(pod: &PodInfo, node: &NodeInfo) -> bool {
 struct Candidate<'a> {
     preferred: bool,
     headroom: f64,
+    /// The node's position in name order ([`crate::cluster::ClusterIndex::name_rank`]).
+    name_rank: u32,
     id: NodeId,
     node: &'a NodeInfo,
 }
@@ -55,7 +57,7 @@ impl Candidate<'_> {
             .preferred
             .cmp(&self.preferred)
             .then(other.headroom.total_cmp(&self.headroom))
-            .then_with(|| self.node.name.cmp(&other.node.name))
+            .then(self.name_rank.cmp(&other.name_rank))
     }
 }
 
@@ -117,6 +119,7 @@ impl Engine {
                 Some(Candidate {
                     preferred: !repelled(info, node),
                     headroom,
+                    name_rank: self.cluster.name_rank(id),
                     id,
                     node,
                 })
