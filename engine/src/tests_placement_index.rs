@@ -109,10 +109,15 @@ fn reference(e: &Engine, p: u16, pod: PodId, source: NodeId, t: i64) -> Result<S
     ))
 }
 
-/// A random node `name`.
-fn random_node(rng: &mut Rng, name: &str) -> NodeInfo {
+/// A random node `name` (with `uniform`, of 8 CPUs).
+fn random_node(rng: &mut Rng, name: &str, uniform: bool) -> NodeInfo {
     let mut n = node(name);
-    n.allocatable.cpu_millis = 2_000 + 1_000 * rng.below(8) as i64;
+    // Every other cluster is uniform: ranks tie on CPU headroom and names decide.
+    n.allocatable.cpu_millis = if uniform {
+        8_000
+    } else {
+        2_000 + 1_000 * rng.below(8) as i64
+    };
     n.ready = !rng.chance(0.08);
     n.unschedulable = rng.chance(0.08);
     if rng.chance(0.3) {
@@ -144,14 +149,24 @@ fn random_engine(seed: u64) -> (Engine, Vec<(String, String, String)>) {
     });
     let mut engine = Engine::new(EngineConfig::default());
     assert!(engine.set_policies(&[node_trigger]).is_empty());
-    let nodes: Vec<String> = (0..6 + rng.below(14)).map(|i| format!("n{i:02}")).collect();
+    let mut nodes: Vec<String> = (0..6 + rng.below(14)).map(|i| format!("n{i:02}")).collect();
+    // Node ids in another order than names (ties in rank are broken by name).
+    let shift = rng.below(nodes.len() as u64) as usize;
+    nodes.rotate_left(shift);
+    if rng.chance(0.5) {
+        nodes.reverse();
+    }
     let mut pods = Vec::new();
     for n in &nodes {
-        engine.upsert_node(random_node(&mut rng, n));
+        engine.upsert_node(random_node(&mut rng, n, seed % 2 == 0));
         for j in 0..rng.below(5) {
             let class = ["online", "batch", "batch"][rng.below(3) as usize];
             let mut info = pod("ns", &format!("{n}-p{j}"), n, class);
-            info.requests.cpu_millis = 250 * (1 + rng.below(8) as i64);
+            info.requests.cpu_millis = if seed % 2 == 0 {
+                1_000
+            } else {
+                250 * (1 + rng.below(8) as i64)
+            };
             info.terminating = rng.chance(0.1);
             if rng.chance(0.2) {
                 info.node_selector = labels(&[("disk", "ssd")]).into();
