@@ -158,11 +158,11 @@ fn random_engine(seed: u64) -> (Engine, Vec<(String, String, String)>) {
     }
     let mut pods = Vec::new();
     for n in &nodes {
-        engine.upsert_node(random_node(&mut rng, n, seed % 2 == 0));
+        engine.upsert_node(random_node(&mut rng, n, seed.is_multiple_of(2)));
         for j in 0..rng.below(5) {
             let class = ["online", "batch", "batch"][rng.below(3) as usize];
             let mut info = pod("ns", &format!("{n}-p{j}"), n, class);
-            info.requests.cpu_millis = if seed % 2 == 0 {
+            info.requests.cpu_millis = if seed.is_multiple_of(2) {
                 1_000
             } else {
                 250 * (1 + rng.below(8) as i64)
