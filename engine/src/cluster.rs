@@ -212,6 +212,9 @@ pub(crate) struct NodeEntry {
     pub(crate) info: NodeInfo,
     /// Pods bound to this node, in insertion order.
     pub(crate) pods: Vec<PodId>,
+    /// The requests of the live (neither terminating nor finished) pods in `pods`, kept as
+    /// pods are attached and detached (integer sums: equal to summing them afresh).
+    pub(crate) requested: Resources,
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +235,9 @@ pub struct ClusterIndex {
     namespaces: FastMap<String, LabelMap>,
     pdbs: Vec<PdbInfo>,
     shared: Interner,
+    /// Each node's position in name order, by node id: computed when first asked for
+    /// after a node was added or removed (placement breaks ties by name with it).
+    name_ranks: std::sync::OnceLock<Vec<u32>>,
 }
 
 /// A change to the cluster view, as a watch (reflector, simulator) reports it.
@@ -289,9 +295,11 @@ impl ClusterIndex {
             return (id, Change::Updated);
         }
         // Slots of removed nodes are reused, so churn does not grow the index.
+        self.name_ranks = std::sync::OnceLock::new();
         let entry = Some(NodeEntry {
             info,
             pods: Vec::new(),
+            requested: Resources::default(),
         });
         let id = match self.free_nodes.pop() {
             Some(id) => {
@@ -330,6 +338,7 @@ impl ClusterIndex {
     /// Removes a node (its pods stay indexed but unbound until they are removed too).
     pub fn remove_node(&mut self, name: &str) -> Option<NodeId> {
         let id = self.node_ids.remove(name)?;
+        self.name_ranks = std::sync::OnceLock::new();
         if let Some(entry) = self.nodes[id.index()].take() {
             for pod in entry.pods {
                 if let Some(p) = self.pods[pod.index()].as_mut() {
@@ -488,6 +497,25 @@ impl ClusterIndex {
             .map(|(i, _)| NodeId(i as u32))
     }
 
+    /// The node's position among the nodes in name order (nodes compare by name exactly
+    /// as by this rank); `u32::MAX` for an unknown node.
+    pub fn name_rank(&self, id: NodeId) -> u32 {
+        let ranks = self.name_ranks.get_or_init(|| {
+            let mut ids: Vec<NodeId> = self.node_ids().collect();
+            ids.sort_unstable_by(|a, b| self.node_name(*a).cmp(self.node_name(*b)));
+            let mut ranks = vec![u32::MAX; self.nodes.len()];
+            for (rank, id) in ids.into_iter().enumerate() {
+                ranks[id.index()] = rank as u32;
+            }
+            ranks
+        });
+        ranks.get(id.index()).copied().unwrap_or(u32::MAX)
+    }
+
+    fn node_name(&self, id: NodeId) -> &str {
+        self.node_info(id).map_or("", |n| n.name.as_str())
+    }
+
     /// Every pod id, in id order.
     pub fn pod_ids(&self) -> impl Iterator<Item = PodId> + '_ {
         self.pods
@@ -519,8 +547,20 @@ impl ClusterIndex {
             .filter(move |p| p.namespace == pod.namespace && p.selector.matches(&*pod.labels))
     }
 
-    /// Sum of the requests of the live pods bound to a node.
+    /// Sum of the requests of the live pods bound to a node: O(1), kept as pods are
+    /// attached and detached (see [`ClusterIndex::requested_on_scan`]).
     pub fn requested_on(&self, id: NodeId) -> Resources {
+        let requested = self
+            .nodes
+            .get(id.index())
+            .and_then(Option::as_ref)
+            .map_or_else(Resources::default, |e| e.requested);
+        debug_assert_eq!(requested, self.requested_on_scan(id));
+        requested
+    }
+
+    /// [`ClusterIndex::requested_on`], summed over the node's pods (the reference).
+    pub fn requested_on_scan(&self, id: NodeId) -> Resources {
         self.node_pods(id)
             .iter()
             .filter_map(|p| self.pod_info(*p))
@@ -528,9 +568,18 @@ impl ClusterIndex {
             .fold(Resources::default(), |acc, p| acc.plus(p.requests))
     }
 
+    /// What a pod adds to its node's requested resources.
+    fn live_requests(&self, pod: PodId) -> Resources {
+        self.pod_info(pod)
+            .filter(|p| !p.terminating && !p.finished)
+            .map_or_else(Resources::default, |p| p.requests)
+    }
+
     fn attach(&mut self, pod: PodId, node: NodeId) {
+        let requests = self.live_requests(pod);
         if let Some(entry) = self.nodes[node.index()].as_mut() {
             entry.pods.push(pod);
+            entry.requested = entry.requested.plus(requests);
         }
         if let Some(p) = self.pods[pod.index()].as_mut() {
             p.node = Some(node);
@@ -539,10 +588,12 @@ impl ClusterIndex {
 
     fn detach(&mut self, pod: PodId) {
         let node = self.pods[pod.index()].as_ref().and_then(|p| p.node);
+        let requests = self.live_requests(pod);
         if let Some(node) = node
             && let Some(entry) = self.nodes[node.index()].as_mut()
         {
             entry.pods.retain(|p| *p != pod);
+            entry.requested = entry.requested.minus(requests);
         }
         if let Some(p) = self.pods[pod.index()].as_mut() {
             p.node = None;

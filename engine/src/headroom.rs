@@ -60,7 +60,6 @@ pub(crate) struct Load {
 }
 
 /// What placing a load on a node would do: the load, where it comes from, and the window.
-#[derive(Clone, Copy)]
 pub(crate) struct Placing<'a> {
     pub(crate) load: &'a [Load],
     pub(crate) source: NodeId,
@@ -68,6 +67,62 @@ pub(crate) struct Placing<'a> {
     pub(crate) window: u64,
     /// The source node's usages, computed once for every destination tried.
     pub(crate) source_memo: &'a UsageMemo,
+    /// How a trigger's metric relates to a load's, by metric pair: the names are compared
+    /// once per search, not once per destination.
+    relations: RefCell<SmallVec<[(MetricId, MetricId, Relation); 4]>>,
+}
+
+impl<'a> Placing<'a> {
+    /// Placing `load` from `source` at `t`, over `window`.
+    pub(crate) fn new(
+        load: &'a [Load],
+        (source, t): (NodeId, i64),
+        window: u64,
+        source_memo: &'a UsageMemo,
+    ) -> Self {
+        Self {
+            load,
+            source,
+            t,
+            window,
+            source_memo,
+            relations: RefCell::default(),
+        }
+    }
+}
+
+/// How a node-scope trigger's metric is predicted from a load's metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Relation {
+    /// The trigger watches the load's metric itself.
+    Same,
+    /// The trigger watches the load's resource's utilisation.
+    Util,
+    /// Not predicted from this load.
+    Unrelated,
+}
+
+/// Why a destination is rejected, as numbers: put in words ([`Engine::describe`]) only
+/// for the example a failed search shows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Crossing {
+    /// A node-scope trigger's prediction is above its threshold.
+    Trigger {
+        /// The trigger's policy, index and metric.
+        track: (u16, u16, MetricId),
+        load: Load,
+        predicted: f64,
+        threshold: f64,
+    },
+    /// The node's victims would reach the level that hurt the source's (see
+    /// [`crate::tolerated`]).
+    Untolerated {
+        load: Load,
+        predicted: f64,
+        source: f64,
+        victim: PodId,
+        policy: u16,
+    },
 }
 
 /// The source node's usages, computed once per placement (for every destination tried).
@@ -89,6 +144,9 @@ pub(crate) struct UsageCache(std::sync::Mutex<UsageCacheInner>);
 struct UsageCacheInner {
     /// The bucket the values were computed in.
     bucket: i64,
+    /// Values computed so far (tests count the usage predictions a search makes).
+    #[cfg(test)]
+    computed: usize,
     values: crate::cluster::FastMap<(NodeId, MetricId, bool, u64), f64>,
 }
 
@@ -114,8 +172,19 @@ impl UsageCache {
             }
         }
         let v = f();
-        self.lock().values.insert(key, v);
+        let mut inner = self.lock();
+        inner.values.insert(key, v);
+        #[cfg(test)]
+        {
+            inner.computed += 1;
+        }
         v
+    }
+
+    /// How many values were computed (not found) so far.
+    #[cfg(test)]
+    pub(crate) fn computed(&self) -> usize {
+        self.lock().computed
     }
 
     /// The values (a panic while they were held left nothing half-written: the guard is
@@ -167,7 +236,7 @@ impl Engine {
     }
 
     /// Why `placing` on `dest` would push it over a trigger, if it would.
-    pub(crate) fn would_cross(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
+    pub(crate) fn crossing(&self, placing: &Placing<'_>, dest: NodeId) -> Option<Crossing> {
         let tracks = self
             .nodes
             .get(dest.index())
@@ -177,31 +246,80 @@ impl Engine {
             let Some(threshold) = self.armed_threshold(track) else {
                 continue;
             };
-            let name = self.registry.name(track.metric);
             for load in placing.load {
-                let resource = self.registry.name(load.metric);
-                let predicted = if track.metric == load.metric {
-                    self.node_usage(dest, load.metric, placing) + load.usage
-                } else if name.ends_with("_util") && stem(name) == stem(resource) {
-                    let Some(p) = self.predicted_util(dest, track, *load, placing) else {
-                        continue;
-                    };
-                    p
-                } else {
-                    continue;
+                let predicted = match self.relation(placing, track.metric, load.metric) {
+                    Relation::Same => self.node_usage(dest, load.metric, placing) + load.usage,
+                    Relation::Util => {
+                        let Some(p) = self.predicted_util(dest, track, *load, placing) else {
+                            continue;
+                        };
+                        p
+                    }
+                    Relation::Unrelated => continue,
                 };
                 if predicted > threshold {
-                    let slot = &self.policies[track.policy as usize];
-                    return Some(format!(
-                        "{name} would reach {predicted:.3} with the pod's {resource} ({:.3}) above {threshold:.3} of {}/{}",
-                        load.usage,
-                        slot.policy.name,
-                        slot.policy.spec.triggers[track.trigger as usize].name
-                    ));
+                    return Some(Crossing::Trigger {
+                        track: (track.policy, track.trigger, track.metric),
+                        load: *load,
+                        predicted,
+                        threshold,
+                    });
                 }
             }
         }
         self.untolerated(placing, dest)
+    }
+
+    /// [`Engine::crossing`], in words.
+    #[cfg(test)]
+    pub(crate) fn would_cross(&self, placing: &Placing<'_>, dest: NodeId) -> Option<String> {
+        self.crossing(placing, dest)
+            .map(|why| self.describe(placing, dest, why))
+    }
+
+    /// A crossing, in words.
+    pub(crate) fn describe(&self, placing: &Placing<'_>, dest: NodeId, why: Crossing) -> String {
+        match why {
+            Crossing::Trigger {
+                track: (policy, trigger, metric),
+                load,
+                predicted,
+                threshold,
+            } => {
+                let slot = &self.policies[policy as usize];
+                format!(
+                    "{} would reach {predicted:.3} with the pod's {} ({:.3}) above {threshold:.3} of {}/{}",
+                    self.registry.name(metric),
+                    self.registry.name(load.metric),
+                    load.usage,
+                    slot.policy.name,
+                    slot.policy.spec.triggers[trigger as usize].name
+                )
+            }
+            Crossing::Untolerated { .. } => self.describe_untolerated(placing, dest, why),
+        }
+    }
+
+    /// How a trigger on `watched` is predicted from a load of `m` (memoised per search).
+    fn relation(&self, placing: &Placing<'_>, watched: MetricId, m: MetricId) -> Relation {
+        let known = placing
+            .relations
+            .borrow()
+            .iter()
+            .find(|(w, l, _)| (*w, *l) == (watched, m))
+            .map(|e| e.2);
+        known.unwrap_or_else(|| {
+            let (name, resource) = (self.registry.name(watched), self.registry.name(m));
+            let relation = if watched == m {
+                Relation::Same
+            } else if name.ends_with("_util") && stem(name) == stem(resource) {
+                Relation::Util
+            } else {
+                Relation::Unrelated
+            };
+            placing.relations.borrow_mut().push((watched, m, relation));
+            relation
+        })
     }
 
     /// The threshold of a trigger track, when it can hold (an outlier's baseline is warm).
@@ -226,7 +344,7 @@ impl Engine {
     /// A node's current usage of `m`: its own series' mean over the window, else the sum
     /// of its pods' means. The source node's is memoised in `placing`, a destination's in
     /// the engine's [`UsageCache`].
-    pub(crate) fn node_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+    pub(crate) fn node_usage(&self, node: NodeId, m: MetricId, placing: &Placing<'_>) -> f64 {
         self.memoised(node, (m, false), placing, || {
             let own = self
                 .nodes
@@ -240,7 +358,7 @@ impl Engine {
 
     /// The sum of the means of the pods on `node` of `m` over the window, memoised as
     /// [`Engine::node_usage`] is.
-    fn pods_usage(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+    fn pods_usage(&self, node: NodeId, m: MetricId, placing: &Placing<'_>) -> f64 {
         self.memoised(node, (m, true), placing, || {
             self.pods_usage_now(node, m, placing)
         })
@@ -252,7 +370,7 @@ impl Engine {
         &self,
         node: NodeId,
         (m, pods_only): (MetricId, bool),
-        placing: Placing<'_>,
+        placing: &Placing<'_>,
         f: impl FnOnce() -> f64,
     ) -> f64 {
         if node == placing.source {
@@ -264,7 +382,7 @@ impl Engine {
     }
 
     /// [`Engine::pods_usage`], computed.
-    fn pods_usage_now(&self, node: NodeId, m: MetricId, placing: Placing<'_>) -> f64 {
+    fn pods_usage_now(&self, node: NodeId, m: MetricId, placing: &Placing<'_>) -> f64 {
         self.cluster
             .node_pods(node)
             .iter()
@@ -283,7 +401,7 @@ impl Engine {
         dest: NodeId,
         track: &Track,
         load: Load,
-        placing: Placing<'_>,
+        placing: &Placing<'_>,
     ) -> Option<f64> {
         let util = |node: NodeId| {
             self.nodes

@@ -82,6 +82,8 @@ mod tests_onset;
 #[cfg(test)]
 mod tests_placement;
 #[cfg(test)]
+mod tests_placement_index;
+#[cfg(test)]
 mod tests_restore;
 #[cfg(test)]
 mod tests_sparse;

@@ -12,9 +12,9 @@
 //! without an untolerated `PreferNoSchedule` taint (including Fulcrum's steering taint
 //! `fulcrum.dev/steer-away`), then the most CPU headroom after placement, then the name.
 
-use crate::cluster::{NodeId, NodeInfo, PodId, PodInfo, Resources};
+use crate::cluster::{FastMap, NodeId, NodeInfo, PodId, PodInfo, Resources};
 use crate::engine::Engine;
-use crate::headroom::{Placing, UsageMemo};
+use crate::headroom::{Crossing, Placing, UsageMemo};
 
 /// How long a decided Migrate's replacement counts against its predicted destination.
 pub const PENDING_MS: i64 = 300_000;
@@ -39,22 +39,55 @@ fn repelled(pod: &PodInfo, node: &NodeInfo) -> bool {
         .any(|t| !pod.tolerations.iter().any(|tol| tol.tolerates(t)))
 }
 
+/// A node that passed the cheap filters, with its rank: not repelled by a
+/// PreferNoSchedule taint, then the most CPU headroom after placement, then the name.
+struct Candidate<'a> {
+    preferred: bool,
+    headroom: f64,
+    /// The node's position in name order ([`crate::cluster::ClusterIndex::name_rank`]).
+    name_rank: u32,
+    id: NodeId,
+    node: &'a NodeInfo,
+}
+
+impl Candidate<'_> {
+    /// Rank order: the best first (names are unique, so the order is total).
+    fn rank(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .preferred
+            .cmp(&self.preferred)
+            .then(other.headroom.total_cmp(&self.headroom))
+            .then(self.name_rank.cmp(&other.name_rank))
+    }
+}
+
 impl Engine {
-    /// Requests of replacements predicted to land on `id` and not yet visible.
-    fn pending_on(&self, id: NodeId, t: i64) -> Resources {
-        self.migrations
-            .values()
-            .filter(|m| m.destination == Some(id) && t - m.at < PENDING_MS && m.at <= t)
-            .fold(Resources::default(), |acc, m| acc.plus(m.requests))
+    /// Requests of replacements predicted to land on each node and not yet visible: one
+    /// pass over the recent Migrates per search, not one per node.
+    fn pending_by_destination(&self, t: i64) -> FastMap<NodeId, Resources> {
+        let mut pending = FastMap::default();
+        for m in self.migrations.values() {
+            if let Some(id) = m.destination
+                && t - m.at < PENDING_MS
+                && m.at <= t
+            {
+                let sum: &mut Resources = pending.entry(id).or_default();
+                *sum = sum.plus(m.requests);
+            }
+        }
+        pending
     }
 
     /// The node a migrated pod's replacement would fit on, or why there is none.
     /// `p` is the policy acting (its attribution metrics and window give the pod's load).
     ///
-    /// Nodes are filtered by the cheap checks and ranked first; the predicted-headroom
-    /// check (which sums usage over a node's pods) is made in rank order and stops at the
-    /// first node that passes, so a successful search does not predict the usage of every
-    /// node. A failed one checks every node (its message counts them all).
+    /// Every node is put through the cheap filters (each O(1): requested resources are
+    /// kept by the cluster index, pending Migrates are summed once per search), the
+    /// survivors are ranked, and the predicted-headroom check (which needs a node's usage:
+    /// see [`crate::headroom`]) is made in rank order and stops at the first node that
+    /// passes, so a successful search does not predict the usage of every node. A failed
+    /// one checks every survivor (its message counts them all); only the example crossing
+    /// is described in words.
     pub(crate) fn destination(
         &self,
         p: u16,
@@ -67,46 +100,50 @@ impl Engine {
         };
         let load = self.hog_load(p, pod, t);
         let source_memo = UsageMemo::default();
-        let placing = Placing {
-            load: &load,
-            source,
-            t,
-            window: self.policies[p as usize].policy.spec.attribution.window_ms,
-            source_memo: &source_memo,
-        };
+        let placing = Placing::new(
+            &load,
+            (source, t),
+            self.policies[p as usize].policy.spec.attribution.window_ms,
+            &source_memo,
+        );
+        let pending = self.pending_by_destination(t);
         let mut no = Rejections::default();
-        // Every node that passes the cheap filters, with its rank: not repelled by a
-        // PreferNoSchedule taint, then the most CPU headroom, then the name.
-        let mut ranked: Vec<((bool, f64), NodeId, &NodeInfo)> = self
+        let mut ranked: Vec<Candidate<'_>> = self
             .cluster
             .node_ids()
             .filter(|&id| id != source)
             .filter_map(|id| {
                 let node = self.cluster.node_info(id)?;
-                let headroom = self.fits(info, (id, node), t, &mut no)?;
-                Some(((!repelled(info, node), headroom), id, node))
+                let pending = pending.get(&id).copied().unwrap_or_default();
+                let headroom = self.fits(info, (id, node), (t, pending), &mut no)?;
+                Some(Candidate {
+                    preferred: !repelled(info, node),
+                    headroom,
+                    name_rank: self.cluster.name_rank(id),
+                    id,
+                    node,
+                })
             })
             .collect();
-        ranked.sort_by(|(a, _, na), (b, _, nb)| {
-            b.0.cmp(&a.0)
-                .then(b.1.total_cmp(&a.1))
-                .then_with(|| na.name.cmp(&nb.name))
-        });
+        ranked.sort_unstable_by(Candidate::rank);
         // The example of a crossing is the first in node order, whatever the rank.
-        let mut example: Option<(NodeId, String, String)> = None;
-        for (_, id, node) in ranked {
-            match self.would_cross(placing, id) {
-                None => return Ok((id, node.name.clone())),
+        let mut example: Option<(NodeId, Crossing)> = None;
+        for c in ranked {
+            match self.crossing(&placing, c.id) {
+                None => return Ok((c.id, c.node.name.clone())),
                 Some(why) => {
                     no.crossing += 1;
-                    if example.as_ref().is_none_or(|(first, _, _)| id < *first) {
-                        example = Some((id, node.name.clone(), why));
+                    if example.as_ref().is_none_or(|(first, _)| c.id < *first) {
+                        example = Some((c.id, why));
                     }
                 }
             }
         }
         let example = example
-            .map(|(_, node, why)| format!(" ({node}: {why})"))
+            .map(|(id, why)| {
+                let node = self.cluster.node_info(id).map_or("?", |n| n.name.as_str());
+                format!(" ({node}: {})", self.describe(&placing, id, why))
+            })
             .unwrap_or_default();
         Err(format!(
             "no other node fits: {} lack CPU, memory or GPUs, {} fail selectors or taints, {} have interference or stale data, {} would cross a trigger with the pod's usage{example}, {} have never reported samples, {} are cordoned or not ready",
@@ -116,11 +153,12 @@ impl Engine {
 
     /// The CPU headroom left on `node` after placing `info` there, if it passes the cheap
     /// filters (the predicted-headroom check is made by the caller, in rank order).
+    /// `pending` is what Migrates decided towards the node still hold there.
     fn fits(
         &self,
         info: &PodInfo,
         (id, node): (NodeId, &NodeInfo),
-        t: i64,
+        (t, pending): (i64, Resources),
         no: &mut Rejections,
     ) -> Option<f64> {
         if node.unschedulable || !node.ready {
@@ -131,7 +169,7 @@ impl Engine {
             no.unmatched += 1;
             return None;
         }
-        let used = self.cluster.requested_on(id).plus(self.pending_on(id, t));
+        let used = self.cluster.requested_on(id).plus(pending);
         let free = node.allocatable.minus(used);
         if !info.requests.fits_in(free) {
             no.full += 1;

@@ -17,15 +17,15 @@ use fulcrum_policies::MetricId;
 
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
-use crate::headroom::Placing;
+use crate::headroom::{Crossing, Placing};
 use crate::state::Role;
 
 impl Engine {
     /// Why `placing` on `dest` would take its victims to the level of the pod's resource
     /// that made victims cross a trigger on the source node.
-    pub(crate) fn untolerated(&self, placing: Placing<'_>, dest: NodeId) -> Option<String> {
+    pub(crate) fn untolerated(&self, placing: &Placing<'_>, dest: NodeId) -> Option<Crossing> {
         for load in placing.load {
-            let Some((pod, policy)) = self.sensitive(dest, load.metric) else {
+            let Some((victim, policy)) = self.sensitive(dest, load.metric) else {
                 continue;
             };
             let predicted = self.node_usage(dest, load.metric, placing) + load.usage;
@@ -33,21 +33,47 @@ impl Engine {
             if predicted < source {
                 continue;
             }
-            let source_name = self
-                .cluster
-                .node_info(placing.source)
-                .map_or_else(|| "?".into(), |n| n.name.clone());
-            return Some(format!(
-                "{} would reach {predicted:.3} with the pod's ({:.3}), at or above the {source:.3} on {source_name} that made its victims cross a trigger, next to victim {} of {}",
-                self.registry.name(load.metric),
-                load.usage,
-                self.cluster
-                    .pod_info(pod)
-                    .map_or_else(|| "?".into(), |i| i.key()),
-                self.policies[policy as usize].policy.name
-            ));
+            return Some(Crossing::Untolerated {
+                load: *load,
+                predicted,
+                source,
+                victim,
+                policy,
+            });
         }
         None
+    }
+
+    /// An [`Crossing::Untolerated`], in words.
+    pub(crate) fn describe_untolerated(
+        &self,
+        placing: &Placing<'_>,
+        _dest: NodeId,
+        why: Crossing,
+    ) -> String {
+        let Crossing::Untolerated {
+            load,
+            predicted,
+            source,
+            victim,
+            policy,
+        } = why
+        else {
+            return String::new();
+        };
+        let source_name = self
+            .cluster
+            .node_info(placing.source)
+            .map_or_else(|| "?".into(), |n| n.name.clone());
+        format!(
+            "{} would reach {predicted:.3} with the pod's ({:.3}), at or above the {source:.3} on {source_name} that made its victims cross a trigger, next to victim {} of {}",
+            self.registry.name(load.metric),
+            load.usage,
+            self.cluster
+                .pod_info(victim)
+                .map_or_else(|| "?".into(), |i| i.key()),
+            self.policies[policy as usize].policy.name
+        )
     }
 
     /// The first victim on `node` of a policy whose attribution metrics include `m`.
