@@ -46,6 +46,9 @@ pub struct Engine {
     /// Per node id: the newest time of a queued sample.
     pub(crate) node_seen: Vec<i64>,
     pub(crate) last_key: Option<(i64, NodeId, Option<PodId>, u64)>,
+    /// Where in its node's pod list the next sample's pod is looked for first (see
+    /// [`crate::resolve`]).
+    pub(crate) pod_hint: u32,
     /// Nodes with samples applied and an evaluation pending (see [`crate::window`]).
     pub(crate) windows: crate::window::Windows,
     pub(crate) next_episode: u64,
@@ -121,6 +124,7 @@ impl Engine {
             held: Vec::new(),
             node_seen: Vec::new(),
             last_key: None,
+            pod_hint: 0,
             windows: crate::window::Windows::default(),
             next_episode: 1,
             acted_targets: HashMap::new(),

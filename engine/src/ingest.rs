@@ -30,36 +30,35 @@ pub enum Offered {
 }
 
 impl Engine {
-    /// Offers a sample. It is applied once the watermark passes its timestamp.
+    /// Offers a sample. It is applied once the watermark passes its timestamp. (Offering
+    /// many samples of one node: [`Engine::offer_each`] or [`Engine::offer_on`] look the
+    /// node up once.)
     pub fn offer(&mut self, sample: &Sample<'_>) -> Offered {
+        let node = self.cluster.node_id(&sample.node);
+        self.offer_resolved(node, sample)
+    }
+
+    /// Offers a sample whose node is `node`, resolved from `sample.node` against the
+    /// current cluster view (`None`: unknown).
+    pub(crate) fn offer_resolved(&mut self, node: Option<NodeId>, sample: &Sample<'_>) -> Offered {
         self.stats.offered += 1;
         if sample.ts_ms <= self.watermark {
             self.stats.late += 1;
             return Offered::Late;
         }
-        let Some(node) = self.cluster.node_id(&sample.node) else {
+        let Some(node) = node else {
             self.stats.unknown_node += 1;
             return Offered::UnknownNode;
         };
         let pod = match &sample.pod {
             None => None,
-            Some(p) => {
-                let known = self.cluster.pod_id(&p.namespace, &p.name).filter(|id| {
-                    self.cluster.pod_node(*id) == Some(node)
-                        && self.cluster.pod_info(*id).is_some_and(|info| {
-                            p.uid
-                                .as_deref()
-                                .is_none_or(|uid| info.uid.is_empty() || info.uid == uid)
-                        })
-                });
-                match known {
-                    Some(id) => Some(id),
-                    None => {
-                        self.stats.unknown_pod += 1;
-                        return Offered::UnknownPod;
-                    }
+            Some(p) => match self.resolve_pod(node, p) {
+                Some(id) => Some(id),
+                None => {
+                    self.stats.unknown_pod += 1;
+                    return Offered::UnknownPod;
                 }
-            }
+            },
         };
         let want = if pod.is_some() {
             POD_TRACKED

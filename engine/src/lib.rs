@@ -46,6 +46,7 @@ mod plan_guards;
 mod planner;
 mod policy_set;
 mod reorder;
+mod resolve;
 mod resources;
 mod restore;
 pub mod sample;

@@ -63,7 +63,8 @@ impl MetricId {
 #[derive(Clone, Debug, Default)]
 pub struct MetricRegistry {
     names: Vec<String>,
-    ids: HashMap<String, MetricId>,
+    /// A fast fixed-seed hash, not SipHash: every sample's metric names are looked up.
+    ids: HashMap<String, MetricId, foldhash::fast::FixedState>,
 }
 
 impl MetricRegistry {

@@ -178,9 +178,7 @@ fn memory_read(batches: &[String], workload: &Workload) -> Duration {
     let started = Instant::now();
     for message in batches {
         if let Ok(decoded) = decode(message.as_bytes(), &options) {
-            for sample in &decoded.samples {
-                engine.offer(sample);
-            }
+            engine.offer_each(&decoded.samples, |_, _, _, _| {});
         }
         engine.advance_auto(&mut out);
         out.clear();

@@ -248,9 +248,7 @@ impl Driver<'_> {
                 } => {
                     let mut samples = Vec::with_capacity(rest.len());
                     rest.samples_into(&mut samples);
-                    for sample in samples.drain(..) {
-                        self.engine.offer(&sample);
-                    }
+                    self.engine.offer_each(&samples, |_, _, _, _| {});
                     summary.errors.extend(rejected);
                     summary.input = input;
                     break;
@@ -277,11 +275,13 @@ impl Driver<'_> {
     /// Offers `samples` (emptied); the newest event time the engine queued, if any.
     fn offer(&mut self, samples: &mut Vec<Sample<'_>>) -> Option<i64> {
         let mut newest = None;
-        for sample in samples.drain(..) {
-            if self.engine.offer(&sample) == Offered::Queued {
-                newest = Some(newest.map_or(sample.ts_ms, |n: i64| n.max(sample.ts_ms)));
+        self.engine.offer_each(samples, |_, i, _, offered| {
+            if offered == Offered::Queued {
+                let ts = samples[i].ts_ms;
+                newest = Some(newest.map_or(ts, |n: i64| n.max(ts)));
             }
-        }
+        });
+        samples.clear();
         newest
     }
 }

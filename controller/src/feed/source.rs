@@ -199,24 +199,20 @@ impl Feed {
         let nodes = &mut self.node_partitions;
         let consumed = &mut self.consumed;
         let now = now_ms();
-        // A message's samples are mostly of one node and a few instants: the node is looked
-        // up (and noted) when it or the instant changes, not per sample.
-        let mut last: Option<(&str, Option<NodeId>, i64, i32)> = None;
-        let newest = offer_samples(engine, samples, |engine, i, sample, queued| {
+        // A message's samples are mostly of one node and a few instants: the engine looks
+        // the node up once per run of its samples, and it is noted when it or the instant
+        // changes, not per sample.
+        let mut last: Option<(NodeId, i64, i32)> = None;
+        let newest = offer_samples(engine, samples, |_, i, sample, node, queued| {
             let origins = input.origins(i);
             settled.extend(origins.iter().map(|o| (*o, queued)));
             // Only nodes in the cluster view are remembered (a flood of unknown node
             // names must not grow memory).
-            if let Some(partition) = origins.first().map(|o| o.partition).or(partition) {
-                let name: &str = &sample.node;
-                let id = match last {
-                    Some((n, id, ..)) if n == name => id,
-                    _ => engine.cluster().node_id(name),
-                };
-                let key = (name, id, sample.ts_ms, partition);
-                if let Some(id) = id
-                    && last != Some(key)
-                {
+            if let Some(partition) = origins.first().map(|o| o.partition).or(partition)
+                && let Some(id) = node
+            {
+                let key = (id, sample.ts_ms, partition);
+                if last != Some(key) {
                     nodes.note(id, partition);
                     consumed.note(id, sample.ts_ms, now);
                 }
@@ -420,23 +416,25 @@ impl Feed {
     }
 }
 
-/// Offers `samples` to `engine`, calling `each(engine, index, sample, queued)` after each
-/// offer (`queued` is the sample's time when the engine queued it), and returns the newest
-/// time among the queued samples for which `each` returned true. Only queued samples may
-/// move the partition's event time: a sample held as too far ahead (a broken clock), late,
-/// unknown or irrelevant must not, or one far-future sample would make every real one late
-/// and hold the partition's commits.
+/// Offers `samples` to `engine`, calling `each(engine, index, sample, node, queued)` after
+/// each offer (`node` is the sample's node id when the cluster view knows it, `queued` the
+/// sample's time when the engine queued it), and returns the newest time among the queued
+/// samples for which `each` returned true. Only queued samples may move the partition's
+/// event time: a sample held as too far ahead (a broken clock), late, unknown or irrelevant
+/// must not, or one far-future sample would make every real one late and hold the
+/// partition's commits.
 pub(super) fn offer_samples<'s, 'a>(
     engine: &mut Engine,
     samples: &'s [Sample<'a>],
-    mut each: impl FnMut(&Engine, usize, &'s Sample<'a>, Option<i64>) -> bool,
+    mut each: impl FnMut(&Engine, usize, &'s Sample<'a>, Option<NodeId>, Option<i64>) -> bool,
 ) -> Option<i64> {
     let mut newest = None;
-    for (i, sample) in samples.iter().enumerate() {
-        let queued = (engine.offer(sample) == Offered::Queued).then_some(sample.ts_ms);
-        if each(engine, i, sample, queued) {
+    engine.offer_each(samples, |engine, i, node, offered| {
+        let sample = &samples[i];
+        let queued = (offered == Offered::Queued).then_some(sample.ts_ms);
+        if each(engine, i, sample, node, queued) {
             newest = newest.max(queued);
         }
-    }
+    });
     newest
 }

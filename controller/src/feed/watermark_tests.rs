@@ -32,7 +32,7 @@ fn deliver(engine: &mut Engine, progress: &mut Progress, w: &Workload, node: usi
     w.tick(tick, &mut samples);
     let name = format!("node-{node:05}");
     samples.retain(|s| s.node == name);
-    let newest = offer_samples(engine, &samples, |_, _, _, _| true);
+    let newest = offer_samples(engine, &samples, |_, _, _, _, _| true);
     progress.observe(node as i32, tick as i64, newest, 0);
 }
 
@@ -131,7 +131,7 @@ fn a_far_future_first_message_neither_blinds_the_idle_watermark_nor_holds_commit
     first.retain(|s| s.pod.is_none());
     first.truncate(1);
     first[0].ts_ms += 86_400_000 - 1_000;
-    let newest = offer_samples(&mut engine, &first, |_, _, _, _| true);
+    let newest = offer_samples(&mut engine, &first, |_, _, _, _, _| true);
     assert_eq!(
         newest, None,
         "a held sample moved the partition's event time"
@@ -141,7 +141,7 @@ fn a_far_future_first_message_neither_blinds_the_idle_watermark_nor_holds_commit
     for tick in 0..30u64 {
         let mut samples = Vec::new();
         w.tick(tick, &mut samples);
-        let newest = offer_samples(&mut engine, &samples, |_, _, _, _| true);
+        let newest = offer_samples(&mut engine, &samples, |_, _, _, _, _| true);
         progress.observe(0, tick as i64 + 1, newest, 0);
     }
     // The partition goes quiet: the all-idle branch takes the newest *real* time.

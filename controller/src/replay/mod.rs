@@ -136,9 +136,7 @@ fn replay_numbered(
         }
         match input.decode(line, &options) {
             Ok(decoded) => {
-                for sample in &decoded.samples {
-                    engine.offer(sample);
-                }
+                engine.offer_each(&decoded.samples, |_, _, _, _| {});
                 errors.extend(decoded.rejected.into_iter().map(|error| LineError {
                     location: number.to_string(),
                     error,
@@ -152,9 +150,7 @@ fn replay_numbered(
         engine.advance_auto(&mut out);
     }
     let rest = input.finish();
-    for sample in &rest.samples {
-        engine.offer(sample);
-    }
+    engine.offer_each(&rest.samples, |_, _, _, _| {});
     errors.extend(rest.rejected.into_iter().map(|error| LineError {
         location: "(end of input)".into(),
         error,
