@@ -160,7 +160,7 @@ impl Engine {
 
     /// Which breaker is open at the engine's watermark, by name: `catching_up` (the
     /// evidence is older than the horizon), `stale_feed` and `storm`. For metrics; the
-    /// decisions themselves use [`Engine::breaker`] at their own time.
+    /// decisions themselves use `Engine::breaker` at their own time.
     pub fn open_breakers(&self) -> [(&'static str, bool); 3] {
         let t = self.watermark();
         let (tracked, stale) = self.staleness_at(t, Clock::Watermark);

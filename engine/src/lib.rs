@@ -26,6 +26,7 @@ mod attribution;
 mod breaker_counts;
 pub mod cadence;
 pub mod cluster;
+mod cluster_info;
 mod cluster_updates;
 pub mod config;
 pub mod decision;
