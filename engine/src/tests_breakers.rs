@@ -4,7 +4,8 @@
 
 use super::breaker_counts::Clock;
 use super::decision::{Event, Outcome};
-use super::tests::{S, T0, decisions, node, pod, policy, sample};
+use super::tests::{S, decisions, node, pod, policy};
+use super::tests_storm::offer_node;
 use super::{Engine, EngineConfig};
 
 /// Nodes `n{i}` for `i` in `nodes`, each with a victim `web{i}` and a hog `hog{i}`.
@@ -26,22 +27,8 @@ fn period(
     reporting: &[usize],
     busy: &[usize],
 ) {
-    let ts = T0 + i * 10 * S;
     for &n in reporting {
-        let hog = if busy.contains(&n) {
-            4.0 + (i % 6) as f64
-        } else {
-            1.0 + 0.1 * (i % 3) as f64
-        };
-        let (node, web, hog_name) = (format!("n{n}"), format!("web{n}"), format!("hog{n}"));
-        let latency = [("latency_p99_ms", 40.0 + 30.0 * hog)];
-        engine.offer(&sample(ts, &node, Some(("shop", &web)), &latency));
-        engine.offer(&sample(
-            ts,
-            &node,
-            Some(("spark", &hog_name)),
-            &[("mem_bw", hog)],
-        ));
+        offer_node(engine, i, n, busy.contains(&n));
     }
     engine.advance_auto(events);
     agree(engine);

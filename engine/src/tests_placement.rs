@@ -354,17 +354,22 @@ fn extended_resources_must_fit_on_the_destination() {
     assert_eq!(c.executed()[0].destination.as_deref(), Some("d-cpu"));
 }
 
+/// Adds a node-scope trigger to `s`: the node's `mem_bw_util` above 0.9.
+pub(super) fn add_membw_trigger(s: &mut fulcrum_policies::InterferencePolicySpec) {
+    let mut t = s.triggers[0].clone();
+    t.name = "membw".into();
+    t.scope = fulcrum_policies::spec::TriggerScope::Node;
+    t.metric = "mem_bw_util".into();
+    t.above = Some(0.9);
+    s.triggers.push(t);
+}
+
 /// Destinations at the given memory-bandwidth utilisations; with `trigger`, the policy
 /// also fires when a node's `mem_bw_util` is above 0.9.
 fn headroom(nodes: &[(NodeInfo, f64)], trigger: bool) -> Vec<Decision> {
     let p = with_spec(policy(""), |s| {
         if trigger {
-            let mut t = s.triggers[0].clone();
-            t.name = "membw".into();
-            t.scope = fulcrum_policies::spec::TriggerScope::Node;
-            t.metric = "mem_bw_util".into();
-            t.above = Some(0.9);
-            s.triggers.push(t);
+            add_membw_trigger(s);
         }
     });
     let infos: Vec<NodeInfo> = nodes.iter().map(|(n, _)| n.clone()).collect();

@@ -8,6 +8,7 @@ use super::engine::Migration;
 use super::headroom::{Placing, UsageMemo};
 use super::placement::PENDING_MS;
 use super::tests::{S, T0, labels, node, noise, pod, policy, sample, with_spec};
+use super::tests_placement::add_membw_trigger;
 use super::{Engine, EngineConfig};
 
 /// A small deterministic generator.
@@ -139,14 +140,7 @@ fn random_node(rng: &mut Rng, name: &str, uniform: bool) -> NodeInfo {
 /// trigger), with random Migrates pending; and the pods to place.
 fn random_engine(seed: u64) -> (Engine, Vec<(String, String, String)>) {
     let mut rng = Rng(seed.wrapping_mul(1_000_003));
-    let node_trigger = with_spec(policy(""), |s| {
-        let mut t = s.triggers[0].clone();
-        t.name = "membw".into();
-        t.scope = fulcrum_policies::spec::TriggerScope::Node;
-        t.metric = "mem_bw_util".into();
-        t.above = Some(0.9);
-        s.triggers.push(t);
-    });
+    let node_trigger = with_spec(policy(""), add_membw_trigger);
     let mut engine = Engine::new(EngineConfig::default());
     assert!(engine.set_policies(&[node_trigger]).is_empty());
     let mut nodes: Vec<String> = (0..6 + rng.below(14)).map(|i| format!("n{i:02}")).collect();
@@ -260,14 +254,7 @@ fn a_successful_search_predicts_no_usage_beyond_the_node_it_chooses() {
 /// One search from a hog's node over five destinations at the given utilisations: whether
 /// it found a node, and (usage predictions made for destinations, outcome).
 fn cluster_searches(utils: &[f64]) -> (bool, (usize, Result<String, String>)) {
-    let node_trigger = with_spec(policy(""), |s| {
-        let mut t = s.triggers[0].clone();
-        t.name = "membw".into();
-        t.scope = fulcrum_policies::spec::TriggerScope::Node;
-        t.metric = "mem_bw_util".into();
-        t.above = Some(0.9);
-        s.triggers.push(t);
-    });
+    let node_trigger = with_spec(policy(""), add_membw_trigger);
     let mut engine = Engine::new(EngineConfig::default());
     assert!(engine.set_policies(&[node_trigger]).is_empty());
     let names: Vec<String> = (0..=utils.len()).map(|i| format!("n{i}")).collect();

@@ -26,25 +26,28 @@ fn engine() -> Engine {
     engine
 }
 
+/// Period `i` of node `n{n}`: its hog's bandwidth (interfering when `busy`) and its
+/// victim's latency, which follows it.
+pub(super) fn offer_node(engine: &mut Engine, i: i64, n: usize, busy: bool) {
+    let ts = T0 + i * 10 * S;
+    let hog = if busy {
+        4.0 + (i % 6) as f64
+    } else {
+        1.0 + 0.1 * (i % 3) as f64
+    };
+    let (node, web, hog_name) = (format!("n{n}"), format!("web{n}"), format!("hog{n}"));
+    let latency = [("latency_p99_ms", 40.0 + 30.0 * hog)];
+    engine.offer(&sample(ts, &node, Some(("shop", &web)), &latency));
+    let usage = [("mem_bw", hog)];
+    engine.offer(&sample(ts, &node, Some(("spark", &hog_name)), &usage));
+}
+
 /// Periods `from..to`: hogs on nodes below `busy` interfere, the others are quiet.
 fn periods(engine: &mut Engine, events: &mut Vec<Event>, from: i64, to: i64, busy: usize) {
     for i in from..to {
         let ts = T0 + i * 10 * S;
         for n in 0..4 {
-            let hog = if n < busy {
-                4.0 + (i % 6) as f64
-            } else {
-                1.0 + 0.1 * (i % 3) as f64
-            };
-            let (node, web, hog_name) = (format!("n{n}"), format!("web{n}"), format!("hog{n}"));
-            let latency = [("latency_p99_ms", 40.0 + 30.0 * hog)];
-            engine.offer(&sample(ts, &node, Some(("shop", &web)), &latency));
-            engine.offer(&sample(
-                ts,
-                &node,
-                Some(("spark", &hog_name)),
-                &[("mem_bw", hog)],
-            ));
+            offer_node(engine, i, n, n < busy);
         }
         engine.offer(&sample(
             ts,
