@@ -1,6 +1,6 @@
 //! Criterion micro-benchmarks of the per-sample hot path: the `fulcrum.metrics/v1` decoder
-//! (one sample per message and one batch per node) and the engine's `offer` + `advance` on
-//! the generated benchmark cluster (`fulcrum::bench::workload`).
+//! (one sample per message and one batch per node) and the engine's `offer_each` +
+//! `advance` on the generated benchmark cluster (`fulcrum::bench::workload`).
 //!
 //! ```sh
 //! cargo bench -p fulcrum --bench hot_path            # or --profile bench-fast
@@ -41,8 +41,9 @@ fn decoder(c: &mut Criterion) {
 }
 
 /// The steady per-sample path: one period of a 50-node stream (a tenth of the nodes
-/// interfering from minute 2) through `offer` and `advance`, one node's message at a time,
-/// on one engine that keeps running across iterations (sample generation is not timed).
+/// interfering from minute 2) through `offer_each` and `advance`, one node's message at a
+/// time as the feed offers them, on one engine that keeps running across iterations
+/// (sample generation is not timed).
 fn engine_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     let workload = Workload::new(50, 0.1);
@@ -60,9 +61,7 @@ fn engine_path(c: &mut Criterion) {
                 tick += 1;
                 let started = Instant::now();
                 for message in samples.chunks(PODS_PER_NODE + 1) {
-                    for s in message {
-                        engine.offer(s);
-                    }
+                    engine.offer_each(message, |_, _, _, _| {});
                     engine.advance_auto(&mut out);
                 }
                 busy += started.elapsed();
