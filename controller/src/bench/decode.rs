@@ -97,28 +97,32 @@ struct BareSample<'a> {
 }
 
 /// Metric pairs kept inline, as Fulcrum's decoder keeps them.
-struct BareMetrics<'a>(SmallVec<[(&'a str, f64); 8]>);
+type BareMetrics<'a> = BarePairs<'a, f64, 8>;
 
-impl<'de: 'a, 'a> Deserialize<'de> for BareMetrics<'a> {
+/// A JSON object's key-value pairs, in order, kept inline up to `N` (no hash map), for
+/// the bare parses.
+pub(super) struct BarePairs<'a, V, const N: usize>(pub(super) SmallVec<[(&'a str, V); N]>);
+
+impl<'de: 'a, 'a, V: Deserialize<'de>, const N: usize> Deserialize<'de> for BarePairs<'a, V, N> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = BareMetrics<'a>;
+        struct Pairs<'a, V, const N: usize>(std::marker::PhantomData<(&'a (), V)>);
+        impl<'de: 'a, 'a, V: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Pairs<'a, V, N> {
+            type Value = BarePairs<'a, V, N>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of metrics")
+                f.write_str("an object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut out = SmallVec::new();
-                while let Some((k, v)) = map.next_entry::<&'a str, f64>()? {
-                    out.push((k, v));
+                while let Some(pair) = map.next_entry::<&'a str, V>()? {
+                    out.push(pair);
                 }
-                Ok(BareMetrics(out))
+                Ok(BarePairs(out))
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
+        d.deserialize_map(Pairs(std::marker::PhantomData))
     }
 }
 

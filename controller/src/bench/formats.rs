@@ -27,8 +27,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use serde::Deserialize;
-use smallvec::SmallVec;
 
+use super::decode::BarePairs;
 use super::workload::T0_MS;
 use crate::inputs::{Input, InputFormat, InputSpec, MetricsMap};
 
@@ -241,30 +241,7 @@ struct BareAdapter<'a> {
 }
 
 /// Label pairs kept inline, in order, as Fulcrum's parser keeps them.
-struct BareLabels<'a>(SmallVec<[(&'a str, &'a str); 16]>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for BareLabels<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = BareLabels<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of labels")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut out = SmallVec::new();
-                while let Some(pair) = map.next_entry::<&'a str, &'a str>()? {
-                    out.push(pair);
-                }
-                Ok(BareLabels(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
+type BareLabels<'a> = BarePairs<'a, &'a str, 16>;
 
 /// The plain parse of one message of `format`; true when it parsed.
 fn bare_parse(format: &str, message: &[u8]) -> bool {
