@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use smallvec::SmallVec;
 
 use super::cluster::{NodeInfo, Owner, PodInfo, Resources};
-use super::decision::{Decision, Event, Outcome};
+use super::decision::{Decision, Event, Outcome, Unexplained};
 use super::{Engine, EngineConfig, Offered};
 use crate::sample::{Metric, PodRef, Sample};
 
@@ -230,6 +230,17 @@ pub(super) fn decisions(events: &[Event]) -> Vec<&Decision> {
         .iter()
         .filter_map(|e| match e {
             Event::Decision(d) => Some(d.as_ref()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The unexplained-episode reports among `events`.
+pub(super) fn unexplained(events: &[Event]) -> Vec<&Unexplained> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Unexplained(u) => Some(u.as_ref()),
             _ => None,
         })
         .collect()
@@ -454,14 +465,7 @@ fn built_in_exclusions_cannot_be_lifted() {
     w.run(20, 30);
     // (Its samples are sent as spark/hog, which is gone: nothing explains the victim.)
     assert!(w.decisions().is_empty());
-    let unexplained: Vec<_> = w
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Unexplained(u) => Some(u),
-            _ => None,
-        })
-        .collect();
+    let unexplained = unexplained(&w.events);
     assert_eq!(unexplained.len(), 1, "once per episode: {unexplained:#?}");
     assert_eq!(
         unexplained[0].cause, "not-significant",

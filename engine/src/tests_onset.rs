@@ -1,8 +1,8 @@
 //! Common mode at the onset: a step of the whole cluster at the moment the victim degrades
 //! is not evidence against the co-located pod that stepped with it (see `onset.rs`).
 
-use super::decision::{Event, Unexplained};
-use super::tests::{S, T0, decisions, node, noise, pod, policy, sample};
+use super::decision::Event;
+use super::tests::{S, T0, decisions, node, noise, pod, policy, sample, unexplained};
 use super::{Engine, EngineConfig};
 
 /// The tick (10 s each) at which the victim's latency steps up.
@@ -54,16 +54,6 @@ fn cluster_step(everywhere: bool, placebo_pods: usize) -> Vec<Event> {
     }
     engine.flush(&mut out);
     out
-}
-
-fn unexplained(events: &[Event]) -> Vec<&Unexplained> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Unexplained(u) => Some(u.as_ref()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The first decision must blame spark/a within sustainedFor (30 s) plus one sample period.
