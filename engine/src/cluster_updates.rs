@@ -18,6 +18,7 @@ impl Engine {
                 *slot = None;
             }
             self.sync_breakers(id);
+            self.usage_cache.clear();
             if let Some(seen) = self.node_seen.get_mut(id.index()) {
                 *seen = i64::MIN;
             }

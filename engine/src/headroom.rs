@@ -135,8 +135,10 @@ pub(crate) struct UsageMemo(RefCell<SmallVec<[Memoised; 8]>>);
 /// is planned again at each evaluation of its node: without sharing, each search sums the
 /// window means of every pod of the cluster (O(cluster) per search, O(cluster × firing
 /// nodes) per period). A destination's usage is computed by the first search of a bucket
-/// (`bucket_ms`) and reused by the others of that bucket: a prediction may miss at most
-/// the samples of the bucket in progress (a window is 30 or more buckets).
+/// (`bucket_ms`) and reused by the others of that bucket: a prediction may miss the
+/// samples, and the pods bound or removed, of the bucket in progress (a window is 30 or
+/// more buckets). Removing a node clears the cache ([`UsageCache::clear`]): its id may be
+/// reused by another node within the bucket.
 #[derive(Debug, Default)]
 pub(crate) struct UsageCache(std::sync::Mutex<UsageCacheInner>);
 
@@ -179,6 +181,15 @@ impl UsageCache {
             inner.computed += 1;
         }
         v
+    }
+
+    /// Forgets every value (a node was removed: its id may name another node next).
+    pub(crate) fn clear(&mut self) {
+        let inner = self
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.values.clear();
     }
 
     /// How many values were computed (not found) so far.

@@ -254,6 +254,16 @@ fn a_successful_search_predicts_no_usage_beyond_the_node_it_chooses() {
 /// One search from a hog's node over five destinations at the given utilisations: whether
 /// it found a node, and (usage predictions made for destinations, outcome).
 fn cluster_searches(utils: &[f64]) -> (bool, (usize, Result<String, String>)) {
+    let (engine, at) = searched_cluster(utils);
+    let (computed, outcome) = search(&engine, at);
+    (outcome.is_ok(), (computed, outcome))
+}
+
+/// The hog `n0-w`, its node `n0` and the time a search is made at.
+type SearchAt = (PodId, NodeId, i64);
+
+/// A hog's node `n0` and destinations `n1..` at the given utilisations, after 30 ticks.
+fn searched_cluster(utils: &[f64]) -> (Engine, SearchAt) {
     let node_trigger = with_spec(policy(""), add_membw_trigger);
     let mut engine = Engine::new(EngineConfig::default());
     assert!(engine.set_policies(&[node_trigger]).is_empty());
@@ -280,10 +290,30 @@ fn cluster_searches(utils: &[f64]) -> (bool, (usize, Result<String, String>)) {
     ) else {
         panic!("the cluster was just built");
     };
+    (engine, (pod, source, t))
+}
+
+/// One search: (usage predictions made for destinations, outcome).
+fn search(engine: &Engine, (pod, source, t): SearchAt) -> (usize, Result<String, String>) {
     let before = engine.usage_cache.computed();
     let outcome = engine.destination(0, pod, source, t).map(|(_, n)| n);
-    let computed = engine.usage_cache.computed() - before;
-    (outcome.is_ok(), (computed, outcome))
+    (engine.usage_cache.computed() - before, outcome)
+}
+
+/// Removing a node clears the destinations' usages of the bucket: its id may be reused by
+/// another node before the bucket ends, which must not read the old node's usage.
+#[test]
+fn a_removed_node_leaves_no_usage_behind_for_its_reused_id() {
+    let (mut engine, at) = searched_cluster(&[0.89, 0.89, 0.89, 0.89, 0.89]);
+    assert_eq!(search(&engine, at).0, 5);
+    // Control: a second search of the bucket reuses every usage.
+    assert_eq!(search(&engine, at).0, 0);
+    let id = engine.cluster.node_id("n3");
+    engine.remove_node("n3");
+    engine.upsert_node(node("n9"));
+    assert_eq!(engine.cluster.node_id("n9"), id, "the id is reused");
+    // n9 has never reported: four destinations are predicted afresh.
+    assert_eq!(search(&engine, at).0, 4);
 }
 
 #[test]
