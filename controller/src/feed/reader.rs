@@ -20,8 +20,8 @@ use super::decoded::OwnedSamples;
 use super::progress::Progress;
 use crate::clock::now_ms;
 use crate::inputs::{Input, InputSpec};
-use fulcrum_engine::sample::{DecodeError, DecodeOptions, Sample};
-use fulcrum_engine::{Engine, Event, Offered};
+use fulcrum_engine::sample::{DecodeError, DecodeOptions};
+use fulcrum_engine::{Engine, Event};
 
 /// A client context that treats end-of-partition events as the normal signal they are
 /// for a bounded read, instead of logging them as errors.
@@ -182,7 +182,8 @@ fn decode(input: &mut Input, topic: &str, message: &impl Message, options: &Deco
     let payload = message.payload().unwrap_or_default();
     let (samples, rejected) = match input.decode(payload, options) {
         Ok(decoded) => {
-            // Decoding succeeded, so the payload is UTF-8.
+            // A JSON payload is UTF-8 and the samples borrow from it; a protobuf one (OTLP)
+            // is not, and its samples own their strings (an empty text borrows nothing).
             let text = std::str::from_utf8(payload).unwrap_or_default();
             let mut samples = OwnedSamples::new(text, decoded);
             let errors = std::mem::take(&mut samples.rejected);
@@ -235,7 +236,8 @@ impl Driver<'_> {
                     summary.errors.extend(rejected);
                     let mut samples = Vec::with_capacity(owned.len());
                     owned.samples_into(&mut samples);
-                    let newest = self.offer(&mut samples);
+                    let newest =
+                        super::source::offer_samples(self.engine, &samples, |_, _, _, _, _| true);
                     self.progress.observe(partition, offset, newest, now_ms());
                 }
                 Item::End(p) => self.progress.reached_end(p),
@@ -270,19 +272,6 @@ impl Driver<'_> {
             on_event(&event);
         }
         Ok(summary)
-    }
-
-    /// Offers `samples` (emptied); the newest event time the engine queued, if any.
-    fn offer(&mut self, samples: &mut Vec<Sample<'_>>) -> Option<i64> {
-        let mut newest = None;
-        self.engine.offer_each(samples, |_, i, _, offered| {
-            if offered == Offered::Queued {
-                let ts = samples[i].ts_ms;
-                newest = Some(newest.map_or(ts, |n: i64| n.max(ts)));
-            }
-        });
-        samples.clear();
-        newest
     }
 }
 
