@@ -2,8 +2,10 @@
 //!
 //! A message usually holds one node's samples: [`Engine::offer_each`] looks the node up by
 //! name once per run of samples naming it, and [`Engine::offer_on`] takes a node id the
-//! caller resolved. A pod is first looked for where the node's previous sample's pod was
-//! followed (agents report a node's pods in a stable order), then by name. An id is always
+//! caller resolved. A pod is first looked for at the position after the previous sample's
+//! pod in its node's pod list (one hint for the whole engine: agents report a node's pods
+//! in a stable order, one node per message), then by name; when the hint misses, the name
+//! lookup is followed by a scan of the node's pod list for the next hint. An id is always
 //! checked against the current cluster view before it is used (ids of removed nodes and
 //! pods are reused), so an id resolved before a cluster update never misattributes a sample.
 

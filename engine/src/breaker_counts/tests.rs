@@ -176,7 +176,8 @@ fn lagging_entries_are_counted_at_their_time() {
         ranked.set(n, Some(t));
     }
     assert_eq!(ranked.count_below(25, Clock::Planning), 2);
-    // Ahead of both cursors (the watermark's is still at the start): these only lag.
+    // Node 1 (20 → 40) is behind the planning cursor (25) and moves at once; node 2 (30 →
+    // 50) is ahead of both cursors (the watermark's is still at the start) and only lags.
     ranked.set(1, Some(40));
     ranked.set(2, Some(50));
     assert_eq!(
