@@ -72,9 +72,6 @@ pub struct ClusterIndex {
     namespaces: FastMap<String, LabelMap>,
     pdbs: Vec<PdbInfo>,
     shared: Interner,
-    /// Each node's position in name order, by node id: computed when first asked for
-    /// after a node was added or removed (placement breaks ties by name with it).
-    name_ranks: std::sync::OnceLock<Vec<u32>>,
 }
 
 /// A change to the cluster view, as a watch (reflector, simulator) reports it.
@@ -132,7 +129,6 @@ impl ClusterIndex {
             return (id, Change::Updated);
         }
         // Slots of removed nodes are reused, so churn does not grow the index.
-        self.name_ranks = std::sync::OnceLock::new();
         let entry = Some(NodeEntry {
             info,
             pods: Vec::new(),
@@ -175,7 +171,6 @@ impl ClusterIndex {
     /// Removes a node (its pods stay indexed but unbound until they are removed too).
     pub fn remove_node(&mut self, name: &str) -> Option<NodeId> {
         let id = self.node_ids.remove(name)?;
-        self.name_ranks = std::sync::OnceLock::new();
         if let Some(entry) = self.nodes[id.index()].take() {
             for pod in entry.pods {
                 if let Some(p) = self.pods[pod.index()].as_mut() {
@@ -332,25 +327,6 @@ impl ClusterIndex {
             .enumerate()
             .filter(|(_, n)| n.is_some())
             .map(|(i, _)| NodeId(i as u32))
-    }
-
-    /// The node's position among the nodes in name order (nodes compare by name exactly
-    /// as by this rank); `u32::MAX` for an unknown node.
-    pub fn name_rank(&self, id: NodeId) -> u32 {
-        let ranks = self.name_ranks.get_or_init(|| {
-            let mut ids: Vec<NodeId> = self.node_ids().collect();
-            ids.sort_unstable_by(|a, b| self.node_name(*a).cmp(self.node_name(*b)));
-            let mut ranks = vec![u32::MAX; self.nodes.len()];
-            for (rank, id) in ids.into_iter().enumerate() {
-                ranks[id.index()] = rank as u32;
-            }
-            ranks
-        });
-        ranks.get(id.index()).copied().unwrap_or(u32::MAX)
-    }
-
-    fn node_name(&self, id: NodeId) -> &str {
-        self.node_info(id).map_or("", |n| n.name.as_str())
     }
 
     /// Every pod id, in id order.

@@ -44,8 +44,6 @@ fn repelled(pod: &PodInfo, node: &NodeInfo) -> bool {
 struct Candidate<'a> {
     preferred: bool,
     headroom: f64,
-    /// The node's position in name order ([`crate::cluster::ClusterIndex::name_rank`]).
-    name_rank: u32,
     id: NodeId,
     node: &'a NodeInfo,
 }
@@ -57,7 +55,7 @@ impl Candidate<'_> {
             .preferred
             .cmp(&self.preferred)
             .then(other.headroom.total_cmp(&self.headroom))
-            .then(self.name_rank.cmp(&other.name_rank))
+            .then_with(|| self.node.name.cmp(&other.node.name))
     }
 }
 
@@ -119,7 +117,6 @@ impl Engine {
                 Some(Candidate {
                     preferred: !repelled(info, node),
                     headroom,
-                    name_rank: self.cluster.name_rank(id),
                     id,
                     node,
                 })
