@@ -116,13 +116,19 @@ pub(crate) enum Crossing {
     },
     /// The node's victims would reach the level that hurt the source's (see
     /// [`crate::tolerated`]).
-    Untolerated {
-        load: Load,
-        predicted: f64,
-        source: f64,
-        victim: PodId,
-        policy: u16,
-    },
+    Untolerated(Untolerated),
+}
+
+/// A destination's victims would reach the level of the hog's resource that made victims
+/// cross a trigger on the source node.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Untolerated {
+    pub(crate) load: Load,
+    pub(crate) predicted: f64,
+    /// The source node's usage of the resource.
+    pub(crate) source: f64,
+    pub(crate) victim: PodId,
+    pub(crate) policy: u16,
 }
 
 /// The source node's usages, computed once per placement (for every destination tried).
@@ -285,11 +291,11 @@ impl Engine {
     #[cfg(test)]
     pub(crate) fn would_cross(&self, placing: &Placing<'_>, dest: NodeId) -> Option<String> {
         self.crossing(placing, dest)
-            .map(|why| self.describe(placing, dest, why))
+            .map(|why| self.describe(placing, why))
     }
 
     /// A crossing, in words.
-    pub(crate) fn describe(&self, placing: &Placing<'_>, dest: NodeId, why: Crossing) -> String {
+    pub(crate) fn describe(&self, placing: &Placing<'_>, why: Crossing) -> String {
         match why {
             Crossing::Trigger {
                 track: (policy, trigger, metric),
@@ -307,7 +313,7 @@ impl Engine {
                     slot.policy.spec.triggers[trigger as usize].name
                 )
             }
-            Crossing::Untolerated { .. } => self.describe_untolerated(placing, dest, why),
+            Crossing::Untolerated(why) => self.describe_untolerated(placing, why),
         }
     }
 

@@ -139,7 +139,7 @@ impl Engine {
         let example = example
             .map(|(id, why)| {
                 let node = self.cluster.node_info(id).map_or("?", |n| n.name.as_str());
-                format!(" ({node}: {})", self.describe(&placing, id, why))
+                format!(" ({node}: {})", self.describe(&placing, why))
             })
             .unwrap_or_default();
         Err(format!(

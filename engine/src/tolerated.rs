@@ -17,7 +17,7 @@ use fulcrum_policies::MetricId;
 
 use crate::cluster::{NodeId, PodId};
 use crate::engine::Engine;
-use crate::headroom::{Crossing, Placing};
+use crate::headroom::{Crossing, Placing, Untolerated};
 use crate::state::Role;
 
 impl Engine {
@@ -33,34 +33,26 @@ impl Engine {
             if predicted < source {
                 continue;
             }
-            return Some(Crossing::Untolerated {
+            return Some(Crossing::Untolerated(Untolerated {
                 load: *load,
                 predicted,
                 source,
                 victim,
                 policy,
-            });
+            }));
         }
         None
     }
 
-    /// An [`Crossing::Untolerated`], in words.
-    pub(crate) fn describe_untolerated(
-        &self,
-        placing: &Placing<'_>,
-        _dest: NodeId,
-        why: Crossing,
-    ) -> String {
-        let Crossing::Untolerated {
+    /// An [`Untolerated`] crossing, in words.
+    pub(crate) fn describe_untolerated(&self, placing: &Placing<'_>, why: Untolerated) -> String {
+        let Untolerated {
             load,
             predicted,
             source,
             victim,
             policy,
-        } = why
-        else {
-            return String::new();
-        };
+        } = why;
         let source_name = self
             .cluster
             .node_info(placing.source)
