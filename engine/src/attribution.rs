@@ -184,10 +184,8 @@ impl Engine {
         let window = spec.attribution.window_ms;
         let mut pairing = inputs.signal.map(|sig| Pairing::new(sig, t, window));
         let placebos = self.placebos(inputs, &pods, pairing.as_mut());
-        let spec = &self.policies[p as usize].policy.spec;
         let tests = (pods.len() * spec.attribution.metrics.len()).max(1);
-        let window = window.max(1);
-        let window_index = 1 + (t - inputs.since).max(0) as u64 / window;
+        let window_index = 1 + (t - inputs.since).max(0) as u64 / window.max(1);
         let k = window_index as f64;
         let level = self.config.false_blame_rate / (k * (k + 1.0)) / tests as f64;
         let mut scored: Vec<Scored> = Vec::with_capacity(pods.len());
